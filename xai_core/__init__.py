@@ -1,0 +1,58 @@
+"""xai_core: saliency maps for CNN image classifiers, from a notebook or the dashboard.
+
+Grad-CAM and its family, FM-G-CAM (fused multi-class maps) and FG-CAM (fine-grained
+maps), with a model registry, rendering and faithfulness metrics. See README.md.
+"""
+
+from xai_core.api import Explanation, explain, legend, render_fused, render_map, render_on_original
+from xai_core.errors import (
+    ImageError,
+    LayerError,
+    LayerNotFoundError,
+    MethodError,
+    UnknownNameError,
+    WeightsError,
+    XaiCoreError,
+)
+from xai_core.fusion import FusedMap, fm_g_cam
+from xai_core.methods import METHODS, get_method, list_methods
+from xai_core.models import LoadedModel, build_model, get_spec, list_models, load_model, prepare, register
+
+__version__ = "0.1.0"
+
+
+def read_image(source, **kwargs):
+    """Read an uploaded image safely (see :func:`xai_core.images.read_image`)."""
+    from xai_core.images import read_image as _read
+
+    return _read(source, **kwargs)
+
+
+__all__ = [
+    "METHODS",
+    "Explanation",
+    "FusedMap",
+    "ImageError",
+    "LayerError",
+    "LayerNotFoundError",
+    "LoadedModel",
+    "MethodError",
+    "UnknownNameError",
+    "WeightsError",
+    "XaiCoreError",
+    "build_model",
+    "explain",
+    "fm_g_cam",
+    "get_method",
+    "get_spec",
+    "legend",
+    "list_methods",
+    "list_models",
+    "load_model",
+    "prepare",
+    "read_image",
+    "register",
+    "render_fused",
+    "render_map",
+    "render_on_original",
+]

@@ -1,0 +1,46 @@
+"""Faithfulness and localisation metrics of saliency maps (docs/ALGORITHMS.md section 4).
+
+Pure, model-agnostic functions: the model enters only as
+``predict(batch [B, C, H, W]) -> class probabilities [B, N]``. This package never
+imports ``xai_core.methods``.
+"""
+
+from xai_core.metrics._common import Predict, gaussian_blur, rank_of_pixels
+from xai_core.metrics.evaluate import MapEvaluation, evaluate_map, scale_to_unit
+from xai_core.metrics.faithfulness import (
+    PIXELS_PER_STEP_DIVISOR,
+    AverageDropIncrease,
+    InsertionDeletion,
+    MultipliedCheck,
+    TopRemovedCheck,
+    average_drop_increase,
+    black_baseline,
+    confidence_change_when_multiplied,
+    confidence_drop_top_removed,
+    default_pixels_per_step,
+    insertion_deletion,
+)
+from xai_core.metrics.localisation import Box, check_box, proportion_in_box
+
+__all__ = [
+    "PIXELS_PER_STEP_DIVISOR",
+    "AverageDropIncrease",
+    "Box",
+    "InsertionDeletion",
+    "MapEvaluation",
+    "MultipliedCheck",
+    "Predict",
+    "TopRemovedCheck",
+    "average_drop_increase",
+    "black_baseline",
+    "check_box",
+    "confidence_change_when_multiplied",
+    "confidence_drop_top_removed",
+    "default_pixels_per_step",
+    "evaluate_map",
+    "gaussian_blur",
+    "insertion_deletion",
+    "proportion_in_box",
+    "rank_of_pixels",
+    "scale_to_unit",
+]

@@ -1,0 +1,243 @@
+"""Relevance rules as modified gradients (FG-CAM, ALGORITHMS.md section 3).
+
+Convention: the signal that flows backward through autograd is ``g = R / a``, the
+relevance *per unit of activation*, so that the relevance held by any tensor ``a`` of the
+forward graph is ``R = a * g``. With this convention the operations no rule is attached
+to behave as LRP-0 for free: a sum ``a + b`` hands ``a * g`` and ``b * g`` to its
+summands (the proportional split of a residual addition), a concatenation routes each
+part's channels, a functional average pool or ``flatten`` is LRP-0, and the plain
+gradient of a ReLU is the identity rule (``R_in = x * g * 1[x > 0] = relu(x) * g``).
+
+Each rule below maps ``g_out`` (the signal at a module's output ``y``) to the signal at
+its input ``x``. Relevance at the output is ``R_out = y * g_out``; the rule computes
+``R_in`` and returns ``g_in`` with ``x * g_in = R_in``. Divisions are "zero-safe": the
+quotient is 0 where the denominator is exactly 0 (no epsilon), as in the official
+FG-CAM code. Bias terms are ignored by the z rules.
+
+The backward functions only use operations that have vmap batching rules, so K classes
+run in one ``torch.autograd.grad(..., is_grads_batched=True)`` call; data-dependent
+branches only look at forward tensors (never at the batched ``g``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xai_core.errors import MethodError
+
+
+def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den``, and 0 where ``den == 0`` exactly (shapes broadcast)."""
+    return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+# ----------------------------------------------------------------------------- conv helpers
+
+
+def _conv_geometry(module: nn.Module) -> tuple[Any, ...]:
+    """``(pad, stride, padding, dilation, groups, ndim)`` of a conv module; ``pad`` is the
+    explicit zero padding its forward applies before ``F.conv2d`` (TF "same" convs of
+    efficientnet_pytorch keep it in ``static_padding``), as ``F.pad`` widths or ``None``."""
+    if getattr(module, "padding_mode", "zeros") != "zeros":
+        raise MethodError(
+            f"Relevance rules support zero-padded convolutions only; {type(module).__name__} uses "
+            f"padding_mode={module.padding_mode!r}."
+        )
+    if isinstance(module.padding, str):
+        raise MethodError(
+            f"Relevance rules need numeric padding; {type(module).__name__} has padding={module.padding!r}."
+        )
+    pad = None
+    static = getattr(module, "static_padding", None)
+    if isinstance(static, nn.ZeroPad2d):
+        pad = tuple(static.padding)
+    elif static is not None and not isinstance(static, nn.Module):
+        raise MethodError(f"Unexpected static_padding {static!r} on {type(module).__name__}.")
+    elif static is None and type(module).forward is not nn.Conv2d.forward:
+        raise MethodError(
+            f"{type(module).__name__} overrides Conv2d.forward in a way the relevance rules do not know; "
+            "only plain nn.Conv2d and TF-'same' convs with a static_padding ZeroPad2d are supported."
+        )
+    return pad, module.stride, module.padding, module.dilation, module.groups
+
+
+def _pad(x: torch.Tensor, pad: tuple[int, ...] | None) -> torch.Tensor:
+    return x if pad is None else F.pad(x, pad)
+
+
+def _unpad(g: torch.Tensor, pad: tuple[int, ...] | None) -> torch.Tensor:
+    if pad is None:
+        return g
+    left, right, top, bottom = pad
+    h, w = g.shape[-2], g.shape[-1]
+    return g[..., top : h - bottom, left : w - right]
+
+
+def _conv(x: torch.Tensor, w: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tensor:
+    _, stride, padding, dilation, groups = geo
+    return F.conv2d(x, w, None, stride, padding, dilation, groups)
+
+
+def _conv_t(shape: torch.Size, w: torch.Tensor, s: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tensor:
+    """Adjoint of :func:`_conv` applied to ``s`` (``conv^T(w, s)``), for an input of ``shape``."""
+    _, stride, padding, dilation, groups = geo
+    return torch.nn.grad.conv2d_input(shape, w, s, stride, padding, dilation, groups)
+
+
+# ----------------------------------------------------------------------------- rule maths
+# Each function: forward tensors (x, y, module) and the batched-able signal g_out -> g_in.
+
+
+def identity_grad(x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor:
+    """Identity rule (BatchNorm, ReLU, ReLU6, SiLU, ...): ``R_in = R_out``.
+
+    Args:
+        x: module input ``[1, C, h, w]``; y: module output, same shape.
+        g_out: signal at the output, same shape.
+
+    Returns:
+        ``g_in = g_out * y / x`` (0 where ``x == 0``: relevance sitting on an exactly zero
+        input is dropped, as the z rule below it would drop it anyway).
+    """
+    return g_out * safe_divide(y, x)
+
+
+def pool_grad(module: nn.Module, x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor:
+    """LRP-0 on the clamped input for max/avg/adaptive-avg pooling.
+
+    ``X = clamp(x, min=0)``, ``Y = pool(X)``, ``s = R_out / Y`` (0 where Y = 0),
+    ``R_in = X * (dY/dX)^T s``. Shapes: x ``[1, C, H, W]``, y and g_out ``[1, C, h, w]``.
+    """
+    xt = x.clamp(min=0)
+    r_out = y * g_out
+    if isinstance(module, nn.MaxPool2d):
+        k, st, p, d = (_pair(module.kernel_size), _pair(module.stride or module.kernel_size),
+                       _pair(module.padding), _pair(module.dilation))
+        big_y, idx = F.max_pool2d(xt, k, st, p, d, module.ceil_mode, return_indices=True)
+        s = safe_divide(r_out, big_y)
+        c = torch.ops.aten.max_pool2d_with_indices_backward(s, xt, k, st, p, d, module.ceil_mode, idx)
+    elif isinstance(module, nn.AvgPool2d):
+        k, st, p = _pair(module.kernel_size), _pair(module.stride or module.kernel_size), _pair(module.padding)
+        big_y = F.avg_pool2d(xt, k, st, p, module.ceil_mode, module.count_include_pad, module.divisor_override)
+        s = safe_divide(r_out, big_y)
+        c = torch.ops.aten.avg_pool2d_backward(
+            s, xt, k, st, p, module.ceil_mode, module.count_include_pad, module.divisor_override
+        )
+    elif isinstance(module, nn.AdaptiveAvgPool2d):
+        big_y = F.adaptive_avg_pool2d(xt, module.output_size)
+        s = safe_divide(r_out, big_y)
+        c = torch.ops.aten._adaptive_avg_pool2d_backward(s, xt)
+    elif isinstance(module, nn.AdaptiveMaxPool2d):
+        big_y, idx = F.adaptive_max_pool2d(xt, module.output_size, return_indices=True)
+        s = safe_divide(r_out, big_y)
+        c = torch.ops.aten.adaptive_max_pool2d_backward(s, xt, idx)
+    else:  # pragma: no cover - the composite only maps the classes above here
+        raise MethodError(f"No pooling rule for {type(module).__name__}.")
+    # R_in = X * c; X = x where x > 0, else 0, so g_in = c on x > 0.
+    return c * (x > 0).to(c.dtype)
+
+
+def _pair(v: Any) -> list[int]:
+    return list(v) if isinstance(v, (tuple, list)) else [int(v), int(v)]
+
+
+def zplus_conv_grad(module: nn.Conv2d, x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor:
+    """Hidden-conv z+/z- rule, bias ignored (groups and depthwise supported).
+
+    ``z = conv(x+, w+) + conv(x-, w-)``, ``s = R_out / z``,
+    ``R_in = x+ * conv^T(w+, s) + x- * conv^T(w-, s)``.
+    Shapes: x ``[1, C_in, H, W]``, y and g_out ``[1, C_out, h, w]``.
+    """
+    geo = _conv_geometry(module)
+    pad = geo[0]
+    xp_full = _pad(x, pad)
+    w = module.weight
+    wp = w.clamp(min=0)
+    xp = xp_full.clamp(min=0)
+    has_neg = bool((x < 0).any())
+    z = _conv(xp, wp, geo)
+    if has_neg:
+        wn = w.clamp(max=0)
+        z = z + _conv(xp_full.clamp(max=0), wn, geo)
+    s = safe_divide(y * g_out, z)
+    cp = _conv_t(xp_full.shape, wp, s, geo)
+    if has_neg:
+        cn = _conv_t(xp_full.shape, wn, s, geo)
+        g = torch.where(xp_full > 0, cp, torch.where(xp_full < 0, cn, torch.zeros_like(cn)))
+    else:
+        g = cp * (xp_full > 0).to(cp.dtype)
+    return _unpad(g, pad)
+
+
+def zbox_conv_grads(
+    module: nn.Conv2d, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z^B rule for the convolution that takes the image, bias ignored.
+
+    ``z = conv(x, w) - conv(l, w+) - conv(h, w-)``, ``s = R_out / z``;
+    ``R_in = x * conv^T(w, s) - l * conv^T(w+, s) - h * conv^T(w-, s)``, returned as the
+    three signals on ``x``, ``low`` and ``high`` (``R_in = x*g_x + low*g_low + high*g_high``).
+    ``low`` / ``high`` are images filled with the bounds (zero padding applies to them too).
+    """
+    geo = _conv_geometry(module)
+    pad = geo[0]
+    xf, lf, hf = _pad(x, pad), _pad(low, pad), _pad(high, pad)
+    w = module.weight
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
+    s = safe_divide(y * g_out, z)
+    return (
+        _unpad(_conv_t(xf.shape, w, s, geo), pad),
+        _unpad(-_conv_t(xf.shape, wp, s, geo), pad),
+        _unpad(-_conv_t(xf.shape, wn, s, geo), pad),
+    )
+
+
+def zplus_linear_grad(module: nn.Linear, x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor:
+    """z+/z- rule for a Linear layer (LRP head), bias ignored. x ``[1, in]``, y ``[1, out]``."""
+    w = module.weight
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    xp, xn = x.clamp(min=0), x.clamp(max=0)
+    z = F.linear(xp, wp) + F.linear(xn, wn)
+    s = safe_divide(y * g_out, z)
+    cp, cn = s @ wp, s @ wn
+    return torch.where(x > 0, cp, torch.where(x < 0, cn, torch.zeros_like(cn)))
+
+
+# ----------------------------------------------------------------------------- autograd glue
+
+
+class _RuleFunction(torch.autograd.Function):
+    """Returns a copy of ``y`` whose backward is ``grad_fn(g_out) -> grads of inputs``."""
+
+    @staticmethod
+    def forward(ctx: Any, grad_fn: Any, y: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:  # noqa: D401
+        ctx.grad_fn = grad_fn
+        ctx.n_inputs = len(inputs)
+        # y is kept by the closure; the returned copy may be modified in place downstream
+        # (DenseNet's functional relu_) without touching what the backward needs.
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grads = ctx.grad_fn(g_out)
+        if isinstance(grads, torch.Tensor):
+            grads = (grads,)
+        ctx.grad_fn = None  # free the forward tensors held by the closure
+        return (None, None, *grads)
+
+
+def apply_rule(grad_fn: Any, y: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+    """Tensor equal to ``y`` (``[1, ...]``), differentiable w.r.t. ``inputs`` by ``grad_fn``.
+
+    Args:
+        grad_fn: callable ``g_out -> g_in`` (or a tuple, one per input).
+        y: the module's real output (detached inside).
+        inputs: the tensors the signal is sent to (the module's input, plus the bound
+            images for z^B).
+    """
+    return _RuleFunction.apply(grad_fn, y.detach(), *inputs)
