@@ -115,8 +115,7 @@ def _dicom(
     ``raw_tags`` are written as raw bytes (VR OB, which Implicit VR does not record), so
     invalid values such as a DS of ``"abc "`` reach the file exactly as given (use them only
     with the default Implicit VR transfer syntax). Compressed syntaxes get the pixel bytes
-    encapsulated as one fragment; Deflate is written as plain Explicit VR (only the
-    announced syntax matters to the reader, which must refuse it).
+    encapsulated as one fragment; Deflate gets a real deflated Explicit VR dataset.
     """
     from pydicom.dataelem import DataElement
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -170,7 +169,14 @@ def _dicom(
         meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.543.0"
         fp.write(b"\x00" * 128 + b"DICM")
         write_file_meta_info(fp, meta, enforce_standard=True)
-    write_dataset(fp, ds)
+    if syntax == DeflatedExplicitVRLittleEndian:  # a real deflated dataset (raw DEFLATE stream)
+        body = DicomBytesIO()
+        body.is_little_endian, body.is_implicit_VR = True, False
+        write_dataset(body, ds)
+        packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        fp.write(packer.compress(body.getvalue()) + packer.flush())
+    else:
+        write_dataset(fp, ds)
     return fp.getvalue()
 
 
@@ -624,7 +630,7 @@ def _xray_files() -> list[CorpusFile]:
             _dicom(x12, bits_stored=12, transfer_syntax="1.2.840.10008.1.2.1.99"),
             "xray",
             "error",
-            "Deflate transfer syntax: refused (unbounded inflate)",
+            "valid deflated DICOM: refused anyway (pydicom inflates without a size bound)",
         )
     )
     add(CorpusFile("notes.dcm", b"just some text\n" * 30, "xray", "error", "text named .dcm"))

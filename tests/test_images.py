@@ -441,6 +441,15 @@ def test_missing_or_broken_decoder_message(by_name: dict[str, CorpusFile]) -> No
         assert "could not be decoded" in str(info.value)
 
 
+def test_deflated_dicom_refused(by_name: dict[str, CorpusFile]) -> None:
+    data = by_name["deflated.dcm"].data
+    ds = pydicom.dcmread(io.BytesIO(data))  # the file itself is valid...
+    assert ds.Rows == 64 and ds.pixel_array.shape == (64, 48)
+    with pytest.raises(ImageError, match="Deflate") as info:  # ...but refused before inflating
+        read_xray(data)
+    _check_message(info.value)
+
+
 def test_colour_image_as_xray_gets_note(by_name: dict[str, CorpusFile]) -> None:
     x = read_xray(by_name["colour_photo_xray.jpg"].data)
     assert any("converted to grey" in n for n in x.notes)

@@ -10,6 +10,9 @@ Everything here treats its input as untrusted: a file a user uploaded. Design:
   decompression-bomb guard (``DecompressionBombWarning`` when raised as an error,
   ``DecompressionBombError``) is caught and reported the same way. ``PIL.Image.MAX_IMAGE_PIXELS``
   and ``ImageFile.LOAD_TRUNCATED_IMAGES`` are never changed: the limit is a local check.
+  (The warnings filters are not touched either - ``catch_warnings`` is not thread-safe -
+  so Pillow may log its warning once for an image over its ~89.5 MP threshold; with
+  ``max_pixels`` below that, as by default, such an image is refused all the same.)
 - Allow-list of decoders. Only PNG, JPEG, WebP, BMP, TIFF and GIF plugins may open a
   file (plus pydicom for :func:`read_xray`); EPS, PDF, SVG, pickles and the rest are
   refused with a message that says what the file looks like and what is accepted.
@@ -571,8 +574,12 @@ def _decode_image(data: bytes, name: str | None, max_pixels: int, *, dicom_ok: b
             frames = None
         if frames is None or frames > 1:
             count = f" of {frames}" if frames else ""
-            what = f"multi-page TIFF: first page{count}" if fmt == "TIFF" else f"animated image: first frame{count}"
-            notes.append(f"{what} used")
+            if fmt == "TIFF":
+                notes.append(f"multi-page TIFF: first page{count} used")
+            elif fmt == "JPEG":  # MPO: stereo pairs, depth maps, previews
+                notes.append(f"multi-picture JPEG: first picture{count} used")
+            else:
+                notes.append(f"animated image: first frame{count} used")
     out.format = fmt  # Image.copy()/transpose() drop it; pages show it
     return out, notes
 
@@ -742,11 +749,25 @@ def _ensure_transfer_syntax(ds: Any) -> None:
     )
 
 
+def _file_meta_bytes(data: bytes) -> bytes:
+    """The File Meta group's bytes (where the transfer syntax is), found without pydicom.
+
+    pydicom inflates a Deflate dataset with an unbounded ``zlib.decompress`` before we
+    could look at it, so the transfer syntax is checked here first. With the ``DICM``
+    marker the group follows it and starts with its length (0002,0000) UL; without one,
+    the first 1 KiB is searched.
+    """
+    if data[128:132] == b"DICM" and data[132:136] == b"\x02\x00\x00\x00" and data[136:138] == b"UL":
+        length = int.from_bytes(data[140:144], "little")
+        return data[132 : 144 + min(length, 65536)]
+    return data[:1024]
+
+
 def _read_dicom(data: bytes, name: str | None, max_pixels: int) -> XrayImage:
     import pydicom
     from pydicom.pixels import pixel_array
 
-    if any(uid in data[:8192] for uid in _DEFLATED_SYNTAXES):
+    if any(uid in _file_meta_bytes(data) for uid in _DEFLATED_SYNTAXES):
         raise _dicom_fail(
             name,
             "uses the Deflate transfer syntax, which is not accepted (it can expand without bound)",
@@ -877,7 +898,7 @@ def _apply_rescale(x: np.ndarray, ds: Any, notes: list[str]) -> np.ndarray:
     icpts = _tag_numbers(ds, "RescaleIntercept") if has_icpt else [0.0]
     slope = slopes[0] if slopes else 1.0
     icpt = icpts[0] if icpts else 0.0
-    if not math.isfinite(slope) or slope == 0:
+    if not math.isfinite(slope) or slope <= 0:
         notes.append(f"RescaleSlope {_tag_repr(ds, 'RescaleSlope')} is invalid; ignored (1 used)")
         slope = 1.0
     if not math.isfinite(icpt):

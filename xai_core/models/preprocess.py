@@ -110,15 +110,17 @@ def prepare(image: Image.Image | np.ndarray, pre: Preprocessing) -> PreparedInpu
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
     out_h, out_w = pre.input_size
     if pre.kind == "imagenet":
-        # Resize the short side to `resize` (keeping the aspect ratio), then centre-crop.
+        # Resize the short side to `resize`, then centre-crop `input_size`: computed as the
+        # matching box in the original image, cropped first and resized once, so a
+        # 3x5000 strip never becomes a 256x426667 intermediate.
         resize = pre.resize or min(out_h, out_w)
         scale = resize / min(h0, w0)
-        rh, rw = max(out_h, round(h0 * scale)), max(out_w, round(w0 * scale))
-        t = _resize(t, (rh, rw), pre.interpolation)
-        top, left = (rh - out_h) // 2, (rw - out_w) // 2
-        t = t[..., top : top + out_h, left : left + out_w]
-        sy, sx = h0 / rh, w0 / rw
-        box = (left * sx, top * sy, (left + out_w) * sx, (top + out_h) * sy)
+        box_w, box_h = min(w0, out_w / scale), min(h0, out_h / scale)
+        left, top = (w0 - box_w) / 2, (h0 - box_h) / 2
+        x0, y0 = int(np.floor(left)), int(np.floor(top))
+        x1, y1 = min(w0, int(np.ceil(left + box_w))), min(h0, int(np.ceil(top + box_h)))
+        t = _resize(t[..., y0:y1, x0:x1], (out_h, out_w), pre.interpolation)
+        box = (float(x0), float(y0), float(x1), float(y1))
         view = t.clamp(0, 1)
         mean = torch.tensor(pre.mean, dtype=t.dtype).view(1, -1, 1, 1)
         std = torch.tensor(pre.std, dtype=t.dtype).view(1, -1, 1, 1)

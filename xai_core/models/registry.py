@@ -162,8 +162,6 @@ def build_model(key: str, *, weights: str | os.PathLike | None = "default") -> L
         load_into(module, read_state_dict(weights), source=repr(os.fspath(weights)))
         source = os.fspath(weights)
     module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
     return LoadedModel(spec, module, source)
 
 

@@ -29,13 +29,15 @@ from xai_core.hooks.layers import resolve_layer
 from xai_core.relevance import rules
 
 IDENTITY_TYPES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.GELU,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU6, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.GELU,
     nn.Hardswish, nn.Hardtanh, nn.Mish, nn.PReLU, nn.SELU, nn.CELU,
 )
 POOL_TYPES: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 #: Module type -> rule name (documented in ALGORITHMS.md section 3; "linear" is z+ for LRP heads).
+#: ReLU's identity rule is its plain gradient under the ``R = a * g`` convention, so it needs no hook.
 RULES: dict[type[nn.Module], str] = {
+    nn.ReLU: "gradient",
     **{t: "identity" for t in IDENTITY_TYPES},
     **{t: "pool" for t in POOL_TYPES},
     nn.Conv2d: "conv",
@@ -63,14 +65,14 @@ class RelevancePass:
             or None when no start layer was given (LRP starts at the logits).
         start_leaf: the detached leaf the rest of the network ran on (for true gradients).
         target: output of the target layer (differentiate the rule graph w.r.t. it).
-        bounds: ``(low, high)`` images of the z^B rule, when a conv took the model input.
+        bounds: ``(low, high)`` images of the z^B rule, one pair per conv that took the model input.
         calls: module name -> number of calls seen while the rules were active.
     """
 
     start: torch.Tensor | None = None
     start_leaf: torch.Tensor | None = None
     target: torch.Tensor | None = None
-    bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+    bounds: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     active: bool = True
     calls: dict[str, int] = field(default_factory=dict)
     unsupported: list[str] = field(default_factory=list)
@@ -137,7 +139,7 @@ def relevance_rules(
         if inp is x:  # the conv that takes the image: z^B with per-image global bounds
             low = torch.full_like(xd, xd.min().item()).requires_grad_(True)
             high = torch.full_like(xd, xd.max().item()).requires_grad_(True)
-            state.bounds = (low, high)
+            state.bounds.append((low, high))
             fn = functools.partial(rules.zbox_conv_grads, module, xd, low.detach(), high.detach(), output.detach())
             return rules.apply_rule(fn, output, inp, low, high)
         return rules.apply_rule(functools.partial(rules.zplus_conv_grad, module, xd, output.detach()), output, inp)
@@ -179,6 +181,8 @@ def relevance_rules(
         try:
             for module in model.modules():
                 kind = rule_for(module)
+                if kind == "gradient":
+                    continue
                 if kind is not None:
                     handles.append(module.register_forward_hook(functools.partial(rule_hook, kind=kind)))
                 elif not list(module.children()) and not isinstance(module, _PASS_TYPES):

@@ -24,7 +24,7 @@ from torch import nn
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
-from xai_core.relevance.composite import check_supported, relevance_rules
+from xai_core.relevance.composite import check_supported, relevance_rules, rule_for
 from xai_core.relevance.rules import safe_divide
 
 BASES = ("grad_cam", "score_cam")
@@ -229,7 +229,7 @@ def _propagate(
     """
     g0 = safe_divide(relevance, st.start.detach())[:, None]  # [K, 1, ...]; R = a * g
     if target_layer == "input":
-        inputs = [x_in] + (list(st.bounds) if st.bounds is not None else [])
+        inputs = [x_in] + [b for pair in st.bounds for b in pair]
     else:
         if st.target is None:
             raise LayerError(
@@ -237,7 +237,11 @@ def _propagate(
                 "input and the CAM layer (fgcam_target_layers lists them)."
             )
         inputs = [st.target]
-    grads = torch.autograd.grad(st.start, inputs, g0, is_grads_batched=True, allow_unused=True)
+    if g0.shape[0] == 1:  # one class: a plain backward, no vmap overhead
+        grads = torch.autograd.grad(st.start, inputs, g0[0], allow_unused=True)
+        grads = tuple(g if g is None else g[None] for g in grads)
+    else:
+        grads = torch.autograd.grad(st.start, inputs, g0, is_grads_batched=True, allow_unused=True)
     if grads[0] is None:
         raise LayerError(
             f"No relevance reaches {target_layer!r} from {start_name!r}: it is not on the path to that layer."
@@ -363,7 +367,8 @@ def fgcam_target_layers(model: nn.Module, example: torch.Tensor, cam_layer: str)
 
     def preferred(name: str) -> bool:
         m = modules[name]
-        return bool(list(m.children())) or isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))
+        is_container = rule_for(m) is None and bool(list(m.children()))  # not a padded conv
+        return is_container or isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))
 
     chosen = []
     for names in by_res.values():

@@ -31,8 +31,13 @@ from xai_core.errors import MethodError
 
 
 def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den``, and 0 where ``den == 0`` exactly (shapes broadcast)."""
-    return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
+    """``num / den``, and 0 where ``den == 0`` exactly (shapes broadcast).
+
+    Two passes: the quotient, then NaN (0/0) and +-inf (x/0) set to 0 in place on the
+    fresh quotient. A finite quotient too large for the dtype (denominators below ~1e-38
+    times the numerator) would also become 0; the z rules never get that close.
+    """
+    return (num / den).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
 # ----------------------------------------------------------------------------- conv helpers
@@ -113,32 +118,31 @@ def pool_grad(module: nn.Module, x: torch.Tensor, y: torch.Tensor, g_out: torch.
     ``R_in = X * (dY/dX)^T s``. Shapes: x ``[1, C, H, W]``, y and g_out ``[1, C, h, w]``.
     """
     xt = x.clamp(min=0)
-    r_out = y * g_out
     if isinstance(module, nn.MaxPool2d):
         k, st, p, d = (_pair(module.kernel_size), _pair(module.stride or module.kernel_size),
                        _pair(module.padding), _pair(module.dilation))
         big_y, idx = F.max_pool2d(xt, k, st, p, d, module.ceil_mode, return_indices=True)
-        s = safe_divide(r_out, big_y)
+        s = g_out * safe_divide(y, big_y)
         c = torch.ops.aten.max_pool2d_with_indices_backward(s, xt, k, st, p, d, module.ceil_mode, idx)
     elif isinstance(module, nn.AvgPool2d):
         k, st, p = _pair(module.kernel_size), _pair(module.stride or module.kernel_size), _pair(module.padding)
         big_y = F.avg_pool2d(xt, k, st, p, module.ceil_mode, module.count_include_pad, module.divisor_override)
-        s = safe_divide(r_out, big_y)
+        s = g_out * safe_divide(y, big_y)
         c = torch.ops.aten.avg_pool2d_backward(
             s, xt, k, st, p, module.ceil_mode, module.count_include_pad, module.divisor_override
         )
     elif isinstance(module, nn.AdaptiveAvgPool2d):
         big_y = F.adaptive_avg_pool2d(xt, module.output_size)
-        s = safe_divide(r_out, big_y)
+        s = g_out * safe_divide(y, big_y)
         c = torch.ops.aten._adaptive_avg_pool2d_backward(s, xt)
     elif isinstance(module, nn.AdaptiveMaxPool2d):
         big_y, idx = F.adaptive_max_pool2d(xt, module.output_size, return_indices=True)
-        s = safe_divide(r_out, big_y)
+        s = g_out * safe_divide(y, big_y)
         c = torch.ops.aten.adaptive_max_pool2d_backward(s, xt, idx)
     else:  # pragma: no cover - the composite only maps the classes above here
         raise MethodError(f"No pooling rule for {type(module).__name__}.")
     # R_in = X * c; X = x where x > 0, else 0, so g_in = c on x > 0.
-    return c * (x > 0).to(c.dtype)
+    return c.masked_fill_(x <= 0, 0.0)
 
 
 def _pair(v: Any) -> list[int]:
@@ -157,19 +161,16 @@ def zplus_conv_grad(module: nn.Conv2d, x: torch.Tensor, y: torch.Tensor, g_out: 
     xp_full = _pad(x, pad)
     w = module.weight
     wp = w.clamp(min=0)
-    xp = xp_full.clamp(min=0)
-    has_neg = bool((x < 0).any())
-    z = _conv(xp, wp, geo)
+    has_neg = bool((x < 0).any())  # inputs after ReLU/ReLU6 have none: skip the x- branch
+    z = _conv(xp_full.clamp(min=0) if has_neg else xp_full, wp, geo)
     if has_neg:
         wn = w.clamp(max=0)
         z = z + _conv(xp_full.clamp(max=0), wn, geo)
-    s = safe_divide(y * g_out, z)
-    cp = _conv_t(xp_full.shape, wp, s, geo)
+    s = g_out * safe_divide(y, z)
+    # R_in = x+ * cp + x- * cn, so g_in = cp where x > 0 and cn where x < 0 (in place on fresh tensors)
+    g = _conv_t(xp_full.shape, wp, s, geo).masked_fill_(xp_full <= 0, 0.0)
     if has_neg:
-        cn = _conv_t(xp_full.shape, wn, s, geo)
-        g = torch.where(xp_full > 0, cp, torch.where(xp_full < 0, cn, torch.zeros_like(cn)))
-    else:
-        g = cp * (xp_full > 0).to(cp.dtype)
+        g = g + _conv_t(xp_full.shape, wn, s, geo).masked_fill_(xp_full >= 0, 0.0)
     return _unpad(g, pad)
 
 
@@ -189,7 +190,7 @@ def zbox_conv_grads(
     w = module.weight
     wp, wn = w.clamp(min=0), w.clamp(max=0)
     z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
-    s = safe_divide(y * g_out, z)
+    s = g_out * safe_divide(y, z)
     return (
         _unpad(_conv_t(xf.shape, w, s, geo), pad),
         _unpad(-_conv_t(xf.shape, wp, s, geo), pad),
@@ -203,9 +204,8 @@ def zplus_linear_grad(module: nn.Linear, x: torch.Tensor, y: torch.Tensor, g_out
     wp, wn = w.clamp(min=0), w.clamp(max=0)
     xp, xn = x.clamp(min=0), x.clamp(max=0)
     z = F.linear(xp, wp) + F.linear(xn, wn)
-    s = safe_divide(y * g_out, z)
-    cp, cn = s @ wp, s @ wn
-    return torch.where(x > 0, cp, torch.where(x < 0, cn, torch.zeros_like(cn)))
+    s = g_out * safe_divide(y, z)
+    return (s @ wp).masked_fill_(x <= 0, 0.0) + (s @ wn).masked_fill_(x >= 0, 0.0)
 
 
 # ----------------------------------------------------------------------------- autograd glue

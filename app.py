@@ -1,0 +1,20 @@
+"""The dashboard's router: page config, the list of pages, run.
+
+Start it with ``streamlit run app.py``. Pages live in ``pages/``; their shared helpers
+(cached loaders, widgets, state keys) in ``pages/_ui/``.
+"""
+
+import streamlit as st
+
+from pages._ui.state import mark_routed
+
+st.set_page_config(page_title="FM-G-CAM explainer", page_icon=":material/insights:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/classification.py", title="Classification", icon=":material/image_search:", url_path="classification"),
+    st.Page("pages/xray.py", title="Chest X-ray", icon=":material/radiology:", url_path="xray"),
+    st.Page("pages/comparison.py", title="Method comparison", icon=":material/compare:", url_path="comparison"),
+]
+mark_routed()
+st.navigation(pages).run()

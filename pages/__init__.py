@@ -1,0 +1,1 @@
+"""Dashboard pages (listed explicitly by ``app.py``) and their Streamlit helpers in ``_ui``."""

@@ -1,0 +1,182 @@
+"""Plotly figures and downloadable files built from xai_core results (no model calls)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
+
+import xai_core as xc
+from xai_core.render.colour import resize_map
+
+FONT = "Arial, Helvetica, sans-serif"
+HOVER_GRID = 56  # hover cells per side on the interactive fused map
+
+
+def _layout(fig: go.Figure, height: int) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), font=dict(family=FONT, size=15))
+    return fig
+
+
+def predictions_chart(exp: xc.Explanation, k: int, title: str = "Top predictions") -> go.Figure:
+    """Horizontal bars of the K_max explained classes; the K fused ones in their legend colour."""
+    rows = xc.legend(exp, exp.k_max)
+    labels = [f"{r['label']}" for r in rows][::-1]
+    probs = [100 * r["probability"] for r in rows][::-1]
+    colours = [r["colour"] if i < k else "#c9ced6" for i, r in enumerate(rows)][::-1]
+    fig = go.Figure(go.Bar(
+        x=probs, y=labels, orientation="h", marker_color=colours,
+        text=[f"{p:.1f}%" for p in probs], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+    ))
+    fig.update_xaxes(title="probability (%)", range=[0, max(probs) * 1.2 + 1])
+    fig.update_layout(title=title)
+    return _layout(fig, 60 + 34 * len(rows))
+
+
+def xray_outputs_chart(model: xc.LoadedModel, probs: Sequence[float], flagged: Sequence[bool | None]) -> go.Figure:
+    """Every named pathology output, flagged where the operating threshold is known and exceeded."""
+    thresholds = model.spec.thresholds or (float("nan"),) * len(model.labels)
+    rows = [
+        (name, 100 * float(p), t, f)
+        for name, p, t, f in zip(model.labels, probs, thresholds, flagged)
+        if name
+    ]
+    rows.sort(key=lambda r: r[1])
+    colour = {True: "#d62728", False: "#2a6fdb", None: "#8c8c8c"}
+    fig = go.Figure(go.Bar(
+        x=[r[1] for r in rows], y=[r[0] for r in rows], orientation="h",
+        marker_color=[colour[r[3]] for r in rows],
+        text=[f"{r[1]:.1f}%" for r in rows],
+        textposition="outside", cliponaxis=False,
+        customdata=[("unknown" if np.isnan(r[2]) else f"{100 * r[2]:.1f}%") for r in rows],
+        hovertemplate="%{y}: %{x:.1f}% (operating threshold %{customdata})<extra></extra>",
+        name="output",
+    ))
+    known = [(r[0], 100 * r[2]) for r in rows if not np.isnan(r[2])]
+    if known:
+        fig.add_trace(go.Scatter(
+            x=[t for _, t in known], y=[n for n, _ in known], mode="markers",
+            marker=dict(symbol="line-ns-open", size=18, color="black", line=dict(width=2)),
+            name="operating threshold", hovertemplate="threshold %{x:.1f}%<extra></extra>",
+        ))
+    fig.update_xaxes(title="output (%)", range=[0, 118])
+    fig.update_layout(title="All pathology outputs (red: above the model's operating threshold)",
+                      legend=dict(orientation="h", y=-0.08))
+    return _layout(fig, 90 + 28 * len(rows))
+
+
+def fused_hover_figure(exp: xc.Explanation, fused: xc.FusedMap, picture: np.ndarray, k: int) -> go.Figure:
+    """The fused map as an image; hovering shows the dominant class and its value there."""
+    h, w = picture.shape[:2]
+    grid = (HOVER_GRID, HOVER_GRID)
+    maps = resize_map(fused.maps, grid)  # [K, g, g] numpy, model-free
+    owner = maps.argmax(axis=0)
+    value = maps.max(axis=0)
+    names = [f"{r['label']} ({100 * r['probability']:.1f}%)" for r in xc.legend(exp, k)]
+    text = np.where(value > 1e-3, np.asarray(names, dtype=object)[owner], "no class")
+    fig = go.Figure(go.Image(z=picture, hoverinfo="skip"))
+    fig.add_trace(go.Heatmap(
+        z=value, customdata=text, x0=w / grid[1] / 2 - 0.5, dx=w / grid[1], y0=h / grid[0] / 2 - 0.5, dy=h / grid[0],
+        opacity=0.0, showscale=False, colorscale="Greys",
+        hovertemplate="dominant class: %{customdata}<br>fused value: %{z:.2f}<extra></extra>",
+    ))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(title="Hover: dominant class and its fused value")
+    return _layout(fig, 520)
+
+
+def curves_figure(results: dict[str, object], kind: str) -> go.Figure:
+    """Insertion or deletion curves (``kind``) of several methods' MapEvaluation results."""
+    fig = go.Figure()
+    for label, ev in results.items():
+        c = ev.curves
+        y = c.insertion if kind == "insertion" else c.deletion
+        auc = c.insertion_auc if kind == "insertion" else c.deletion_auc
+        fig.add_trace(go.Scatter(x=100 * np.asarray(c.fractions), y=np.asarray(y), mode="lines",
+                                 name=f"{label} (AUC {auc:.3f})"))
+    better = "higher is better" if kind == "insertion" else "lower is better"
+    fig.update_xaxes(title=f"pixels {'inserted' if kind == 'insertion' else 'deleted'} (%)")
+    fig.update_yaxes(title="class probability", range=[0, 1.02])
+    fig.update_layout(title=f"{kind.capitalize()} ({better})", legend=dict(orientation="h", y=-0.25))
+    return _layout(fig, 430)
+
+
+# ----------------------------------------------------------------------------- downloads
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def figure_png(panels: list[tuple[np.ndarray, str]], title: str, legend_rows: list[dict], columns: int = 6) -> bytes:
+    """Panels (``uint8 [H, W, 3]`` + caption) in a grid, with a title and a colour legend, as PNG."""
+    tile = 224
+    pad, cap_h, title_h = 12, 40, 44
+    legend_h = 30 * len(legend_rows) + (10 if legend_rows else 0)
+    n = len(panels)
+    cols = min(columns, n)
+    rows = (n + cols - 1) // cols
+    width = pad + cols * (tile + pad)
+    height = title_h + rows * (tile + cap_h + pad) + legend_h + pad
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 10), title, fill="black", font=_font(20))
+    small = _font(14)
+    for i, (img, caption) in enumerate(panels):
+        x = pad + (i % cols) * (tile + pad)
+        y = title_h + (i // cols) * (tile + cap_h + pad)
+        canvas.paste(Image.fromarray(img).convert("RGB").resize((tile, tile)), (x, y))
+        for j, line in enumerate(_wrap(caption, 30)[:2]):
+            draw.text((x, y + tile + 3 + 17 * j), line, fill="black", font=small)
+    y = title_h + rows * (tile + cap_h + pad)
+    for r in legend_rows:
+        draw.rectangle([pad, y + 4, pad + 20, y + 24], fill=r["colour"], outline="black")
+        draw.text((pad + 30, y + 5), f"{r['label']}  {100 * r['probability']:.1f}%", fill="black", font=_font(16))
+        y += 30
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + ([line] if line else [])
+
+
+def predictions_records(exp: xc.Explanation) -> list[dict]:
+    """One row per explained class: rank, class index, label, probability."""
+    return [
+        {"rank": i + 1, "class_idx": c, "label": name, "probability": round(float(p), 6)}
+        for i, (c, name, p) in enumerate(exp.predictions)
+    ]
+
+
+def predictions_json(exp: xc.Explanation, settings: dict) -> str:
+    return json.dumps({"predictions": predictions_records(exp), "settings": settings}, indent=2, default=str)
+
+
+def predictions_csv(exp: xc.Explanation, settings: dict) -> str:
+    """Predictions as CSV, every row carrying the settings that produced it."""
+    buf = io.StringIO()
+    fields = ["rank", "class_idx", "label", "probability", *settings]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    for row in predictions_records(exp):
+        writer.writerow({**row, **{k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in settings.items()}})
+    return buf.getvalue()

@@ -1,0 +1,271 @@
+"""Widgets shared by the pages: image source, model and method pickers, display controls."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import streamlit as st
+
+import xai_core as xc
+from pages._ui import compute
+from pages._ui.state import K_MAX, PENDING_SAMPLE, SAMPLES, key
+from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
+from xai_core.images import image_digest
+from xai_core.render.colour import COLORMAPS
+
+log = logging.getLogger("xai_dashboard")
+T = TypeVar("T")
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
+XRAY_TYPES = ["dcm", "dicom", *IMAGE_TYPES]
+SAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm"}
+
+ACTIVATION_LABELS = {"relu": "ReLU", "elu": "ELU", "gelu": "GELU", "none": "none"}
+NORMALISATION_LABELS = {
+    "reference": "L2, reference (FM-G-CAM library)",
+    "per_class": "L2, per class",
+    "off": "off",
+}
+
+
+def attempt(fn: Callable[..., T], *args: object, **kwargs: object) -> T | None:
+    """Run ``fn``; show an XaiCoreError's message, or a short generic one for a bug; None on failure."""
+    try:
+        return fn(*args, **kwargs)
+    except xc.XaiCoreError as err:
+        st.error(str(err))
+    except Exception:  # noqa: BLE001 - anything else is a bug: log it, keep the page alive
+        log.exception("Unexpected error in %s", getattr(fn, "__name__", fn))
+        st.error("Something went wrong while computing this. The details were written to the server log.")
+    return None
+
+
+# ----------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image the user chose: its name, raw bytes and SHA-256."""
+
+    name: str
+    data: bytes
+    digest: str
+    is_sample: bool
+
+
+def sample_files(family: str) -> list[str]:
+    """Sample file names of one family (``imagenet`` or ``xray``), sorted."""
+    folder = SAMPLES / family
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
+
+
+def image_source(page: str, family: str, default_sample: str | None = None) -> ImageFile | None:
+    """An uploader plus a sample picker; an uploaded file wins over the sample."""
+    types = XRAY_TYPES if family == "xray" else IMAGE_TYPES
+    names = sample_files(family)
+    sample_key = key(page, "sample")
+    pending = st.session_state.get(PENDING_SAMPLE)
+    if pending and pending.get("family") == family and pending.get("name") in names:
+        st.session_state[sample_key] = pending["name"]
+        st.session_state.pop(PENDING_SAMPLE, None)
+    if sample_key not in st.session_state and names:
+        st.session_state[sample_key] = default_sample if default_sample in names else names[0]
+
+    left, right = st.columns([3, 2])
+    with left:
+        what = "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
+        upload = st.file_uploader(f"Upload {what}", type=types, key=key(page, "upload"))
+    with right:
+        sample = st.selectbox("...or use a sample", names, key=sample_key, disabled=upload is not None)
+    if upload is not None:
+        data = upload.getvalue()
+        return ImageFile(upload.name, data, image_digest(data), False)
+    if sample:
+        data = (SAMPLES / family / sample).read_bytes()
+        return ImageFile(sample, data, image_digest(data), True)
+    return None
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | None]:
+    """Model select box and, for models whose weights are not shipped, the weights source."""
+    specs = xc.list_models(family)
+    labels = {s.key: s.label for s in specs}
+    keys = [s.key for s in specs]
+    model_key = st.selectbox(
+        "Model", keys, format_func=labels.get, key=key(page, "model"),
+        help="EfficientNet-Lite0's weights ship with a Python package and work offline; the others are downloaded once.",
+    )
+    spec = xc.get_spec(model_key)
+    if spec.description:
+        st.caption(spec.description)
+    if spec.offline:
+        return compute.ModelChoice(model_key), None
+    sources = {
+        "default": "Default weights (downloaded once, then cached)",
+        "file": "A local weights file (.pt / .pth state_dict)",
+        "random": "Random weights (demo/testing only; outputs are meaningless)",
+    }
+    source = st.radio("Weights", list(sources), format_func=sources.get, key=key(page, "weights"))
+    if source == "file":
+        upload = st.file_uploader(
+            "Weights file", type=["pt", "pth", "bin", "ckpt"], key=key(page, "weights_file"),
+            help="A state_dict saved with torch.save(model.state_dict(), path). Read with weights_only=True: "
+            "files that need arbitrary unpickling are refused.",
+        )
+        if upload is None:
+            return compute.ModelChoice(model_key, "file", ""), None
+        data = upload.getvalue()
+        return compute.ModelChoice(model_key, "file", image_digest(data)), data
+    return compute.ModelChoice(model_key, source), None
+
+
+def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | None) -> xc.LoadedModel | None:
+    """Load the chosen model; when weights are missing, say so and how to supply them."""
+    if choice.weights == "file" and not choice.digest:
+        st.info("Upload a weights file in the sidebar (or choose another weights source).")
+        return None
+    try:
+        model = compute.load_model(choice, weights_file)
+    except xc.WeightsError as err:
+        st.error(f"**The model's weights are not available.** {err}")
+        st.info(
+            "No network here? Choose **A local weights file** under *Weights* in the sidebar and upload the file "
+            "named above, or put it in the folder named above and reload."
+        )
+        return None
+    except xc.XaiCoreError as err:
+        st.error(str(err))
+        return None
+    if choice.weights == "random":
+        st.warning("**Random weights**: this model is untrained. Its outputs and maps are meaningless; "
+                   "use this only to try the dashboard.")
+    return model
+
+
+def layer_picker(page: str, model: xc.LoadedModel, choice: compute.ModelChoice) -> str:
+    """Layer select box over ``model.layers`` (default: the spec's default layer)."""
+    layers = model.layers
+    names = [layer.name for layer in layers]
+    labels = {layer.name: layer.label for layer in layers}
+    widget = key(page, f"layer.{choice.key}")
+    if widget not in st.session_state or st.session_state[widget] not in names:
+        st.session_state[widget] = model.spec.default_layer if model.spec.default_layer in names else names[-1]
+    return st.selectbox(
+        "Layer", names, format_func=lambda n: labels.get(n, n), key=widget,
+        help="The convolutional layer whose feature maps are explained (default: the last block).",
+    )
+
+
+def method_params(page: str, spec) -> tuple[tuple[str, object], ...]:
+    """Widgets for a method's tunable parameters; returns them as a hashable tuple."""
+    values: list[tuple[str, object]] = []
+    for p in spec.params:
+        widget = key(page, f"param.{spec.key}.{p.name}")
+        if p.choices:
+            value = st.selectbox(p.label, list(p.choices), index=list(p.choices).index(p.default), key=widget, help=p.help)
+        elif isinstance(p.default, int):
+            value = int(st.number_input(
+                p.label, min_value=int(p.minimum or 1), max_value=int(p.maximum or 10_000), value=int(p.default),
+                step=1, key=widget, help=p.help,
+            ))
+        else:
+            value = st.number_input(p.label, value=float(p.default), key=widget, help=p.help)
+        values.append((p.name, value))
+    return tuple(values)
+
+
+def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tuple[str, object], ...]]:
+    """The base CAM method (from ``xai_core.METHODS``) and its parameters."""
+    methods = xc.list_methods()
+    labels = {m.key: m.label + (" (slow)" if m.slow else "") for m in methods}
+    method = st.selectbox(
+        label, [m.key for m in methods], format_func=labels.get, key=key(page, "method"),
+        help="The method whose per-class maps FM-G-CAM fuses (the paper uses Grad-CAM).",
+    )
+    spec = xc.get_method(method)
+    st.caption(f"{spec.summary} *{spec.paper}*")
+    return method, method_params(page, spec)
+
+
+@dataclass(frozen=True)
+class Display:
+    """Display-only choices: changing them never runs the model."""
+
+    k: int
+    activation: str
+    normalise: str
+    colormap: str
+    alpha: float
+    signed: bool
+
+
+def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
+    """K, end activation, L2 normalisation, colour map, opacity, signed view."""
+    k_max = max(1, min(K_MAX, k_max))
+    k_key = key(page, "k")
+    if k_key in st.session_state and st.session_state[k_key] > k_max:
+        st.session_state[k_key] = k_max
+    if k_max > 1:
+        k = st.slider("K: classes fused", 1, k_max, min(default_k, k_max), key=k_key,
+                      help=f"Up to {k_max} classes are computed once; moving K does not run the model again.")
+    else:
+        k = 1
+    activation = st.selectbox(
+        "End activation", list(ACTIVATIONS), format_func=ACTIVATION_LABELS.get, key=key(page, "activation"),
+        help="Applied after the L2 normalisation (FM-G-CAM: ReLU; ELU/GELU keep some negative evidence).",
+    )
+    normalise = st.selectbox(
+        "L2 normalisation", list(NORMALISATIONS), format_func=NORMALISATION_LABELS.get, key=key(page, "normalise"),
+    )
+    colormap = st.selectbox("Colour map (single-class maps)", list(COLORMAPS), index=list(COLORMAPS).index("jet"),
+                            key=key(page, "colormap"))
+    alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=key(page, "alpha"))
+    signed = st.toggle("Signed per-class maps (red +, blue -)", key=key(page, "signed"),
+                       help="Show each class's raw map with its sign instead of ReLU + min-max.")
+    return Display(k, activation, normalise, colormap, alpha, signed)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def legend_html(rows: list[dict]) -> str:
+    """Colour swatches naming each fused class and its probability."""
+    items = []
+    for r in rows:
+        items.append(
+            f'<div style="display:flex;align-items:center;gap:.5em;margin:.2em 0;font-size:1.05rem">'
+            f'<span style="display:inline-block;width:1.3em;height:1.3em;border-radius:3px;'
+            f'background:{r["colour"]};border:1px solid #555"></span>'
+            f'<span><b>{html.escape(str(r["label"]))}</b> &nbsp;{100 * r["probability"]:.1f}%</span></div>'
+        )
+    return '<div class="fmgcam-legend">' + "".join(items) + "</div>"
+
+
+def show_legend(rows: list[dict]) -> None:
+    st.markdown(legend_html(rows), unsafe_allow_html=True)
+
+
+def image_grid(images: list, captions: list[str], columns: int = 5) -> None:
+    """Images in rows of ``columns``, each with its caption."""
+    for start in range(0, len(images), columns):
+        cols = st.columns(columns)
+        for col, img, cap in zip(cols, images[start : start + columns], captions[start : start + columns]):
+            col.image(img, caption=cap, width="stretch")
+
+
+def progress_callback(bar) -> Callable[[int, int], None]:
+    """``progress(done, total)`` for slow methods, driving a ``st.progress`` bar."""
+
+    def report(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=f"{done} / {total}")
+
+    return report

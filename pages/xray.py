@@ -1,0 +1,101 @@
+"""Chest X-ray page: every pathology output, and FM-G-CAM across the top pathologies."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import xai_core as xc
+from pages._ui import compute, figures, views
+from pages._ui.state import K_MAX, ensure_routed, key
+from pages._ui.widgets import (
+    attempt,
+    display_controls,
+    image_source,
+    layer_picker,
+    load_model_or_explain,
+    method_picker,
+    model_picker,
+    progress_callback,
+)
+
+ensure_routed()
+
+PAGE = "xray"
+
+st.title("Chest X-ray: which regions drove each finding?")
+st.warning(
+    "**Research tool, not a diagnostic device.** The outputs and maps show what a research model responds "
+    "to; they are not a diagnosis and must not be used for patient care.",
+    icon=":material/warning:",
+)
+
+image = image_source(PAGE, "xray", default_sample="nih_00000001_000.png")
+
+with st.sidebar:
+    st.header("Model")
+    choice, weights_file = model_picker(PAGE, "xray")
+model = load_model_or_explain(choice, weights_file)
+if model is None:
+    st.stop()
+
+k_max = min(K_MAX, sum(1 for label in model.labels if label))
+with st.sidebar:
+    layer = layer_picker(PAGE, model, choice)
+    method, params = method_picker(PAGE)
+    st.header("Display")
+    display = display_controls(PAGE, k_max)
+
+if image is None:
+    st.info("Upload a chest X-ray or choose a sample to start.")
+    st.stop()
+
+xray = attempt(compute.read_xray, image.digest, image.name, image.data)
+if xray is None:
+    st.stop()
+with st.expander(f"How the file was read: {xray.source_format}, {xray.width}x{xray.height}, {xray.bits}-bit",
+                 expanded=bool(xray.notes)):
+    for note in xray.notes or ("read as is",):
+        st.markdown(f"- {note}")
+
+spec = xc.get_method(method)
+request = (image.digest, choice.model_id, layer, method, params)
+requested = st.session_state.setdefault(key(PAGE, "requested"), set())
+if spec.slow and request not in requested:
+    st.warning(f"{spec.label} is slow: it runs one forward pass per feature map (minutes on a CPU).")
+    if not st.button(f"Compute {spec.label}", type="primary", key=key(PAGE, "run_slow")):
+        st.stop()
+    requested.add(request)
+
+bar = st.progress(0.0, text="Explaining...") if spec.slow else None
+with st.spinner(f"Explaining the top {k_max} pathologies with {spec.label}..."):
+    exp = attempt(
+        compute.compute_explanation, image.digest, choice.model_id, layer, method, params, k_max,
+        _image=xray.pixels, _model=model, _progress=progress_callback(bar) if bar else None,
+    )
+if bar is not None:
+    bar.empty()
+if exp is None:
+    st.stop()
+
+flagged = model.above_threshold(exp.all_probs)
+chart_col, image_col = st.columns([3, 2])
+with chart_col:
+    st.plotly_chart(figures.xray_outputs_chart(model, exp.all_probs, flagged), key=key(PAGE, "outputs"))
+with image_col:
+    st.image(xray.pixels, caption=f"{image.name} as read (bright = dense)", width="stretch", clamp=True)
+    above = [name for name, f in zip(model.labels, flagged) if name and f]
+    if all(f is None for f in flagged):
+        st.caption("This model publishes no operating thresholds: outputs are shown without flags.")
+    elif above:
+        st.markdown("**Above the model's operating threshold:** " + ", ".join(above))
+    else:
+        st.markdown("No output is above the model's operating threshold.")
+    st.caption("Outputs are independent (sigmoid) scores per pathology, not probabilities that sum to one.")
+
+st.subheader("FM-G-CAM across the top pathologies")
+view = views.fused_view(PAGE, exp, display, what="pathology", whats="pathologies")
+settings = views.settings_dict(exp, display, model, image.name)
+settings["above_threshold"] = [name for name, f in zip(model.labels, flagged) if name and f]
+
+st.subheader("Downloads")
+views.downloads(PAGE, exp, view, settings, title=f"{image.name}: {model.spec.label} (research use only)")
