@@ -1,0 +1,128 @@
+"""Rendering and geometry: colour maps, fused colouring, overlays, crop boxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import xai_core
+from xai_core.errors import UnknownNameError
+from xai_core.models.preprocess import Preprocessing, prepare
+from xai_core.render import (
+    COLORMAPS,
+    apply_colormap,
+    class_colours,
+    colormap,
+    colourise_fused,
+    overlay,
+    place_on_original,
+    resize_map,
+    signed_colormap,
+)
+
+
+@pytest.mark.parametrize("name", COLORMAPS)
+def test_colormaps_are_256_distinct_rgb_entries(name):
+    lut = colormap(name)
+    assert lut.shape == (256, 3) and lut.dtype == np.uint8
+    assert len({tuple(c) for c in lut}) > 200
+
+
+def test_known_colormap_endpoints():
+    assert tuple(colormap("viridis")[0]) == (68, 1, 84)
+    assert tuple(colormap("viridis")[255]) == (253, 231, 37)
+    assert tuple(colormap("gray")[0]) == (0, 0, 0) and tuple(colormap("gray")[255]) == (255, 255, 255)
+    with pytest.raises(UnknownNameError, match="viridis"):
+        colormap("virdis")
+
+
+def test_apply_colormap_maps_values_to_entries():
+    out = apply_colormap(np.array([[0.0, 1.0], [0.5, np.nan]]), "gray")
+    assert out[0, 0].tolist() == [0, 0, 0] and out[0, 1].tolist() == [255, 255, 255]
+    assert out[1, 1].tolist() == [0, 0, 0]  # NaN shows as 0, not garbage
+    signed = signed_colormap(np.array([[-1.0, 0.0, 1.0]]))
+    assert signed[0, 0, 2] > signed[0, 0, 0] and signed[0, 2, 0] > signed[0, 2, 2]  # blue, red
+
+
+def test_fused_colouring_gives_each_class_its_hue():
+    maps = np.zeros((3, 2, 2), dtype=np.float32)
+    maps[0, 0, 0], maps[1, 0, 1], maps[2, 1, 0] = 1.0, 0.5, 0.25
+    rgb = colourise_fused(maps)
+    assert rgb[0, 0].tolist() == [255, 0, 0]
+    assert rgb[0, 1].tolist() == [0, 128, 0]
+    assert rgb[1, 0].tolist() == [0, 0, 64]
+    assert rgb[1, 1].tolist() == [0, 0, 0]
+    assert len(set(class_colours(10))) == 10
+
+
+def test_overlay_opacity_and_weight():
+    img = np.zeros((4, 4, 3), np.uint8)
+    heat = np.full((2, 2, 3), 200, np.uint8)
+    assert overlay(img, heat, 0.0).max() == 0
+    assert overlay(img, heat, 1.0).min() == 200
+    weighted = overlay(img, heat, 1.0, weight=np.array([[0.0, 1.0], [0.0, 1.0]]))
+    assert weighted[:, 0].max() < weighted[:, -1].min()
+    with pytest.raises(ValueError):
+        overlay(img, heat, 1.5)
+
+
+def test_resize_map_keeps_constant_and_shape():
+    out = resize_map(torch.full((7, 7), 3.0), (224, 160))
+    assert out.shape == (224, 160) and np.allclose(out, 3.0)
+    assert resize_map(np.zeros((2, 7, 7)), (14, 14)).shape == (2, 14, 14)
+
+
+def test_crop_box_maps_the_view_back_without_stretching():
+    """A 400x200 image: resize short side to 256 -> 512x256, centre crop 224 -> box in original."""
+    pre = Preprocessing(kind="imagenet", input_size=(224, 224), resize=256)
+    image = np.zeros((200, 400, 3), np.float32)
+    image[:, 180:220] = 1.0  # a white vertical band in the middle
+    prepared = prepare(image, pre)
+    left, top, right, bottom = prepared.crop_box
+    assert (right - left) == pytest.approx(175, abs=1) and (bottom - top) == pytest.approx(175, abs=1)
+    assert left == pytest.approx(112.5, abs=1) and top == pytest.approx(12.5, abs=1)
+    assert prepared.view.shape == (224, 224, 3)
+    band = prepared.view[:, :, 0].mean(axis=0) > 128
+    assert band[100:124].all() and not band[:60].any()  # the band stays in the middle, unstretched
+    heat = np.full((224, 224, 3), 255, np.uint8)
+    placed = place_on_original(Image.fromarray((image * 255).astype(np.uint8)), heat, prepared.crop_box, alpha=1.0)
+    assert placed.shape == (200, 400, 3)
+    assert placed[100, 10].tolist() == [0, 0, 0]  # outside the crop: untouched
+    assert placed[100, 200].tolist() == [255, 255, 255]
+
+
+def test_xray_preprocessing_scales_to_xrv_range():
+    pre = Preprocessing(kind="xray", input_size=(64, 64), channels=1)
+    grey = np.linspace(0, 1, 100 * 80, dtype=np.float32).reshape(100, 80)
+    prepared = prepare(grey, pre)
+    assert prepared.tensor.shape == (1, 1, 64, 64)
+    # rows 10..90 of a 0..1 ramp are kept: values 0.1..0.9 -> about -819..819
+    assert float(prepared.tensor.min()) == pytest.approx(-819, abs=8)
+    assert float(prepared.tensor.max()) == pytest.approx(819, abs=8)
+    assert prepared.crop_box == (0.0, 10.0, 80.0, 90.0)
+
+
+def test_explanation_renders_without_the_model(lite0, cat_dog, monkeypatch):
+    exp = xai_core.explain(lite0, cat_dog, top_k=5)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was called during rendering")
+
+    monkeypatch.setattr(lite0.module, "forward", no_model)
+    pictures = {
+        (k, act): xai_core.render_fused(exp, exp.fused(k, activation=act)).tobytes()
+        for k in (1, 2, 5)
+        for act in ("relu", "elu", "gelu")
+    }
+    for act in ("relu", "elu", "gelu"):  # K changes the picture
+        assert len({pictures[k, act] for k in (1, 2, 5)}) == 3
+    # so does the end activation (with K = 5 every position's strongest class is positive
+    # here, so ReLU and ELU coincide exactly; GELU still differs)
+    assert len({pictures[2, act] for act in ("relu", "elu", "gelu")}) == 3
+    assert pictures[5, "relu"] != pictures[5, "gelu"]
+    assert xai_core.render_map(exp, 1, colormap="magma").shape == (224, 224, 3)
+    assert len(xai_core.legend(exp, 3)) == 3
+    with pytest.raises(xai_core.MethodError, match="between 1 and 5"):
+        exp.fused(6)
