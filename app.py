@@ -12,7 +12,9 @@ st.set_page_config(page_title="FM-G-CAM explainer", page_icon=":material/insight
 
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/classification.py", title="Classification", icon=":material/image_search:", url_path="classification"),
+    st.Page(
+        "pages/classification.py", title="Classification", icon=":material/image_search:", url_path="classification"
+    ),
     st.Page("pages/xray.py", title="Chest X-ray", icon=":material/radiology:", url_path="xray"),
     st.Page("pages/comparison.py", title="Method comparison", icon=":material/compare:", url_path="comparison"),
 ]

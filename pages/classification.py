@@ -67,8 +67,16 @@ if spec.slow and request not in requested:
 bar = st.progress(0.0, text="Explaining...") if spec.slow else None
 with st.spinner(f"Explaining the top {k_max} classes with {spec.label}..."):
     exp = attempt(
-        compute.compute_explanation, image.digest, choice.model_id, layer, method, params, k_max,
-        _image=picture, _model=model, _progress=progress_callback(bar) if bar else None,
+        compute.compute_explanation,
+        image.digest,
+        choice.model_id,
+        layer,
+        method,
+        params,
+        k_max,
+        _image=picture,
+        _model=model,
+        _progress=progress_callback(bar) if bar else None,
     )
 if bar is not None:
     bar.empty()
@@ -105,12 +113,20 @@ if targets:
     names = [t[0] for t in targets]
     labels = dict(targets)
     c1, c2, c3 = st.columns([2, 1, 1])
-    target = c1.selectbox("FG-CAM target layer", names, index=len(names) - 1, format_func=labels.get,
-                          key=key(PAGE, f"fg_target.{choice.key}.{layer}"),
-                          help="Where the relevance is brought to: 'input' gives pixel-level maps.")
-    base = c2.selectbox("FG-CAM base", ["grad_cam", "score_cam"],
-                        format_func={"grad_cam": "Grad-CAM", "score_cam": "Score-CAM (slow)"}.get,
-                        key=key(PAGE, "fg_base"))
+    target = c1.selectbox(
+        "FG-CAM target layer",
+        names,
+        index=len(names) - 1,
+        format_func=labels.get,
+        key=key(PAGE, f"fg_target.{choice.key}.{layer}"),
+        help="Where the relevance is brought to: 'input' gives pixel-level maps.",
+    )
+    base = c2.selectbox(
+        "FG-CAM base",
+        ["grad_cam", "score_cam"],
+        format_func={"grad_cam": "Grad-CAM", "score_cam": "Score-CAM (slow)"}.get,
+        key=key(PAGE, "fg_base"),
+    )
     denoise = c3.toggle("Denoise (FG-CAM_D)", key=key(PAGE, "fg_denoise"))
     fg_request = (image.digest, choice.model_id, layer, target, exp.class_idx, base, denoise)
     if fg_request not in requested:
@@ -122,8 +138,17 @@ if targets:
         fg_bar = st.progress(0.0, text="FG-CAM...") if base == "score_cam" else None
         with st.spinner(f"FG-CAM of {exp.k_max} classes down to {target}..."):
             result = attempt(
-                compute.compute_fgcam, image.digest, choice.model_id, layer, target, exp.class_idx, base, denoise,
-                _x=exp.prepared.tensor, _model=model, _progress=progress_callback(fg_bar) if fg_bar else None,
+                compute.compute_fgcam,
+                image.digest,
+                choice.model_id,
+                layer,
+                target,
+                exp.class_idx,
+                base,
+                denoise,
+                _x=exp.prepared.tensor,
+                _model=model,
+                _progress=progress_callback(fg_bar) if fg_bar else None,
             )
         if fg_bar is not None:
             fg_bar.empty()
@@ -138,8 +163,9 @@ if fine is not None:
     b.image(fine_img, caption=f"FG-CAM fused, top {k}, at {fine.layer} ({fine.seconds:.1f} s)", width="stretch")
     with c:
         show_legend(xc.legend(fine, k))
-    fine_maps = [xc.render_map(fine, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed)
-                 for i in range(k)]
+    fine_maps = [
+        xc.render_map(fine, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed) for i in range(k)
+    ]
     fine_caps = [f"FG-CAM {i + 1}. {r['label']}" for i, r in enumerate(xc.legend(fine, k))]
     image_grid(fine_maps, fine_caps, columns=5)
     view["panels"] += [(fine_img, f"FG-CAM fused at {fine.layer}"), *zip(fine_maps, fine_caps)]

@@ -60,7 +60,9 @@ with st.sidebar:
         for m in slow:
             slow_params[m] = method_params(PAGE, xc.get_method(m))
     st.header("Display")
-    colormap = st.selectbox("Colour map", list(COLORMAPS), index=list(COLORMAPS).index("jet"), key=key(PAGE, "colormap"))
+    colormap = st.selectbox(
+        "Colour map", list(COLORMAPS), index=list(COLORMAPS).index("jet"), key=key(PAGE, "colormap")
+    )
     alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=key(PAGE, "alpha"))
     signed = st.toggle("Signed maps (red +, blue -)", key=key(PAGE, "signed"))
 
@@ -76,8 +78,11 @@ target_labels = dict(targets)
 target_names = [t[0] for t in targets if t[0] != layer]
 default_targets = [t for t in target_names if t == "input"] + target_names[1:2]
 fg_targets = st.multiselect(
-    "FG-CAM target layers (Grad-CAM components brought down to these layers)", target_names,
-    default=default_targets, format_func=target_labels.get, key=key(PAGE, f"fg_targets.{choice.key}.{layer}"),
+    "FG-CAM target layers (Grad-CAM components brought down to these layers)",
+    target_names,
+    default=default_targets,
+    format_func=target_labels.get,
+    key=key(PAGE, f"fg_targets.{choice.key}.{layer}"),
 )
 
 runs = [(m, ()) for m in chosen] + ([(m, slow_params[m]) for m in slow] if include_slow else [])
@@ -87,8 +92,15 @@ total = len(runs) + len(fg_targets)
 for i, (method, params) in enumerate(runs):
     bar.progress(i / max(total, 1), text=f"{labels[method]} ({i + 1} of {total})")
     exp = attempt(
-        compute.compute_explanation, image.digest, choice.model_id, layer, method, params, 1,
-        _image=picture, _model=model,
+        compute.compute_explanation,
+        image.digest,
+        choice.model_id,
+        layer,
+        method,
+        params,
+        1,
+        _image=picture,
+        _model=model,
         _progress=progress_callback(bar) if xc.get_method(method).slow else None,
     )
     if exp is not None:
@@ -102,8 +114,16 @@ for j, target in enumerate(fg_targets):
     if base is None:
         break
     out = attempt(
-        compute.compute_fgcam, image.digest, choice.model_id, layer, target, base.class_idx[:1], "grad_cam", False,
-        _x=base.prepared.tensor, _model=model,
+        compute.compute_fgcam,
+        image.digest,
+        choice.model_id,
+        layer,
+        target,
+        base.class_idx[:1],
+        "grad_cam",
+        False,
+        _x=base.prepared.tensor,
+        _model=model,
     )
     if out is not None:
         results[f"FG-CAM → {target}"] = compute.as_fgcam_explanation(base, out[0], target, out[1])
@@ -121,8 +141,10 @@ pictures = [first.prepared.view] + [
 ]
 captions = ["input"] + [f"{label}: {e.seconds:.2f} s" for label, e in results.items()]
 image_grid(pictures, captions, columns=5)
-st.caption("Times are the compute time of each map for one class on this machine (cached results keep the time "
-           "of their first computation).")
+st.caption(
+    "Times are the compute time of each map for one class on this machine (cached results keep the time "
+    "of their first computation)."
+)
 
 # ----------------------------------------------------------------------------- faithfulness
 st.subheader("Faithfulness")
@@ -133,8 +155,13 @@ st.markdown(
 )
 c1, c2 = st.columns([3, 1])
 to_score = c1.multiselect("Methods to score", list(results), default=list(results)[:3], key=key(PAGE, "score"))
-steps = c2.select_slider("Curve points", [14, 28, 56, 112], value=28, key=key(PAGE, "steps"),
-                         help="112 as in the paper; each point costs two forward passes per method.")
+steps = c2.select_slider(
+    "Curve points",
+    [14, 28, 56, 112],
+    value=28,
+    key=key(PAGE, "steps"),
+    help="112 as in the paper; each point costs two forward passes per method.",
+)
 request = (image.digest, choice.model_id, layer, tuple(to_score), steps)
 requested = st.session_state.setdefault(key(PAGE, "requested"), set())
 if request not in requested:
@@ -148,7 +175,9 @@ if request in requested and to_score:
     for i, label in enumerate(to_score):
         metrics_bar.progress(i / len(to_score), text=f"Scoring {label} ({i + 1} of {len(to_score)})")
         e = results[label]
-        ev = attempt(compute.compute_metrics, image.digest, choice.model_id, f"{label}@{layer}", cls, steps, _exp=e, _model=model)
+        ev = attempt(
+            compute.compute_metrics, image.digest, choice.model_id, f"{label}@{layer}", cls, steps, _exp=e, _model=model
+        )
         if ev is not None:
             scored[label] = ev
     metrics_bar.empty()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 import xai_core as xc
-from pages._ui.state import PAGE_FILES, PENDING_SAMPLE, SAMPLES, ensure_routed
 from pages._ui.compute import thumbnail
+from pages._ui.state import PAGE_FILES, PENDING_SAMPLE, SAMPLES, ensure_routed
 from pages._ui.widgets import sample_files
 
 ensure_routed()
@@ -21,7 +21,9 @@ st.markdown(
 )
 
 cols = st.columns(3)
-cols[0].page_link(PAGE_FILES["classification"], label="Classification: FM-G-CAM and FG-CAM", icon=":material/image_search:")
+cols[0].page_link(
+    PAGE_FILES["classification"], label="Classification: FM-G-CAM and FG-CAM", icon=":material/image_search:"
+)
 cols[1].page_link(PAGE_FILES["xray"], label="Chest X-ray: pathologies explained", icon=":material/radiology:")
 cols[2].page_link(PAGE_FILES["comparison"], label="Method comparison and faithfulness", icon=":material/compare:")
 
@@ -44,7 +46,11 @@ for family, page, caption in [
     for start in range(0, len(names), per_row):
         row = st.columns(per_row)
         for col, name in zip(row, names[start : start + per_row]):
-            col.image(thumbnail(str(SAMPLES / family / name)), caption=name.rsplit(".", 1)[0][-14:], width="stretch")
+            col.image(
+                thumbnail(str(SAMPLES / family / name)),
+                caption=name.rsplit(".", 1)[0].replace("ILSVRC2012_", ""),
+                width="stretch",
+            )
             if col.button("Open", key=f"home.open.{family}.{name}", help=name, width="stretch"):
                 _open(family, name)
                 st.switch_page(PAGE_FILES[page])

@@ -52,8 +52,10 @@ if image is None:
 xray = attempt(compute.read_xray, image.digest, image.name, image.data)
 if xray is None:
     st.stop()
-with st.expander(f"How the file was read: {xray.source_format}, {xray.width}x{xray.height}, {xray.bits}-bit",
-                 expanded=bool(xray.notes)):
+with st.expander(
+    f"How the file was read: {xray.source_format}, {xray.width}x{xray.height}, {xray.bits}-bit",
+    expanded=bool(xray.notes),
+):
     for note in xray.notes or ("read as is",):
         st.markdown(f"- {note}")
 
@@ -69,8 +71,16 @@ if spec.slow and request not in requested:
 bar = st.progress(0.0, text="Explaining...") if spec.slow else None
 with st.spinner(f"Explaining the top {k_max} pathologies with {spec.label}..."):
     exp = attempt(
-        compute.compute_explanation, image.digest, choice.model_id, layer, method, params, k_max,
-        _image=xray.pixels, _model=model, _progress=progress_callback(bar) if bar else None,
+        compute.compute_explanation,
+        image.digest,
+        choice.model_id,
+        layer,
+        method,
+        params,
+        k_max,
+        _image=xray.pixels,
+        _model=model,
+        _progress=progress_callback(bar) if bar else None,
     )
 if bar is not None:
     bar.empty()

@@ -4,6 +4,11 @@ Grad-CAM and its family, FM-G-CAM (fused multi-class maps) and FG-CAM (fine-grai
 maps), with a model registry, rendering and faithfulness metrics. See README.md.
 """
 
+from __future__ import annotations
+
+import os  # noqa: F401 - used in annotations
+from typing import TYPE_CHECKING, BinaryIO  # noqa: F401
+
 from xai_core.api import Explanation, explain, legend, render_fused, render_map, render_on_original
 from xai_core.errors import (
     ImageError,
@@ -18,14 +23,17 @@ from xai_core.fusion import FusedMap, fm_g_cam
 from xai_core.methods import METHODS, get_method, list_methods
 from xai_core.models import LoadedModel, build_model, get_spec, list_models, load_model, prepare, register
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 __version__ = "0.1.0"
 
 
-def read_image(source, **kwargs):
-    """Read an uploaded image safely (see :func:`xai_core.images.read_image`)."""
+def read_image(source: bytes | str | os.PathLike | BinaryIO, **limits: int) -> Image.Image:
+    """Read an image safely, with size limits (see :func:`xai_core.images.read_image`)."""
     from xai_core.images import read_image as _read
 
-    return _read(source, **kwargs)
+    return _read(source, **limits)
 
 
 __all__ = [

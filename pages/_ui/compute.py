@@ -172,14 +172,19 @@ def as_fgcam_explanation(exp: xc.Explanation, relevance, target_layer: str, seco
 
     ``channels=1``: relevance is already a channel sum, so FM-G-CAM's ``1/C`` is not applied.
     """
-    return dataclasses.replace(
-        exp, method="fg_cam", layer=target_layer, cams=relevance, channels=1, seconds=seconds
-    )
+    return dataclasses.replace(exp, method="fg_cam", layer=target_layer, cams=relevance, channels=1, seconds=seconds)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def compute_metrics(
-    digest: str, model_id: str, method_id: str, class_idx: int, steps: int, *, _exp: xc.Explanation, _model: xc.LoadedModel
+    digest: str,
+    model_id: str,
+    method_id: str,
+    class_idx: int,
+    steps: int,
+    *,
+    _exp: xc.Explanation,
+    _model: xc.LoadedModel,
 ):
     """Faithfulness scores and insertion/deletion curves of ``_exp``'s first map.
 

@@ -29,11 +29,18 @@ def predictions_chart(exp: xc.Explanation, k: int, title: str = "Top predictions
     labels = [f"{r['label']}" for r in rows][::-1]
     probs = [100 * r["probability"] for r in rows][::-1]
     colours = [r["colour"] if i < k else "#c9ced6" for i, r in enumerate(rows)][::-1]
-    fig = go.Figure(go.Bar(
-        x=probs, y=labels, orientation="h", marker_color=colours,
-        text=[f"{p:.1f}%" for p in probs], textposition="outside", cliponaxis=False,
-        hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=probs,
+            y=labels,
+            orientation="h",
+            marker_color=colours,
+            text=[f"{p:.1f}%" for p in probs],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+        )
+    )
     fig.update_xaxes(title="probability (%)", range=[0, max(probs) * 1.2 + 1])
     fig.update_layout(title=title)
     return _layout(fig, 60 + 34 * len(rows))
@@ -42,32 +49,40 @@ def predictions_chart(exp: xc.Explanation, k: int, title: str = "Top predictions
 def xray_outputs_chart(model: xc.LoadedModel, probs: Sequence[float], flagged: Sequence[bool | None]) -> go.Figure:
     """Every named pathology output, flagged where the operating threshold is known and exceeded."""
     thresholds = model.spec.thresholds or (float("nan"),) * len(model.labels)
-    rows = [
-        (name, 100 * float(p), t, f)
-        for name, p, t, f in zip(model.labels, probs, thresholds, flagged)
-        if name
-    ]
+    rows = [(name, 100 * float(p), t, f) for name, p, t, f in zip(model.labels, probs, thresholds, flagged) if name]
     rows.sort(key=lambda r: r[1])
     colour = {True: "#d62728", False: "#2a6fdb", None: "#8c8c8c"}
-    fig = go.Figure(go.Bar(
-        x=[r[1] for r in rows], y=[r[0] for r in rows], orientation="h",
-        marker_color=[colour[r[3]] for r in rows],
-        text=[f"{r[1]:.1f}%" for r in rows],
-        textposition="outside", cliponaxis=False,
-        customdata=[("unknown" if np.isnan(r[2]) else f"{100 * r[2]:.1f}%") for r in rows],
-        hovertemplate="%{y}: %{x:.1f}% (operating threshold %{customdata})<extra></extra>",
-        name="output",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=[r[1] for r in rows],
+            y=[r[0] for r in rows],
+            orientation="h",
+            marker_color=[colour[r[3]] for r in rows],
+            text=[f"{r[1]:.1f}%" for r in rows],
+            textposition="outside",
+            cliponaxis=False,
+            customdata=[("unknown" if np.isnan(r[2]) else f"{100 * r[2]:.1f}%") for r in rows],
+            hovertemplate="%{y}: %{x:.1f}% (operating threshold %{customdata})<extra></extra>",
+            name="output",
+        )
+    )
     known = [(r[0], 100 * r[2]) for r in rows if not np.isnan(r[2])]
     if known:
-        fig.add_trace(go.Scatter(
-            x=[t for _, t in known], y=[n for n, _ in known], mode="markers",
-            marker=dict(symbol="line-ns-open", size=18, color="black", line=dict(width=2)),
-            name="operating threshold", hovertemplate="threshold %{x:.1f}%<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[t for _, t in known],
+                y=[n for n, _ in known],
+                mode="markers",
+                marker=dict(symbol="line-ns-open", size=18, color="black", line=dict(width=2)),
+                name="operating threshold",
+                hovertemplate="threshold %{x:.1f}%<extra></extra>",
+            )
+        )
     fig.update_xaxes(title="output (%)", range=[0, 118])
-    fig.update_layout(title="All pathology outputs (red: above the model's operating threshold)",
-                      legend=dict(orientation="h", y=-0.08))
+    fig.update_layout(
+        title="All pathology outputs (red: above the model's operating threshold)",
+        legend=dict(orientation="h", y=-0.08),
+    )
     return _layout(fig, 90 + 28 * len(rows))
 
 
@@ -81,11 +96,20 @@ def fused_hover_figure(exp: xc.Explanation, fused: xc.FusedMap, picture: np.ndar
     names = [f"{r['label']} ({100 * r['probability']:.1f}%)" for r in xc.legend(exp, k)]
     text = np.where(value > 1e-3, np.asarray(names, dtype=object)[owner], "no class")
     fig = go.Figure(go.Image(z=picture, hoverinfo="skip"))
-    fig.add_trace(go.Heatmap(
-        z=value, customdata=text, x0=w / grid[1] / 2 - 0.5, dx=w / grid[1], y0=h / grid[0] / 2 - 0.5, dy=h / grid[0],
-        opacity=0.0, showscale=False, colorscale="Greys",
-        hovertemplate="dominant class: %{customdata}<br>fused value: %{z:.2f}<extra></extra>",
-    ))
+    fig.add_trace(
+        go.Heatmap(
+            z=value,
+            customdata=text,
+            x0=w / grid[1] / 2 - 0.5,
+            dx=w / grid[1],
+            y0=h / grid[0] / 2 - 0.5,
+            dy=h / grid[0],
+            opacity=0.0,
+            showscale=False,
+            colorscale="Greys",
+            hovertemplate="dominant class: %{customdata}<br>fused value: %{z:.2f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     fig.update_layout(title="Hover: dominant class and its fused value")
@@ -99,8 +123,9 @@ def curves_figure(results: dict[str, object], kind: str) -> go.Figure:
         c = ev.curves
         y = c.insertion if kind == "insertion" else c.deletion
         auc = c.insertion_auc if kind == "insertion" else c.deletion_auc
-        fig.add_trace(go.Scatter(x=100 * np.asarray(c.fractions), y=np.asarray(y), mode="lines",
-                                 name=f"{label} (AUC {auc:.3f})"))
+        fig.add_trace(
+            go.Scatter(x=100 * np.asarray(c.fractions), y=np.asarray(y), mode="lines", name=f"{label} (AUC {auc:.3f})")
+        )
     better = "higher is better" if kind == "insertion" else "lower is better"
     fig.update_xaxes(title=f"pixels {'inserted' if kind == 'insertion' else 'deleted'} (%)")
     fig.update_yaxes(title="class probability", range=[0, 1.02])
@@ -178,5 +203,7 @@ def predictions_csv(exp: xc.Explanation, settings: dict) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for row in predictions_records(exp):
-        writer.writerow({**row, **{k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in settings.items()}})
+        writer.writerow(
+            {**row, **{k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in settings.items()}}
+        )
     return buf.getvalue()

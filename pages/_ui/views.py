@@ -10,7 +10,9 @@ from pages._ui.state import key
 from pages._ui.widgets import Display, image_grid, show_legend
 
 
-def fused_view(page: str, exp: xc.Explanation, display: Display, *, what: str = "class", whats: str = "classes") -> dict:
+def fused_view(
+    page: str, exp: xc.Explanation, display: Display, *, what: str = "class", whats: str = "classes"
+) -> dict:
     """The fused map beside each top class's own map (FM-G-CAM paper, Figures 6 and 7).
 
     Returns the rendered panels and legend rows, for the PNG download.
@@ -38,7 +40,9 @@ def fused_view(page: str, exp: xc.Explanation, display: Display, *, what: str = 
         )
 
     st.markdown(f"#### Each {what}'s own {method} map")
-    maps = [xc.render_map(exp, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed) for i in range(k)]
+    maps = [
+        xc.render_map(exp, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed) for i in range(k)
+    ]
     captions = [f"{i + 1}. {r['label']} ({100 * r['probability']:.1f}%)" for i, r in enumerate(rows)]
     image_grid(maps, captions, columns=5)
 
@@ -74,14 +78,29 @@ def downloads(page: str, exp: xc.Explanation, view: dict, settings: dict, title:
     stem = f"{settings['model']}_{settings['method']}_k{settings['k']}"
     a, b, c = st.columns(3)
     a.download_button(
-        "Figure (PNG)", figures.figure_png(view["panels"], title, view["legend"]), file_name=f"{stem}.png",
-        mime="image/png", key=key(page, "dl_png"), on_click="ignore", width="stretch",
+        "Figure (PNG)",
+        figures.figure_png(view["panels"], title, view["legend"]),
+        file_name=f"{stem}.png",
+        mime="image/png",
+        key=key(page, "dl_png"),
+        on_click="ignore",
+        width="stretch",
     )
     b.download_button(
-        "Predictions + settings (JSON)", figures.predictions_json(exp, settings), file_name=f"{stem}.json",
-        mime="application/json", key=key(page, "dl_json"), on_click="ignore", width="stretch",
+        "Predictions + settings (JSON)",
+        figures.predictions_json(exp, settings),
+        file_name=f"{stem}.json",
+        mime="application/json",
+        key=key(page, "dl_json"),
+        on_click="ignore",
+        width="stretch",
     )
     c.download_button(
-        "Predictions + settings (CSV)", figures.predictions_csv(exp, settings), file_name=f"{stem}.csv",
-        mime="text/csv", key=key(page, "dl_csv"), on_click="ignore", width="stretch",
+        "Predictions + settings (CSV)",
+        figures.predictions_csv(exp, settings),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        key=key(page, "dl_csv"),
+        on_click="ignore",
+        width="stretch",
     )

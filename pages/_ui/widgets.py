@@ -79,7 +79,9 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
 
     left, right = st.columns([3, 2])
     with left:
-        what = "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
+        what = (
+            "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
+        )
         upload = st.file_uploader(f"Upload {what}", type=types, key=key(page, "upload"))
     with right:
         sample = st.selectbox("...or use a sample", names, key=sample_key, disabled=upload is not None)
@@ -101,7 +103,10 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
     labels = {s.key: s.label for s in specs}
     keys = [s.key for s in specs]
     model_key = st.selectbox(
-        "Model", keys, format_func=labels.get, key=key(page, "model"),
+        "Model",
+        keys,
+        format_func=labels.get,
+        key=key(page, "model"),
         help="EfficientNet-Lite0's weights ship with a Python package and work offline; the others are downloaded once.",
     )
     spec = xc.get_spec(model_key)
@@ -117,7 +122,9 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
     source = st.radio("Weights", list(sources), format_func=sources.get, key=key(page, "weights"))
     if source == "file":
         upload = st.file_uploader(
-            "Weights file", type=["pt", "pth", "bin", "ckpt"], key=key(page, "weights_file"),
+            "Weights file",
+            type=["pt", "pth", "bin", "ckpt"],
+            key=key(page, "weights_file"),
             help="A state_dict saved with torch.save(model.state_dict(), path). Read with weights_only=True: "
             "files that need arbitrary unpickling are refused.",
         )
@@ -146,8 +153,10 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
         st.error(str(err))
         return None
     if choice.weights == "random":
-        st.warning("**Random weights**: this model is untrained. Its outputs and maps are meaningless; "
-                   "use this only to try the dashboard.")
+        st.warning(
+            "**Random weights**: this model is untrained. Its outputs and maps are meaningless; "
+            "use this only to try the dashboard."
+        )
     return model
 
 
@@ -160,7 +169,10 @@ def layer_picker(page: str, model: xc.LoadedModel, choice: compute.ModelChoice) 
     if widget not in st.session_state or st.session_state[widget] not in names:
         st.session_state[widget] = model.spec.default_layer if model.spec.default_layer in names else names[-1]
     return st.selectbox(
-        "Layer", names, format_func=lambda n: labels.get(n, n), key=widget,
+        "Layer",
+        names,
+        format_func=lambda n: labels.get(n, n),
+        key=widget,
         help="The convolutional layer whose feature maps are explained (default: the last block).",
     )
 
@@ -171,12 +183,21 @@ def method_params(page: str, spec) -> tuple[tuple[str, object], ...]:
     for p in spec.params:
         widget = key(page, f"param.{spec.key}.{p.name}")
         if p.choices:
-            value = st.selectbox(p.label, list(p.choices), index=list(p.choices).index(p.default), key=widget, help=p.help)
+            value = st.selectbox(
+                p.label, list(p.choices), index=list(p.choices).index(p.default), key=widget, help=p.help
+            )
         elif isinstance(p.default, int):
-            value = int(st.number_input(
-                p.label, min_value=int(p.minimum or 1), max_value=int(p.maximum or 10_000), value=int(p.default),
-                step=1, key=widget, help=p.help,
-            ))
+            value = int(
+                st.number_input(
+                    p.label,
+                    min_value=int(p.minimum or 1),
+                    max_value=int(p.maximum or 10_000),
+                    value=int(p.default),
+                    step=1,
+                    key=widget,
+                    help=p.help,
+                )
+            )
         else:
             value = st.number_input(p.label, value=float(p.default), key=widget, help=p.help)
         values.append((p.name, value))
@@ -188,7 +209,10 @@ def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tup
     methods = xc.list_methods()
     labels = {m.key: m.label + (" (slow)" if m.slow else "") for m in methods}
     method = st.selectbox(
-        label, [m.key for m in methods], format_func=labels.get, key=key(page, "method"),
+        label,
+        [m.key for m in methods],
+        format_func=labels.get,
+        key=key(page, "method"),
         help="The method whose per-class maps FM-G-CAM fuses (the paper uses Grad-CAM).",
     )
     spec = xc.get_method(method)
@@ -215,22 +239,38 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
     if k_key in st.session_state and st.session_state[k_key] > k_max:
         st.session_state[k_key] = k_max
     if k_max > 1:
-        k = st.slider("K: classes fused", 1, k_max, min(default_k, k_max), key=k_key,
-                      help=f"Up to {k_max} classes are computed once; moving K does not run the model again.")
+        k = st.slider(
+            "K: classes fused",
+            1,
+            k_max,
+            min(default_k, k_max),
+            key=k_key,
+            help=f"Up to {k_max} classes are computed once; moving K does not run the model again.",
+        )
     else:
         k = 1
     activation = st.selectbox(
-        "End activation", list(ACTIVATIONS), format_func=ACTIVATION_LABELS.get, key=key(page, "activation"),
+        "End activation",
+        list(ACTIVATIONS),
+        format_func=ACTIVATION_LABELS.get,
+        key=key(page, "activation"),
         help="Applied after the L2 normalisation (FM-G-CAM: ReLU; ELU/GELU keep some negative evidence).",
     )
     normalise = st.selectbox(
-        "L2 normalisation", list(NORMALISATIONS), format_func=NORMALISATION_LABELS.get, key=key(page, "normalise"),
+        "L2 normalisation",
+        list(NORMALISATIONS),
+        format_func=NORMALISATION_LABELS.get,
+        key=key(page, "normalise"),
     )
-    colormap = st.selectbox("Colour map (single-class maps)", list(COLORMAPS), index=list(COLORMAPS).index("jet"),
-                            key=key(page, "colormap"))
+    colormap = st.selectbox(
+        "Colour map (single-class maps)", list(COLORMAPS), index=list(COLORMAPS).index("jet"), key=key(page, "colormap")
+    )
     alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=key(page, "alpha"))
-    signed = st.toggle("Signed per-class maps (red +, blue -)", key=key(page, "signed"),
-                       help="Show each class's raw map with its sign instead of ReLU + min-max.")
+    signed = st.toggle(
+        "Signed per-class maps (red +, blue -)",
+        key=key(page, "signed"),
+        help="Show each class's raw map with its sign instead of ReLU + min-max.",
+    )
     return Display(k, activation, normalise, colormap, alpha, signed)
 
 
@@ -245,7 +285,7 @@ def legend_html(rows: list[dict]) -> str:
             f'<div style="display:flex;align-items:center;gap:.5em;margin:.2em 0;font-size:1.05rem">'
             f'<span style="display:inline-block;width:1.3em;height:1.3em;border-radius:3px;'
             f'background:{r["colour"]};border:1px solid #555"></span>'
-            f'<span><b>{html.escape(str(r["label"]))}</b> &nbsp;{100 * r["probability"]:.1f}%</span></div>'
+            f"<span><b>{html.escape(str(r['label']))}</b> &nbsp;{100 * r['probability']:.1f}%</span></div>"
         )
     return '<div class="fmgcam-legend">' + "".join(items) + "</div>"
 

@@ -155,3 +155,140 @@ def replace_output(model: nn.Module, layer_name: str, fn) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+class ReplayMismatch(RuntimeError):
+    """The forward pass did not retrace the recorded one (data-dependent control flow)."""
+
+
+class RestOfNetwork:
+    """Run only the part of ``model`` after ``layer_name``, on a replacement of its output.
+
+    Generic over ``nn.Module`` code (no tracing, no graph rewriting). One recording pass
+    on ``x`` notes, in call order, every module call up to the layer and keeps the
+    output of each call that *finished* before the layer started (the upstream, which
+    depends on ``x`` only). Each later pass walks the same calls: a recorded call
+    returns its stored output without running (its sub-calls are skipped too), the layer
+    returns the replacement, and everything after the layer runs normally, on the batch
+    of the replacement (stored batch-1 outputs broadcast against it, as the model's
+    own batch-1 tensors would). Functional code between modules in a parent's
+    ``forward`` still runs; it is cheap next to the modules it connects.
+
+    Safety: a pass that does not retrace the recording (other modules, other order)
+    raises :class:`ReplayMismatch`; a stored output changed in place by the rest of
+    the network (its version counter moved) is recorded afresh before the next pass.
+    Callers check :meth:`__call__` once against the full network (see
+    ``xai_core.methods.score``) and fall back to full forward passes when it differs.
+
+    Use inside :func:`rest_of_network`, which installs and removes the wrappers.
+    """
+
+    def __init__(self, model: nn.Module, layer_name: str, x: torch.Tensor) -> None:
+        self.model = model
+        self.layer = resolve_layer(model, layer_name)
+        self.x = x
+        self._mode = "off"
+        self._calls: list[nn.Module] = []
+        self._skip_to: dict[int, int] = {}  # call index -> index after its sub-calls
+        self._stored: dict[int, object] = {}  # call index -> output (finished before the layer)
+        self._versions: list[tuple[torch.Tensor, int]] = []
+        self._pos = 0
+        self._past_layer = False
+        self._replacement: torch.Tensor | None = None
+
+    def _wrap(self, module: nn.Module, forward):
+        def wrapped(*args: object, **kwargs: object) -> object:
+            if self._mode == "off" or self._past_layer:
+                return forward(*args, **kwargs)
+            if self._mode == "record":
+                i = len(self._calls)
+                self._calls.append(module)
+                if module is self.layer:
+                    self._past_layer = True
+                    return forward(*args, **kwargs)
+                out = forward(*args, **kwargs)
+                if not self._past_layer:  # finished before the layer started: upstream only
+                    self._stored[i] = out
+                    self._skip_to[i] = len(self._calls)
+                return out
+            i = self._pos  # replay
+            if i >= len(self._calls) or self._calls[i] is not module:
+                raise ReplayMismatch("the forward pass took another path than the recorded one")
+            if module is self.layer:
+                self._past_layer = True
+                self._pos = i + 1
+                return self._replacement
+            if i in self._stored:
+                self._pos = self._skip_to[i]
+                return self._stored[i]
+            self._pos = i + 1  # an enclosing module of the layer: run its own code
+            return forward(*args, **kwargs)
+
+        return wrapped
+
+    def record(self) -> torch.Tensor:
+        """Run the full network once on ``x`` and store the upstream outputs; return its output."""
+        self._calls, self._skip_to, self._stored = [], {}, {}
+        self._mode, self._past_layer = "record", False
+        try:
+            with torch.no_grad():  # not inference_mode: stored tensors keep version counters
+                out = self.model(self.x)
+        finally:
+            self._mode = "off"
+        if not self._past_layer:
+            raise ReplayMismatch("the layer did not run")
+        self._versions = [
+            (t, t._version)
+            for value in self._stored.values()
+            for t in torch.utils._pytree.tree_leaves(value)
+            if isinstance(t, torch.Tensor)
+        ]
+        return out
+
+    def _stale(self) -> bool:
+        return any(t._version != v for t, v in self._versions)
+
+    def __call__(self, replacement: torch.Tensor) -> torch.Tensor:
+        """The network's output with the layer's output replaced (no gradient)."""
+        if not self._calls or self._stale():
+            self.record()
+        self._mode, self._pos, self._past_layer, self._replacement = "replay", 0, False, replacement
+        try:
+            with torch.no_grad():
+                out = self.model(self.x)
+        finally:
+            self._mode, self._replacement = "off", None
+        if not self._past_layer:
+            raise ReplayMismatch("the layer was not reached")
+        return out
+
+
+@contextlib.contextmanager
+def rest_of_network(model: nn.Module, layer_name: str, x: torch.Tensor) -> Iterator[RestOfNetwork]:
+    """A :class:`RestOfNetwork` for forwards run in the block; the model is left as found.
+
+    Wraps each sub-module's ``forward`` (an instance attribute, removed in ``finally``;
+    a module that already has one is restored to it) and holds the model's lock.
+
+    Example:
+        >>> with rest_of_network(model, "layer4", x) as rest:
+        ...     logits = rest(ablated_layer4_outputs)       # [B, N]; upstream ran once
+    """
+    runner = RestOfNetwork(model, layer_name, x)
+    patched: list[tuple[nn.Module, bool, object]] = []
+    with model_lock(model):
+        try:
+            for module in model.modules():
+                if module is model:
+                    continue
+                own = "forward" in module.__dict__
+                previous = module.__dict__.get("forward")
+                module.forward = runner._wrap(module, module.forward)
+                patched.append((module, own, previous))
+            yield runner
+        finally:
+            for module, own, previous in reversed(patched):
+                if own:
+                    module.forward = previous
+                else:
+                    del module.forward

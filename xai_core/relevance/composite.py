@@ -121,12 +121,23 @@ def relevance_rules(
     handles = []
     names = {m: n for n, m in model.named_modules()}
 
+    grad_modes: list[bool] = []
+
+    def pre_hook(_module: nn.Module, _inputs: tuple) -> None:
+        # The module's own ops need no autograd record (the rule replaces their backward):
+        # run them with grad off, which saves the tensors autograd would keep.
+        grad_modes.append(torch.is_grad_enabled())
+        if state.active:
+            torch.set_grad_enabled(False)
+
     def rule_hook(module: nn.Module, inputs: tuple, output: object, *, kind: str) -> torch.Tensor | None:
+        if grad_modes:
+            torch.set_grad_enabled(grad_modes.pop())
         name = names.get(module, "?")
         if not state.active or not isinstance(output, torch.Tensor) or not inputs:
             return None
         inp = inputs[0]
-        if not isinstance(inp, torch.Tensor) or not (inp.requires_grad or output.requires_grad):
+        if not isinstance(inp, torch.Tensor) or not inp.requires_grad:
             return None
         state.calls[name] = state.calls.get(name, 0) + 1
         xd = inp.detach()
@@ -184,6 +195,7 @@ def relevance_rules(
                 if kind == "gradient":
                     continue
                 if kind is not None:
+                    handles.append(module.register_forward_pre_hook(pre_hook))
                     handles.append(module.register_forward_hook(functools.partial(rule_hook, kind=kind)))
                 elif not list(module.children()) and not isinstance(module, _PASS_TYPES):
                     handles.append(module.register_forward_hook(leaf_hook))
