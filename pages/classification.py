@@ -39,7 +39,7 @@ model = load_model_or_explain(choice, weights_file)
 if model is None:
     st.stop()
 
-k_max = min(K_MAX, sum(1 for label in model.labels if label))
+k_max = min(K_MAX, model.n_valid)
 with st.sidebar:
     layer = layer_picker(PAGE, model, choice)
     method, params = method_picker(PAGE)

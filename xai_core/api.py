@@ -194,6 +194,25 @@ def render_fused(exp: Explanation, fused: FusedMap, *, alpha: float = 0.6, color
     return overlay(exp.prepared.view, heat, alpha, weight=minmax(strength) ** 0.5)
 
 
+def dominant_class(fused: FusedMap, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per display position, the class that dominates the fused map and its value.
+
+    Args:
+        fused: the fused map.
+        size: ``(H, W)`` of the display grid.
+
+    Returns:
+        ``(owner [H, W] int rank index, value [H, W] in [0, 1])``, for hover read-outs.
+    """
+    owner = torch.nn.functional.interpolate(fused.owner[None, None].float(), size=tuple(size), mode="nearest")
+    owner_np = owner[0, 0].long().numpy()
+    maps = resize_map(fused.maps, size)
+    if maps.ndim == 2:
+        maps = maps[None]
+    value = np.take_along_axis(maps, owner_np[None], axis=0)[0]
+    return owner_np, value
+
+
 def legend(exp: Explanation, k: int | None = None) -> list[dict]:
     """Legend rows for a fused map: colour (hex), class index, name, probability."""
     k = exp.k_max if k is None else k

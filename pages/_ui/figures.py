@@ -12,7 +12,6 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 import xai_core as xc
-from xai_core.render.colour import resize_map
 
 FONT = "Arial, Helvetica, sans-serif"
 HOVER_GRID = 56  # hover cells per side on the interactive fused map
@@ -90,9 +89,7 @@ def fused_hover_figure(exp: xc.Explanation, fused: xc.FusedMap, picture: np.ndar
     """The fused map as an image; hovering shows the dominant class and its value there."""
     h, w = picture.shape[:2]
     grid = (HOVER_GRID, HOVER_GRID)
-    maps = resize_map(fused.maps, grid)  # [K, g, g] numpy, model-free
-    owner = maps.argmax(axis=0)
-    value = maps.max(axis=0)
+    owner, value = xc.dominant_class(fused, grid)  # model-free
     names = [f"{r['label']} ({100 * r['probability']:.1f}%)" for r in xc.legend(exp, k)]
     text = np.where(value > 1e-3, np.asarray(names, dtype=object)[owner], "no class")
     fig = go.Figure(go.Image(z=picture, hoverinfo="skip"))

@@ -22,6 +22,14 @@ T = TypeVar("T")
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 XRAY_TYPES = ["dcm", "dicom", *IMAGE_TYPES]
+# The extensions above steer the browser's file dialog. The MIME types added below (the
+# same formats) make Streamlit skip its server-side *extension* check, which otherwise
+# raises an uncaught StreamlitAPIException for a file whose name does not end in a listed
+# extension (a client that bypasses the browser's filter, or a DICOM without an
+# extension) and leaves the session without its uploader. The file's content decides
+# instead: xai_core.images opens only an allow-list of formats and explains a refusal.
+IMAGE_MIME_TYPES = ["image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff", "image/gif"]
+XRAY_MIME_TYPES = ["application/dicom", *IMAGE_MIME_TYPES]
 SAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm"}
 
 ACTIVATION_LABELS = {"relu": "ReLU", "elu": "ELU", "gelu": "GELU", "none": "none"}
@@ -67,7 +75,7 @@ def sample_files(family: str) -> list[str]:
 
 def image_source(page: str, family: str, default_sample: str | None = None) -> ImageFile | None:
     """An uploader plus a sample picker; an uploaded file wins over the sample."""
-    types = XRAY_TYPES if family == "xray" else IMAGE_TYPES
+    types = XRAY_TYPES + XRAY_MIME_TYPES if family == "xray" else IMAGE_TYPES + IMAGE_MIME_TYPES
     names = sample_files(family)
     sample_key = key(page, "sample")
     pending = st.session_state.get(PENDING_SAMPLE)

@@ -80,6 +80,11 @@ class LoadedModel:
         """Boolean mask of outputs with a class name (torchxrayvision leaves some unnamed)."""
         return torch.tensor([bool(label) for label in self.spec.labels])
 
+    @property
+    def n_valid(self) -> int:
+        """How many outputs have a class name (the most classes top-K can explain)."""
+        return int(self.valid_outputs.sum())
+
     def example_input(self) -> torch.Tensor:
         """A zero input of the model's shape ``[1, C, H, W]``."""
         h, w = self.spec.preprocessing.input_size
