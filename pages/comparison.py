@@ -69,7 +69,7 @@ with st.sidebar:
 if image is None:
     st.info("Upload an image or choose a sample to start.")
     st.stop()
-picture = attempt(compute.read_image, image.digest, image.data)
+picture = attempt(compute.read_image, image.digest, image.data, _name=image.name)
 if picture is None:
     st.stop()
 

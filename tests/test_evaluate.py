@@ -51,9 +51,14 @@ def tiny_model():
 
     register(
         ModelSpec(
-            key=TINY, label="Tiny", family="imagenet", build=TinyEvalNet, fetch_weights=None,
+            key=TINY,
+            label="Tiny",
+            family="imagenet",
+            build=TinyEvalNet,
+            fetch_weights=None,
             preprocessing=Preprocessing(kind="imagenet", input_size=(32, 32), resize=36),
-            labels=TINY_LABELS, default_layer="features.4",
+            labels=TINY_LABELS,
+            default_layer="features.4",
         ),
         replace=True,
     )
@@ -80,12 +85,24 @@ def run(folder: Path, out: Path, *extra: str, **kwargs) -> int:
 # ----------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite_pytorch") is None, reason="needs the offline Lite0 weights")
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite_pytorch") is None, reason="needs the offline Lite0 weights"
+)
 def test_command_end_to_end_on_two_samples_with_lite0(folder: Path, tmp_path: Path):
     out = tmp_path / "res" / "eval.csv"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "xai_core.evaluate", str(folder), "--methods", "grad_cam,layer_cam",
-           "--pixels-per-step", "50176", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "xai_core.evaluate",
+        str(folder),
+        "--methods",
+        "grad_cam,layer_cam",
+        "--pixels-per-step",
+        "50176",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     got = rows(out)
@@ -110,9 +127,16 @@ def test_every_method_family_gives_a_row(folder: Path, tmp_path: Path):
     assert run(folder, out, "--methods", methods, "--limit", "1") == 0
     got = rows(out)
     assert [(r["method"], r["layer"]) for r in got] == [
-        ("grad_cam", "features.4"), ("score_cam", "features.4"), ("fm_g_cam:2", "features.4"),
-        ("fg_cam", "input"), ("fg_cam_d", "features.2"), ("fg_score_cam", "input"), ("fg_score_cam_d", "input"),
-        ("lrp", "input"), ("clrp", "input"), ("sglrp", "input"),
+        ("grad_cam", "features.4"),
+        ("score_cam", "features.4"),
+        ("fm_g_cam:2", "features.4"),
+        ("fg_cam", "input"),
+        ("fg_cam_d", "features.2"),
+        ("fg_score_cam", "input"),
+        ("fg_score_cam_d", "input"),
+        ("lrp", "input"),
+        ("clrp", "input"),
+        ("sglrp", "input"),
     ]
     assert not any(r["error"] for r in got), [r["error"] for r in got]
     # Signed input-layer relevance uses the paper's positive-only Average Drop; hidden layers do not.
@@ -131,8 +155,15 @@ def test_cached_fg_score_cam_equals_fg_cam_with_score_base():
     for key, denoise in (("fg_score_cam", False), ("fg_score_cam_d", True)):
         for layer in ("features.2", "input"):
             ours = maker._fg_cam(x, parse_method(key), layer, 3)
-            ref = fg_cam(model.module, x, cam_layer="features.4", target_layer=layer, class_idx=[3],
-                         base="score_cam", denoise=denoise)[0]
+            ref = fg_cam(
+                model.module,
+                x,
+                cam_layer="features.4",
+                target_layer=layer,
+                class_idx=[3],
+                base="score_cam",
+                denoise=denoise,
+            )[0]
             torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6)
     assert Job(parse_method("fg_cam"), "input") == Job(parse_method("fg_cam"), "input")
 

@@ -161,7 +161,8 @@ def test_linear_rule_matches_matrix_form() -> None:
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: nn.BatchNorm2d(3), nn.ReLU6, nn.SiLU, nn.ReLU, lambda: nn.ReLU(inplace=True)],
+    "make",
+    [lambda: nn.BatchNorm2d(3), nn.ReLU6, nn.SiLU, nn.ReLU, lambda: nn.ReLU(inplace=True)],
     ids=["bn", "relu6", "silu", "relu", "relu_inplace"],
 )
 def test_elementwise_layers_pass_relevance_unchanged(make) -> None:
@@ -244,8 +245,9 @@ def _golden_conv(v: dict) -> nn.Conv2d:
     return conv
 
 
-@pytest.mark.parametrize("key", ["conv_first_zB", "conv_hidden_mixed_sign", "conv_hidden_nonneg", "maxpool_2x2",
-                                 "adaptive_avgpool_3x3"])
+@pytest.mark.parametrize(
+    "key", ["conv_first_zB", "conv_hidden_mixed_sign", "conv_hidden_nonneg", "maxpool_2x2", "adaptive_avgpool_3x3"]
+)
 def test_golden_rule_vectors(rule_vectors: dict, key: str) -> None:
     v = rule_vectors[key]
     if key.startswith("conv"):
@@ -271,8 +273,12 @@ class TinyNet(nn.Module):
     def __init__(self, channels: int = 3, classes: int = 5) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(inplace=True),
-            nn.MaxPool2d(2), nn.Conv2d(6, 8, 3, padding=1, bias=False), nn.ReLU(),
+            nn.Conv2d(channels, 6, 3, padding=1, bias=False),
+            nn.BatchNorm2d(6),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3, padding=1, bias=False),
+            nn.ReLU(),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(8, classes, bias=False)

@@ -1,4 +1,4 @@
-"""Batch faithfulness evaluation over a folder of images: ``python -m xai_core.evaluate``.
+r"""Batch faithfulness evaluation over a folder of images: ``python -m xai_core.evaluate``.
 
 For every image, every method and every layer asked for, compute the map of one class
 (the top-1 prediction by default, ALGORITHMS.md section 4; or the true label) and score
@@ -167,7 +167,9 @@ def parse_method(text: str) -> MethodChoice:
             raise UsageError(str(UnknownNameError("FM-G-CAM base method", base, list(METHODS), hint=f"(in {key!r})")))
         spec = METHODS[base]
         if not spec.class_specific:
-            raise UsageError(f"--methods: {key!r}: {spec.label} gives the same map for every class; fusing it means nothing.")
+            raise UsageError(
+                f"--methods: {key!r}: {spec.label} gives the same map for every class; fusing it means nothing."
+            )
         canonical = f"fm_g_cam:{int(parts[1])}" + (f":{base}" if base != "grad_cam" else "")
         return MethodChoice(canonical, "fm_g_cam", base, k=int(parts[1]))
     raise UsageError("--methods: " + str(UnknownNameError("method", key, method_keys())))
@@ -262,7 +264,9 @@ def parse_class(value: str, labels: Sequence[str], where: str) -> int:
     if re.fullmatch(r"[+-]?\d+", text):
         idx = int(text)
         if not 0 <= idx < len(labels):
-            raise UsageError(f"{where}: class index {idx} is out of range (the model has classes 0..{len(labels) - 1}).")
+            raise UsageError(
+                f"{where}: class index {idx} is out of range (the model has classes 0..{len(labels) - 1})."
+            )
         return idx
     wanted = text.replace("_", " ").casefold()
     hits = [i for i, name in enumerate(labels) if name.casefold() == wanted]
@@ -343,9 +347,12 @@ class MapMaker:
         self._score_components: dict[tuple[str, int], torch.Tensor] = {}
 
     def new_image(self) -> None:
+        """Forget the previous image's cached FG-Score-CAM components."""
         self._score_components.clear()
 
-    def __call__(self, image, x: torch.Tensor, job: Job, class_idx: int, top: Sequence[int]) -> tuple[torch.Tensor, bool]:
+    def __call__(
+        self, image, x: torch.Tensor, job: Job, class_idx: int, top: Sequence[int]
+    ) -> tuple[torch.Tensor, bool]:
         """Returns ``(map [H, W], signed)``; signed maps are relevance at the input."""
         from xai_core.render.colour import resize_map
 
@@ -354,7 +361,9 @@ class MapMaker:
         if m.family == "cam":
             from xai_core.api import explain
 
-            exp = explain(self.model, image, method=m.base, layer=job.layer, class_idx=[class_idx], **self._params(m.base))
+            exp = explain(
+                self.model, image, method=m.base, layer=job.layer, class_idx=[class_idx], **self._params(m.base)
+            )
             return torch.from_numpy(np.asarray(exp.saliency(0), dtype=np.float64)), False
         if m.family == "fm_g_cam":
             from xai_core.api import explain
@@ -455,11 +464,13 @@ class RowWriter:
             self._handle.flush()
 
     def write(self, row: dict[str, str]) -> None:
+        """Append one row and flush it to disk."""
         self._writer.writerow(row)
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
     def close(self) -> None:
+        """Close the file."""
         self._handle.close()
 
 
@@ -484,6 +495,7 @@ class ProgressPrinter:
         self.start = time.monotonic()
 
     def step(self, what: str) -> None:
+        """Count one finished row and print a line about it."""
         self.done += 1
         if not self.enabled:
             return
@@ -492,7 +504,8 @@ class ProgressPrinter:
         width = len(str(self.total))
         pct = 100 * self.done // max(1, self.total)
         print(
-            f"[{self.done:>{width}}/{self.total}] {pct:3d}%  {what}  elapsed {_duration(elapsed)}, left ~{_duration(left)}",
+            f"[{self.done:>{width}}/{self.total}] {pct:3d}%  {what}  "
+            f"elapsed {_duration(elapsed)}, left ~{_duration(left)}",
             file=self.stream,
             flush=True,
         )
@@ -570,6 +583,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's argument parser."""
     parser = argparse.ArgumentParser(
         prog="python -m xai_core.evaluate",
         description="Score saliency maps of every image in a folder with the faithfulness metrics "
@@ -582,22 +596,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("folder", type=Path, help="folder of images (not searched recursively)")
     parser.add_argument("--model", default="efficientnet_lite0", help="model registry key (default efficientnet_lite0)")
-    parser.add_argument("--weights", default="default", help="'default' or a state_dict file for --model")
+    parser.add_argument(
+        "--weights", default="default", help="'default', 'random' (untrained) or a state_dict file for --model"
+    )
     parser.add_argument("--methods", default="grad_cam", help="comma-separated methods (default grad_cam)")
     parser.add_argument(
-        "--layers", default=None,
+        "--layers",
+        default=None,
         help="comma-separated layers for every method without @LAYER (default: the model's default layer for "
         "CAM methods, 'input' for FG-CAM and LRP)",
     )
     parser.add_argument("--cam-layer", default=None, help="FG-CAM's CAM layer L (default the model's default layer)")
-    parser.add_argument("--target", choices=("top1", "label"), default="top1",
-                        help="explain the top-1 prediction (default) or the true label (files without one become error rows)")
+    parser.add_argument(
+        "--target",
+        choices=("top1", "label"),
+        default="top1",
+        help="explain the top-1 prediction (default) or the true label (files without one become error rows)",
+    )
     parser.add_argument("--labels", type=Path, default=None, help="CSV with columns file,label")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name), before sharding")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="only the first N images (sorted by name), before sharding"
+    )
     parser.add_argument("--shard", default="0/1", help="i/n: evaluate images i, i+n, i+2n, ... of the sorted list")
-    parser.add_argument("--out", type=Path, default=Path("evaluation.csv"), help="CSV of results (summary: same name, .md)")
-    parser.add_argument("--pixels-per-step", type=int, default=None,
-                        help="insertion/deletion step (default round(H*W/112): the papers' 448 at 224x224)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("evaluation.csv"), help="CSV of results (summary: same name, .md)"
+    )
+    parser.add_argument(
+        "--pixels-per-step",
+        type=int,
+        default=None,
+        help="insertion/deletion step (default round(H*W/112): the papers' 448 at 224x224)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass in metrics and Score-CAM")
     parser.add_argument("--summary-only", action="store_true", help="only (re)write the summary of --out")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -622,7 +651,10 @@ def main(argv: Sequence[str] | None = None, *, on_row: OnRow | None = None) -> i
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"\nInterrupted; rows written so far are in {args.out}. Run the same command again to resume.", file=sys.stderr)
+        print(
+            f"\nInterrupted; rows written so far are in {args.out}. Run the same command again to resume.",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
 
 
@@ -679,7 +711,9 @@ def _run(args: argparse.Namespace, on_row: OnRow | None) -> int:
 
     existing = read_rows(out)
     step = args.pixels_per_step or _default_step(model)
-    other_steps = {r["pixels_per_step"] for r in existing if r["model"] == model.key and r["pixels_per_step"]} - {str(step)}
+    other_steps = {r["pixels_per_step"] for r in existing if r["model"] == model.key and r["pixels_per_step"]} - {
+        str(step)
+    }
     if other_steps:
         raise UsageError(
             f"{str(out)!r} holds rows computed with --pixels-per-step {', '.join(sorted(other_steps))}, not {step}; "
@@ -692,10 +726,7 @@ def _run(args: argparse.Namespace, on_row: OnRow | None) -> int:
         label = labels_by_file.get(path.name)
         if label is None:
             label = label_from_name(path, model.labels)
-        todo = [
-            job for job in jobs
-            if _key(model.key, path.name, job, args.target, label) not in done
-        ]
+        todo = [job for job in jobs if _key(model.key, path.name, job, args.target, label) not in done]
         if todo:
             plan.append((path, label, todo))
     total = sum(len(t) for _, _, t in plan)
@@ -764,14 +795,21 @@ def _evaluate_image(model, maker: MapMaker, path: Path, label: int | None, jobs:
         top = [int(i) for i in torch.argsort(probs, descending=True)[: max(j.method.k for j in jobs)]]
     except (XaiCoreError, OSError, ValueError) as exc:
         for job in jobs:
-            yield {**base, "method": job.method.key, "layer": job.layer, "error": _one_line(f"{type(exc).__name__}: {exc}")}
+            yield {
+                **base,
+                "method": job.method.key,
+                "layer": job.layer,
+                "error": _one_line(f"{type(exc).__name__}: {exc}"),
+            }
         return
     base["predicted"] = str(top[0])
     base["correct"] = "" if label is None else str(int(label == top[0]))
     for job in jobs:
         row = {**base, "method": job.method.key, "layer": job.layer}
         if args.target == "label" and label is None:
-            row["error"] = "no label for this file (give --labels or name it NAME__<class>.EXT), needed by --target label"
+            row["error"] = (
+                "no label for this file (give --labels or name it NAME__<class>.EXT), needed by --target label"
+            )
             yield row
             continue
         class_idx = label if args.target == "label" else top[0]

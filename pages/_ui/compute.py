@@ -13,7 +13,9 @@ hashed argument next to them (``digest`` for the image, ``model_id`` for the mod
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +38,8 @@ class ModelChoice:
     key: str
     weights: str = "default"
     digest: str = ""
+    #: the uploaded weights file's name, only for messages (not part of the cache key).
+    name: str = dataclasses.field(default="", compare=False)
 
     @property
     def model_id(self) -> str:
@@ -46,15 +50,22 @@ class ModelChoice:
 # ----------------------------------------------------------------------------- models
 
 
+def _safe_file_name(name: str, fallback: str) -> str:
+    """``name`` reduced to a harmless base name (letters, digits, ``._-``), else ``fallback``."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(name or ""))[:100].lstrip(".")
+    return base or fallback
+
+
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
-def _load(key: str, weights: str, digest: str, _data: bytes | None = None) -> xc.LoadedModel:
+def _load(key: str, weights: str, digest: str, _data: bytes | None = None, _name: str = "") -> xc.LoadedModel:
     if weights == "random":
         return xc.build_model(key, weights=None)
     if weights == "file":
         # build_model reads the file with torch.load(weights_only=True); the temporary
-        # copy is removed as soon as it is read.
+        # copy is removed as soon as it is read. It carries the uploaded file's (sanitised)
+        # name so that error messages name the user's file, inside a private folder.
         with tempfile.TemporaryDirectory(prefix="xai-weights-") as tmp:
-            path = os.path.join(tmp, f"{digest[:16]}.pt")
+            path = os.path.join(tmp, _safe_file_name(_name, f"{digest[:16]}.pt"))
             with open(path, "wb") as fh:
                 fh.write(_data or b"")
             return xc.build_model(key, weights=path)
@@ -63,7 +74,7 @@ def _load(key: str, weights: str, digest: str, _data: bytes | None = None) -> xc
 
 def load_model(choice: ModelChoice, weights_file: bytes | None = None) -> xc.LoadedModel:
     """The model for ``choice`` (built once per process and weights). Raises WeightsError."""
-    return _load(choice.key, choice.weights, choice.digest, weights_file)
+    return _load(choice.key, choice.weights, choice.digest, weights_file, choice.name)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -81,9 +92,14 @@ def fgcam_layers(model_id: str, cam_layer: str, _model: xc.LoadedModel) -> list[
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def read_image(digest: str, _data: bytes):
-    """Decode an uploaded ImageNet-page image (PIL, first frame). Raises ImageError."""
-    return xc.read_image(_data)
+def read_image(digest: str, _data: bytes, _name: str | None = None):
+    """Decode an uploaded ImageNet-page image (PIL, first frame). Raises ImageError.
+
+    ``_name`` (the uploaded file's name) only appears in error messages.
+    """
+    source = io.BytesIO(_data)
+    source.name = _name
+    return xc.read_image(source)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

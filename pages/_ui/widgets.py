@@ -139,7 +139,7 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
         if upload is None:
             return compute.ModelChoice(model_key, "file", ""), None
         data = upload.getvalue()
-        return compute.ModelChoice(model_key, "file", image_digest(data)), data
+        return compute.ModelChoice(model_key, "file", image_digest(data), upload.name), data
     return compute.ModelChoice(model_key, source), None
 
 
@@ -151,10 +151,17 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
     try:
         model = compute.load_model(choice, weights_file)
     except xc.WeightsError as err:
+        if choice.weights == "file":
+            st.error(
+                f"**The uploaded weights file cannot be used.** {err} Upload a state_dict saved with "
+                "`torch.save(model.state_dict(), path)` for the model picked above, or choose another weights source."
+            )
+            return None
         st.error(f"**The model's weights are not available.** {err}")
+        limit = st.get_option("server.maxUploadSize")
         st.info(
             "No network here? Choose **A local weights file** under *Weights* in the sidebar and upload the file "
-            "named above, or put it in the folder named above and reload."
+            f"named above (uploads are limited to {limit} MB), or put it in the folder named above and reload."
         )
         return None
     except xc.XaiCoreError as err:

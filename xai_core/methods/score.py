@@ -43,6 +43,12 @@ def score_masks(activations: torch.Tensor, size: tuple[int, int], *, variant: st
         masks = (up - lo[:, None, None]) / (span + 1e-8)
     else:
         masks = torch.where(span > 0, (up - lo[:, None, None]) / span.clamp(min=1e-30), torch.zeros_like(up))
+    # A constant channel's mask is 0 in exact arithmetic (0 / (0 + 1e-8), or 0 / 0 taken
+    # as 0), but bilinear weights that do not sum to exactly 1 leave ~1 ulp of ripple in
+    # the upsampled constant, which the division would blow up into an arbitrary mask.
+    low = activations[0].reshape(activations.shape[1], -1)
+    constant = low.amax(dim=1) == low.amin(dim=1)
+    masks = torch.where(constant[:, None, None], torch.zeros_like(masks), masks)
     return masks[:, None]
 
 

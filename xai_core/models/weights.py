@@ -131,3 +131,14 @@ def fetch(url: str, folder: Path, *, what: str) -> Path:
             "Or run `python -m xai_core.download` while online to fetch every model at once."
         ) from err
     return target
+
+
+def read_downloaded(path: Path, url: str, *, what: str, allow_pickled_module: bool = False) -> dict[str, torch.Tensor]:
+    """:func:`read_state_dict` for a file :func:`fetch` returned; a damaged copy says how to fix it."""
+    try:
+        return read_state_dict(path, allow_pickled_module=allow_pickled_module)
+    except WeightsError as err:
+        raise WeightsError(
+            f"{err} The local copy of the weights of {what} at {path} is damaged: delete that file and "
+            f"reload to download it again, or replace it with a good copy of {url}."
+        ) from err

@@ -12,7 +12,7 @@ from torch import nn
 from xai_core.errors import WeightsError
 from xai_core.models.preprocess import Preprocessing
 from xai_core.models.registry import ModelSpec
-from xai_core.models.weights import fetch, read_state_dict, torch_checkpoint_dir
+from xai_core.models.weights import fetch, read_downloaded, read_state_dict, torch_checkpoint_dir
 
 # ----------------------------------------------------------------------------- ImageNet
 
@@ -78,7 +78,7 @@ def _torchvision_weights(arch: str):
 def _torchvision_state(arch: str) -> dict[str, torch.Tensor]:
     weights = _torchvision_weights(arch)
     path = fetch(weights.url, torch_checkpoint_dir(), what=f"torchvision {arch}")
-    return read_state_dict(path)
+    return read_downloaded(path, weights.url, what=f"torchvision {arch}")
 
 
 def _torchvision_spec(arch: str, label: str, layer: str, description: str) -> ModelSpec:
@@ -161,7 +161,7 @@ def _xrv_state(weights: str) -> dict[str, torch.Tensor]:
     path = fetch(info["weights_url"], xrv_cache_dir(), what=f"torchxrayvision {weights}")
     # Official files from the library's own address: some store a whole pickled model,
     # which torchxrayvision itself reads with weights_only=False.
-    return read_state_dict(path, allow_pickled_module=True)
+    return read_downloaded(path, info["weights_url"], what=f"torchxrayvision {weights}", allow_pickled_module=True)
 
 
 def _xrv_spec(weights: str, label: str, description: str) -> ModelSpec:

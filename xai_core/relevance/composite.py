@@ -29,8 +29,19 @@ from xai_core.hooks.layers import resolve_layer
 from xai_core.relevance import rules
 
 IDENTITY_TYPES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU6, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.GELU,
-    nn.Hardswish, nn.Hardtanh, nn.Mish, nn.PReLU, nn.SELU, nn.CELU,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Mish,
+    nn.PReLU,
+    nn.SELU,
+    nn.CELU,
 )
 POOL_TYPES: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
@@ -146,7 +157,8 @@ def relevance_rules(
         if kind == "pool":
             return rules.apply_rule(functools.partial(rules.pool_grad, module, xd, output.detach()), output, inp)
         if kind == "linear":
-            return rules.apply_rule(functools.partial(rules.zplus_linear_grad, module, xd, output.detach()), output, inp)
+            fn = functools.partial(rules.zplus_linear_grad, module, xd, output.detach())
+            return rules.apply_rule(fn, output, inp)
         if inp is x:  # the conv that takes the image: z^B with per-image global bounds
             low = torch.full_like(xd, xd.min().item()).requires_grad_(True)
             high = torch.full_like(xd, xd.max().item()).requires_grad_(True)

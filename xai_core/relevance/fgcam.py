@@ -281,8 +281,9 @@ def propagate_relevance(
             raise LayerError(f"Layer {start_layer!r} did not run during the forward pass.")
         check_supported(st)
         if tuple(relevance.shape[1:]) != tuple(st.start.shape[1:]):
+            expected = ", ".join(map(str, st.start.shape[1:]))
             raise MethodError(
-                f"relevance has shape {tuple(relevance.shape)}; expected [K, {', '.join(map(str, st.start.shape[1:]))}] "
+                f"relevance has shape {tuple(relevance.shape)}; expected [K, {expected}] "
                 f"to match the output of {start_layer!r}."
             )
         return _propagate(st, x_in, relevance.to(st.start.dtype), target_layer, start_layer, sum_channels=False)
@@ -355,13 +356,7 @@ def fgcam_target_layers(model: nn.Module, example: torch.Tensor, cam_layer: str)
     by_res: dict[tuple[int, int], list[str]] = {}
     for name in order[:cam_pos]:
         shape = shapes.get(name)
-        if (
-            name in cam_ancestors
-            or counts[name] != 1
-            or shape is None
-            or len(shape) != 4
-            or not stage_level(name)
-        ):
+        if name in cam_ancestors or counts[name] != 1 or shape is None or len(shape) != 4 or not stage_level(name):
             continue
         by_res.setdefault((shape[2], shape[3]), []).append(name)
 

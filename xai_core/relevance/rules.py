@@ -44,9 +44,11 @@ def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def _conv_geometry(module: nn.Module) -> tuple[Any, ...]:
-    """``(pad, stride, padding, dilation, groups, ndim)`` of a conv module; ``pad`` is the
-    explicit zero padding its forward applies before ``F.conv2d`` (TF "same" convs of
-    efficientnet_pytorch keep it in ``static_padding``), as ``F.pad`` widths or ``None``."""
+    """``(pad, stride, padding, dilation, groups)`` of a conv module.
+
+    ``pad`` is the explicit zero padding its forward applies before ``F.conv2d`` (TF "same"
+    convs of efficientnet_pytorch keep it in ``static_padding``), as ``F.pad`` widths or ``None``.
+    """
     if getattr(module, "padding_mode", "zeros") != "zeros":
         raise MethodError(
             f"Relevance rules support zero-padded convolutions only; {type(module).__name__} uses "
@@ -101,7 +103,8 @@ def identity_grad(x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor) -> torc
     """Identity rule (BatchNorm, ReLU, ReLU6, SiLU, ...): ``R_in = R_out``.
 
     Args:
-        x: module input ``[1, C, h, w]``; y: module output, same shape.
+        x: module input ``[1, C, h, w]``.
+        y: module output, same shape.
         g_out: signal at the output, same shape.
 
     Returns:
@@ -119,8 +122,12 @@ def pool_grad(module: nn.Module, x: torch.Tensor, y: torch.Tensor, g_out: torch.
     """
     xt = x.clamp(min=0)
     if isinstance(module, nn.MaxPool2d):
-        k, st, p, d = (_pair(module.kernel_size), _pair(module.stride or module.kernel_size),
-                       _pair(module.padding), _pair(module.dilation))
+        k, st, p, d = (
+            _pair(module.kernel_size),
+            _pair(module.stride or module.kernel_size),
+            _pair(module.padding),
+            _pair(module.dilation),
+        )
         big_y, idx = F.max_pool2d(xt, k, st, p, d, module.ceil_mode, return_indices=True)
         s = g_out * safe_divide(y, big_y)
         c = torch.ops.aten.max_pool2d_with_indices_backward(s, xt, k, st, p, d, module.ceil_mode, idx)

@@ -1,0 +1,1 @@
+"""Speed measurements (see run.py); benchmark-only dependencies in requirements-bench.txt."""
