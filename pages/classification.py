@@ -146,14 +146,14 @@ if targets:
                 exp.class_idx,
                 base,
                 denoise,
-                _x=exp.prepared.tensor,
+                _exp=exp,
                 _model=model,
                 _progress=progress_callback(fg_bar) if fg_bar else None,
             )
         if fg_bar is not None:
             fg_bar.empty()
         if result is not None:
-            fine = compute.as_fgcam_explanation(exp, result[0], target, result[1])
+            fine = result
 
 if fine is not None:
     fine_fused = fine.fused(k, normalise=display.normalise, activation=display.activation)

@@ -122,11 +122,11 @@ for j, target in enumerate(fg_targets):
         base.class_idx[:1],
         "grad_cam",
         False,
-        _x=base.prepared.tensor,
+        _exp=base,
         _model=model,
     )
     if out is not None:
-        results[f"FG-CAM → {target}"] = compute.as_fgcam_explanation(base, out[0], target, out[1])
+        results[f"FG-CAM → {target}"] = out
 bar.empty()
 
 if not results:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -162,6 +162,55 @@ def explain(
         prepared=prepared,
         params=dict(params),
         seconds=seconds,
+    )
+
+
+def explain_fine(
+    model: LoadedModel,
+    exp: Explanation,
+    *,
+    target_layer: str = "input",
+    base: str = "grad_cam",
+    denoise: bool = False,
+    k: int | None = None,
+    progress: Progress | None = None,
+) -> Explanation:
+    """FG-CAM maps of ``exp``'s first ``k`` classes (default all) at ``target_layer``, as an :class:`Explanation`.
+
+    The explanation components are taken at ``exp.layer`` (the CAM layer) with the
+    ``base`` method (``"grad_cam"`` or ``"score_cam"``), optionally denoised (FG-CAM_D),
+    and carried down to ``target_layer`` (a layer name or ``"input"``). The result fuses
+    (``.fused``) and renders like any other explanation: FM-G-CAM over FG-CAM maps gives
+    the fine-grained fused map. ``channels`` is 1 because relevance is already a channel sum.
+    """
+    from xai_core.relevance import fg_cam
+
+    k = exp.k_max if k is None else int(k)
+    if not 1 <= k <= exp.k_max:
+        raise MethodError(f"k must be between 1 and {exp.k_max}, got {k}.")
+    start = time.perf_counter()
+    with model.lock:
+        relevance = fg_cam(
+            model.module,
+            exp.prepared.tensor,
+            cam_layer=exp.layer,
+            target_layer=target_layer,
+            class_idx=list(exp.class_idx[:k]),
+            base=base,
+            denoise=denoise,
+            progress=progress,
+        )
+    return replace(
+        exp,
+        method="fg_cam_d" if denoise else "fg_cam",
+        layer=target_layer,
+        class_idx=exp.class_idx[:k],
+        labels=exp.labels[:k],
+        probs=exp.probs[:k],
+        cams=relevance.detach(),
+        channels=1,
+        params={"cam_layer": exp.layer, "base": base, "denoise": denoise},
+        seconds=time.perf_counter() - start,
     )
 
 

@@ -17,7 +17,6 @@ import io
 import os
 import re
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -107,7 +106,9 @@ def read_xray(digest: str, filename: str, _data: bytes):
     """Decode a chest X-ray (DICOM or image) into an ``XrayImage``. Raises ImageError."""
     from xai_core.images import read_xray as _read_xray
 
-    return _read_xray(_data, filename=filename)
+    source = io.BytesIO(_data)
+    source.name = filename  # named in every message, the "empty file" one included
+    return _read_xray(source, filename=filename)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -161,34 +162,15 @@ def compute_fgcam(
     base: str,
     denoise: bool,
     *,
-    _x,
+    _exp: xc.Explanation,
     _model: xc.LoadedModel,
     _progress: Callable[[int, int], None] | None = None,
-) -> tuple[object, float]:
-    """FG-CAM relevance ``[K, h, w]`` of ``class_idx`` at ``target_layer``, and the seconds it took."""
-    from xai_core.relevance import fg_cam
-
+) -> xc.Explanation:
+    """FG-CAM maps of the first ``len(class_idx)`` classes of ``_exp`` at ``target_layer``."""
     count_model_run()
-    start = time.perf_counter()
-    relevance = fg_cam(
-        _model.module,
-        _x,
-        cam_layer=cam_layer,
-        target_layer=target_layer,
-        class_idx=list(class_idx),
-        base=base,
-        denoise=denoise,
-        progress=_progress,
+    return xc.explain_fine(
+        _model, _exp, target_layer=target_layer, base=base, denoise=denoise, k=len(class_idx), progress=_progress
     )
-    return relevance, time.perf_counter() - start
-
-
-def as_fgcam_explanation(exp: xc.Explanation, relevance, target_layer: str, seconds: float) -> xc.Explanation:
-    """An Explanation whose maps are FG-CAM relevance, so fusing and rendering work unchanged.
-
-    ``channels=1``: relevance is already a channel sum, so FM-G-CAM's ``1/C`` is not applied.
-    """
-    return dataclasses.replace(exp, method="fg_cam", layer=target_layer, cams=relevance, channels=1, seconds=seconds)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
