@@ -9,7 +9,16 @@ from __future__ import annotations
 import os  # noqa: F401 - used in annotations
 from typing import TYPE_CHECKING, BinaryIO  # noqa: F401
 
-from xai_core.api import Explanation, dominant_class, explain, explain_fine, legend, render_fused, render_map, render_on_original
+from xai_core.api import (
+    Explanation,
+    dominant_class,
+    explain,
+    explain_fine,
+    legend,
+    render_fused,
+    render_map,
+    render_on_original,
+)
 from xai_core.errors import (
     ImageError,
     LayerError,

@@ -86,6 +86,7 @@ class Explanation:
 
     @property
     def input_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the model input."""
         return tuple(self.prepared.tensor.shape[-2:])
 
     def fused(self, k: int | None = None, *, normalise: str = "reference", activation: str = "relu") -> FusedMap:
@@ -214,7 +215,9 @@ def explain_fine(
     )
 
 
-def render_map(exp: Explanation, i: int = 0, *, colormap: str = "viridis", alpha: float = 0.5, signed: bool = False) -> np.ndarray:
+def render_map(
+    exp: Explanation, i: int = 0, *, colormap: str = "viridis", alpha: float = 0.5, signed: bool = False
+) -> np.ndarray:
     """Class ``i``'s map over the view the model saw, ``uint8 [H, W, 3]``.
 
     ``signed=True`` shows the signed map in a diverging colour map (red positive, blue negative).
@@ -266,7 +269,7 @@ def legend(exp: Explanation, k: int | None = None) -> list[dict]:
     """Legend rows for a fused map: colour (hex), class index, name, probability."""
     k = exp.k_max if k is None else k
     return [
-        {"colour": "#%02x%02x%02x" % c, "class_idx": i, "label": name, "probability": p}
+        {"colour": "#{:02x}{:02x}{:02x}".format(*c), "class_idx": i, "label": name, "probability": p}
         for c, (i, name, p) in zip(class_colours(k), exp.predictions[:k])
     ]
 

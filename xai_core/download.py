@@ -20,6 +20,7 @@ from xai_core.models.registry import build_model, list_models
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (1 if any model failed)."""
     parser = argparse.ArgumentParser(prog="python -m xai_core.download", description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="*", help="registry keys (default: all)")
     parser.add_argument("--list", action="store_true", help="list the models and exit")
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         wanted = set(args.models)
         unknown = wanted - {s.key for s in specs}
         if unknown:
-            parser.error(f"unknown model(s): {', '.join(sorted(unknown))}; choose from {', '.join(s.key for s in specs)}")
+            parser.error(
+                f"unknown model(s): {', '.join(sorted(unknown))}; choose from {', '.join(s.key for s in specs)}"
+            )
         specs = [s for s in specs if s.key in wanted]
     if args.list:
         for spec in specs:

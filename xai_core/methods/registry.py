@@ -83,57 +83,96 @@ def _eigen(ctx: CamContext) -> torch.Tensor:
     return activation.eigen_cam(ctx.activations).expand(len(ctx.class_idx), -1, -1).clone()
 
 
-_BATCH = Param("batch_size", "Masks per batch", 32, minimum=1, maximum=256, help="Larger is faster but uses more memory.")
+_BATCH = Param(
+    "batch_size", "Masks per batch", 32, minimum=1, maximum=256, help="Larger is faster but uses more memory."
+)
 
 METHODS: dict[str, MethodSpec] = {
     spec.key: spec
     for spec in [
         MethodSpec(
-            "grad_cam", "Grad-CAM", "gradient", _from_gradients(gradient.grad_cam), True,
+            "grad_cam",
+            "Grad-CAM",
+            "gradient",
+            _from_gradients(gradient.grad_cam),
+            True,
             "Selvaraju et al., Grad-CAM, ICCV 2017",
             "Weights each feature map by the average gradient of the class score over it: where the "
             "features that raise the score are.",
         ),
         MethodSpec(
-            "grad_cam_pp", "Grad-CAM++", "gradient", _from_gradients(gradient.grad_cam_pp), True,
+            "grad_cam_pp",
+            "Grad-CAM++",
+            "gradient",
+            _from_gradients(gradient.grad_cam_pp),
+            True,
             "Chattopadhay et al., Grad-CAM++, WACV 2018",
             "Weights positive gradients by higher-order terms, so several instances of a class are all lit.",
         ),
         MethodSpec(
-            "xgrad_cam", "XGrad-CAM", "gradient", _from_gradients(gradient.xgrad_cam), True,
+            "xgrad_cam",
+            "XGrad-CAM",
+            "gradient",
+            _from_gradients(gradient.xgrad_cam),
+            True,
             "Fu et al., Axiom-based Grad-CAM, BMVC 2020",
             "Gradient times activation, normalised per channel: satisfies the sensitivity and conservation axioms.",
         ),
         MethodSpec(
-            "hires_cam", "HiResCAM", "gradient", _from_gradients(gradient.hires_cam), True,
+            "hires_cam",
+            "HiResCAM",
+            "gradient",
+            _from_gradients(gradient.hires_cam),
+            True,
             "Draelos & Carin, HiResCAM, 2020",
             "Element-wise gradient times activation, no averaging: provably shows the locations the score used.",
         ),
         MethodSpec(
-            "layer_cam", "Layer-CAM", "gradient", _from_gradients(gradient.layer_cam), True,
+            "layer_cam",
+            "Layer-CAM",
+            "gradient",
+            _from_gradients(gradient.layer_cam),
+            True,
             "Jiang et al., LayerCAM, IEEE TIP 2021",
             "Positive gradients weight each position separately: sharper maps, also at shallow layers.",
         ),
         MethodSpec(
-            "cam", "CAM", "linear", _cam, False,
+            "cam",
+            "CAM",
+            "linear",
+            _cam,
+            False,
             "Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016",
             "The original class activation map: the last linear layer's weights applied to the final feature "
             "maps. Only for models ending in global average pooling and one linear layer.",
         ),
         MethodSpec(
-            "score_cam", "Score-CAM", "perturbation", score.score_cam, False,
+            "score_cam",
+            "Score-CAM",
+            "perturbation",
+            score.score_cam,
+            False,
             "Wang et al., Score-CAM, CVPRW 2020",
             "Gradient-free: each feature map, used as a mask on the image, is weighted by the class "
             "probability the model gives the masked image. Slow: one forward pass per channel.",
             slow=True,
             params=(
                 _BATCH,
-                Param("variant", "Score", "probability", choices=("probability", "logit_softmax"),
-                      help="'probability': the authors' definition; 'logit_softmax': pytorch-grad-cam's variant."),
+                Param(
+                    "variant",
+                    "Score",
+                    "probability",
+                    choices=("probability", "logit_softmax"),
+                    help="'probability': the authors' definition; 'logit_softmax': pytorch-grad-cam's variant.",
+                ),
             ),
         ),
         MethodSpec(
-            "ablation_cam", "Ablation-CAM", "perturbation", score.ablation_cam, False,
+            "ablation_cam",
+            "Ablation-CAM",
+            "perturbation",
+            score.ablation_cam,
+            False,
             "Desai & Ramaswamy, Ablation-CAM, WACV 2020",
             "Gradient-free: each feature map is weighted by how much the class score drops when it is "
             "removed. Slow: one partial forward pass per channel.",
@@ -141,7 +180,11 @@ METHODS: dict[str, MethodSpec] = {
             params=(_BATCH,),
         ),
         MethodSpec(
-            "eigen_cam", "Eigen-CAM", "activation", _eigen, False,
+            "eigen_cam",
+            "Eigen-CAM",
+            "activation",
+            _eigen,
+            False,
             "Muhammad & Yeasin, Eigen-CAM, IJCNN 2020",
             "The first principal component of the feature maps: where the dominant features are, "
             "whatever the class (the same map for every class).",

@@ -69,10 +69,12 @@ class LoadedModel:
 
     @property
     def key(self) -> str:
+        """The registry key."""
         return self.spec.key
 
     @property
     def labels(self) -> tuple[str, ...]:
+        """Class names, one per output."""
         return self.spec.labels
 
     @property

@@ -100,7 +100,9 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: st
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})")
         if wrong:
             k = wrong[0]
-            parts.append(f"{len(wrong)} of the wrong shape (e.g. {k!r}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+            parts.append(
+                f"{len(wrong)} of the wrong shape (e.g. {k!r}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})"
+            )
         raise WeightsError(
             f"The weights in {source} do not fit this architecture: {'; '.join(parts)}. "
             "Check that the file was trained for the model you picked."

@@ -128,6 +128,7 @@ class XrvDenseNet(nn.Module):
         self.classifier = base.classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid scores ``[B, N]``."""
         features = self.features(x)
         out = F.adaptive_avg_pool2d(F.relu(features), 1).flatten(1)
         return self.classifier(out)
@@ -228,6 +229,8 @@ def builtin_specs() -> list[ModelSpec]:
     for weights, label in _XRV_DENSENETS.items():
         specs.append(_xrv_spec(weights, f"Chest X-ray {label}", f"torchxrayvision {weights}, 224x224 input."))
     specs.append(
-        _xrv_spec("resnet50-res512-all", "Chest X-ray ResNet50, 512px", "torchxrayvision resnet50-res512-all, 512x512 input.")
+        _xrv_spec(
+            "resnet50-res512-all", "Chest X-ray ResNet50, 512px", "torchxrayvision resnet50-res512-all, 512x512 input."
+        )
     )
     return specs

@@ -6,7 +6,7 @@ Render functions take numpy arrays or CPU tensors and return ``uint8`` RGB array
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ CLASS_COLOURS: tuple[tuple[int, int, int], ...] = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def colormap(name: str) -> np.ndarray:
     """The 256x3 ``uint8`` lookup table of a colour map."""
     if name not in LUT_HEX:
@@ -91,8 +91,7 @@ def class_colours(k: int) -> list[tuple[int, int, int]]:
 
 
 def colourise_fused(maps: np.ndarray | torch.Tensor, colours: list[tuple[int, int, int]] | None = None) -> np.ndarray:
-    """FM-G-CAM colouring (paper section 3.3.2): one black-to-hue map per class, summed,
-    divided by the maximum.
+    """FM-G-CAM colouring (paper section 3.3.2): black-to-hue per class, summed, max-scaled.
 
     Args:
         maps: ``[K, h, w]`` in [0, 1].
@@ -114,6 +113,8 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, weight: np.
     """Blend ``heat`` over ``image`` (both ``[H, W, 3]`` uint8; heat is resized if needed).
 
     Args:
+        image: the picture underneath.
+        heat: the coloured map.
         alpha: opacity of the heat map in [0, 1].
         weight: optional ``[h, w]`` in [0, 1] scaling the opacity per pixel (for fused maps,
             the map strength, so weak regions keep the image visible).
