@@ -55,19 +55,23 @@ class Case:
                 self.teardown()
 
 
-def interleave(cases: list[Case], inputs: list[torch.Tensor], *, warmup: int = 2, log: Callable[[str], None] = print) -> None:
+def interleave(
+    cases: list[Case], inputs: list[torch.Tensor], *, warmup: int = 2, log: Callable[[str], None] = print
+) -> None:
     """Warm each case up, then time every case once per input, case after case.
 
     A case that raises is marked with its error (first line) and skipped afterwards.
     """
     for case in cases:
-        for _ in range(warmup):
+        for j in range(warmup):
             try:
-                case.once(inputs[0])
+                w, _ = case.once(inputs[0])
             except Exception as err:  # a peer that fails: report the reason, go on
                 case.error = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
                 log(f"  ! {case.name}: {case.error}")
                 break
+            if j == warmup - 1:
+                log(f"  warm-up {w * 1000:9.1f} ms  {case.name}")
     for i, x in enumerate(inputs):
         for case in cases:
             if case.error:

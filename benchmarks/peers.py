@@ -8,6 +8,8 @@ are left on the model while another case runs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 import numpy as np
@@ -38,21 +40,37 @@ def pgc_case(model: nn.Module, layer: nn.Module, method: str, *, name: str, batc
         return _missing(name, err)
     cls = getattr(pgc, method)
 
-    def run(x: torch.Tensor) -> np.ndarray:
+    def run(x: torch.Tensor, c: int | None = None) -> np.ndarray:
         kwargs = {"batch_size": batch_size} if method == "AblationCAM" and batch_size else {}
         with cls(model=model, target_layers=[layer], **kwargs) as cam:
             if method == "ScoreCAM" and batch_size:
                 cam.batch_size = batch_size
-            with torch.no_grad():
-                c = int(model(x)[0].argmax())
-            return cam(input_tensor=x, targets=[ClassifierOutputTarget(c)])[0]
+            targets = None if c is None else [ClassifierOutputTarget(c)]
+            return cam(input_tensor=x, targets=targets)[0]  # None: the top class
 
     def run_gradient(x: torch.Tensor) -> np.ndarray:
         with cls(model=model, target_layers=[layer]) as cam:
             return cam(input_tensor=x, targets=None)[0]  # None = the top class, one forward
 
-    fn = run if method in ("ScoreCAM", "AblationCAM") else run_gradient
+    def run_perturbation(x: torch.Tensor) -> np.ndarray:
+        # pytorch-grad-cam's Ablation-CAM swaps the layer for its AblationLayer while it
+        # runs and does not swap it back when it fails: put the layer back in any case.
+        name_of = {m: n for n, m in model.named_modules()}[layer]
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # its tqdm progress bar
+                return run(x)
+        finally:
+            _put_back(model, name_of, layer)
+
+    fn = run_perturbation if method in ("ScoreCAM", "AblationCAM") else run_gradient
     return Case(name, fn, setup=requires_grad_setup(model))
+
+
+def _put_back(model: nn.Module, name: str, layer: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if getattr(parent, child) is not layer:
+        setattr(parent, child, layer)
 
 
 def torchcam_case(model: nn.Module, layer_name: str, *, name: str = "torchcam Grad-CAM") -> Case:

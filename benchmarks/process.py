@@ -51,7 +51,7 @@ print("RESULT", json.dumps({"home": t1 - t0, "classification": t2 - t1, "images"
 """
 
 MEMORY_SCRIPT = r"""
-import gc, glob, json, resource, sys, time
+import gc, glob, json, sys, time
 import torch
 torch.set_num_threads(2)
 import xai_core as xc
@@ -59,6 +59,14 @@ import xai_core as xc
 def rss_mib():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
+
+def peak_mib():
+    # VmHWM: this process's own high-water mark. (ru_maxrss is not: Linux carries the
+    # parent's resident size at fork over into the child across exec.)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
 
 repeats = int(sys.argv[1])
 files = sorted(glob.glob("samples/imagenet/*"))[:10]
@@ -79,7 +87,7 @@ for i in range(repeats):
         xc.render_fused(exp, exp.fused())
     gc.collect()
     series.append(rss_mib())
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_mib()
 print("RESULT", json.dumps({"base": base, "loaded": loaded, "after_ten": after_ten, "peak": peak, "series": series}))
 """
 
@@ -88,7 +96,9 @@ def _child(code: str, root: Path, *args: str, timeout: float = 600) -> tuple[flo
     """Run ``python -c code`` in ``root``; wall seconds and the RESULT json (or the error text)."""
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+    )
     wall = time.perf_counter() - t0
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -107,9 +117,24 @@ def _streamlit_health(root: Path, timeout: float = 120) -> float | str:
     port = _free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         while time.perf_counter() - t0 < timeout:
@@ -135,14 +160,23 @@ def cold_start(root: Path, *, dashboard: bool = True) -> dict:
     rows = []
     wall, res = _child(COLD_SCRIPT, root)
     if isinstance(res, dict):
-        rows.append(("python -c: import xai_core + load_model + explain (K=5) + render_fused, process wall", wall, "<= 15 s"))
+        rows.append(
+            ("python -c: import xai_core + load_model + explain (K=5) + render_fused, process wall", wall, "<= 15 s")
+        )
         rows += [(f"  of which {k}", v, "") for k, v in res.items()]
     else:
         rows.append(("python -c cold start", f"failed: {res}", "<= 15 s"))
     if dashboard and (root / "app.py").exists():
         wall, res = _child(APPTEST_SCRIPT, root)
         if isinstance(res, dict) and not res["errors"] and res["images"] > 0:
-            rows.append((f"dashboard via AppTest: app.py + Classification page to its first map ({res['images']} images), process wall", wall, "<= 15 s"))
+            rows.append(
+                (
+                    f"dashboard via AppTest: app.py + Classification page to its first map "
+                    f"({res['images']} images), process wall",
+                    wall,
+                    "<= 15 s",
+                )
+            )
             rows.append(("  of which home page", res["home"], ""))
             rows.append(("  of which Classification page (model load, explain, render)", res["classification"], ""))
         else:
@@ -164,8 +198,11 @@ def memory(root: Path, repeats: int = 30) -> dict:
         ("RSS after import (before models)", f"{res['base']:.0f}"),
         ("RSS with EfficientNet-Lite0, ResNet50, DenseNet121 loaded", f"{res['loaded']:.0f}"),
         ("RSS after 10 images x 3 models explained (K=5) and rendered", f"{res['after_ten']:.0f}"),
-        ("peak RSS (ru_maxrss)", f"{res['peak']:.0f}"),
-        (f"RSS over {len(s)} further rounds (3 explanations each): first / middle / last", f"{s[0]:.0f} / {s[half]:.0f} / {s[-1]:.0f}"),
+        ("peak RSS over the whole run (VmHWM)", f"{res['peak']:.0f}"),
+        (
+            f"RSS over {len(s)} further rounds (3 explanations each): first / middle / last",
+            f"{s[0]:.0f} / {s[half]:.0f} / {s[-1]:.0f}",
+        ),
         ("growth over the second half of the rounds", f"{s[-1] - s[half]:+.1f}"),
     ]
     return {"rows": rows, **res}

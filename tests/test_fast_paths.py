@@ -95,7 +95,9 @@ def test_resnet_k_classes_at_once_equal_k_single_class_calls(layer, method):
 # ----------------------------------------------------------------------------- Score-CAM
 
 
-def _score_cam_reference(model: nn.Module, x: torch.Tensor, layer: str, classes: list[int], variant: str) -> torch.Tensor:
+def _score_cam_reference(
+    model: nn.Module, x: torch.Tensor, layer: str, classes: list[int], variant: str
+) -> torch.Tensor:
     """Score-CAM written plainly: every channel's mask, one no_grad forward each, no dedupe."""
     with capture(model, layer, grad=False) as cap:
         with torch.no_grad():
@@ -301,9 +303,11 @@ def test_ablation_fast_path_equals_full_input_path(name, build, layer, shape):
     fast = _run(score_module.ablation_cam, ctx, batch_size=4)
     assert _no_instance_forward(model) and _hook_count(model) == hooks
     full = _run(score_module.ablation_cam, ctx, batch_size=4, upstream_once=False)
-    expected = _ablation_reference(model, x, layer, classes)
-    torch.testing.assert_close(full, expected, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-7)
+    # The plain one-channel-at-a-time loop differs by float rounding only (batch 1 vs 4,
+    # and (y - y_k) / y amplifies it where y is small): compare at the map's scale.
+    expected = _ablation_reference(model, x, layer, classes)
+    torch.testing.assert_close(full, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
 
 class _CountConvolutions(TorchDispatchMode):
@@ -314,7 +318,7 @@ class _CountConvolutions(TorchDispatchMode):
         self.n = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if "convolution" in str(func):
+        if str(func).split(".")[1] in ("conv2d", "convolution"):  # inference_mode stops at conv2d
             self.n += 1
         return func(*args, **(kwargs or {}))
 
@@ -349,7 +353,7 @@ def test_rest_of_network_replays_and_restores():
     assert batch.shape == (2, 4)
     with torch.no_grad():
         torch.testing.assert_close(batch[1:], model.fc(model.relu(model.c3(torch.zeros_like(a))).mean(dim=(2, 3))))
-    assert counted.n == 2 + 3  # c1 and c2 once (recording), c3 in each of the three passes
+    assert counted.n == 3 + 3  # c1, c2, c3 while recording; then only c3, in each of the three passes
     assert _no_instance_forward(model)
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import sys
 import tempfile
 import threading
@@ -88,7 +87,17 @@ EXPECTED_MESSAGE = {
 }
 # A clear message says what to do: one of these words.
 ACTIONS = (
-    "upload", "export", "downscale", "accepted", "save", "install", "convert", "open", "choose", "delete", "download",
+    "upload",
+    "export",
+    "downscale",
+    "accepted",
+    "save",
+    "install",
+    "convert",
+    "open",
+    "choose",
+    "delete",
+    "download",
     "check that",
 )
 
@@ -526,3 +535,35 @@ def test_page_session_writes_only_to_temp_and_cache_dirs(offline, weight_files: 
     assert any(k == "write" and "xai-weights-" in p for k, p in changes), "the uploaded weights went elsewhere"
     reads_outside = sorted({p for k, p, _ in events if k == "read" and not _under(p, reads_ok)})
     assert not reads_outside, reads_outside
+
+
+# ----------------------------------------------------------------------------- 5. concurrency
+
+
+def test_model_registry_is_filled_once_for_concurrent_first_callers(monkeypatch) -> None:
+    """Regression: two sessions starting at once saw an empty registry ("Unknown model None").
+
+    The load test found it: the first caller set the "loaded" flag before the (slow) zoo
+    import had registered anything, so a second session's ``list_models`` returned [].
+    """
+    import time as _time
+
+    from xai_core.models import registry, zoo
+
+    real = zoo.builtin_specs
+    monkeypatch.setattr(zoo, "builtin_specs", lambda: (_time.sleep(0.3), real())[1])
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_BUILTINS_LOADED", False)
+    seen: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def first_call() -> None:
+        barrier.wait()
+        seen.append(len(registry.list_models("imagenet")))
+
+    threads = [threading.Thread(target=first_call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(seen) == 8 and min(seen) > 0 and len(set(seen)) == 1, seen

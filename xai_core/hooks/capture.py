@@ -64,21 +64,65 @@ class Capture:
         return self.activations[layer_name]
 
 
+def _modules_and_parameters(model: nn.Module) -> tuple[list[nn.Module], list[nn.Parameter]]:
+    """Every sub-module and parameter of ``model``, each once.
+
+    The same sets as ``model.modules()`` and ``model.parameters()`` without building
+    dotted names: a capture runs once per explanation, and on EfficientNet-Lite0 those
+    generators (plus ``model.eval()``) cost about 3 ms, a fifth of a forward pass.
+    """
+    modules: list[nn.Module] = []
+    params: list[nn.Parameter] = []
+    seen_m: set[int] = set()
+    seen_p: set[int] = set()
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen_m:
+            continue
+        seen_m.add(id(m))
+        modules.append(m)
+        for p in m._parameters.values():
+            if p is not None and id(p) not in seen_p:
+                seen_p.add(id(p))
+                params.append(p)
+        stack.extend(c for c in reversed(m._modules.values()) if c is not None)
+    return modules, params
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module, *, freeze_params: bool = True) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode (and freeze its parameters); restore both on exit."""
+    """Put ``model`` in eval mode (and freeze its parameters); restore both on exit.
+
+    Only what needs changing is changed: a model already in eval mode everywhere is not
+    walked by ``eval()``/``train()``, and only parameters that require grad are frozen
+    (and unfrozen on exit).
+    """
     was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modules, params = _modules_and_parameters(model)
+    any_training = any(m.training for m in modules)
+    frozen = [p for p in params if p.requires_grad] if freeze_params else []
     try:
-        model.eval()
-        if freeze_params:
-            for p, _ in flags:
-                p.requires_grad_(False)
+        if any_training:
+            model.eval()
+        for p in frozen:
+            p.requires_grad_(False)
         yield model
     finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
+        for p in frozen:
+            p.requires_grad_(True)
+        if any_training:
+            model.train(was_training)
+
+
+def _find_layer(model: nn.Module, name: str) -> nn.Module:
+    """``resolve_layer`` without listing every module when the name is right (the usual case)."""
+    if isinstance(name, str) and name:
+        try:
+            return model.get_submodule(name)
+        except AttributeError:
+            pass
+    return resolve_layer(model, name)
 
 
 @contextlib.contextmanager
@@ -103,7 +147,7 @@ def capture(model: nn.Module, layer_names: str | Sequence[str], *, grad: bool = 
         ...     grads = torch.autograd.grad(logits[0, 3], cap["layer4"])[0]
     """
     names = [layer_names] if isinstance(layer_names, str) else list(layer_names)
-    modules = {name: resolve_layer(model, name) for name in names}
+    modules = {name: _find_layer(model, name) for name in names}
     result = Capture()
     handles = []
     lock = model_lock(model)

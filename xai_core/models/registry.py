@@ -188,13 +188,19 @@ def clear_cache() -> None:
 
 
 _BUILTINS_LOADED = False
+_BUILTINS_LOCK = threading.Lock()
 
 
 def _ensure_builtins() -> None:
+    # Thread-safe: the flag is set only once every spec is registered, so a second thread
+    # (another dashboard session) waits instead of seeing an empty registry.
     global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        from xai_core.models import zoo
+    if _BUILTINS_LOADED:
+        return
+    with _BUILTINS_LOCK:
+        if not _BUILTINS_LOADED:
+            from xai_core.models import zoo
 
-        for spec in zoo.builtin_specs():
-            _REGISTRY.setdefault(spec.key, spec)
+            for spec in zoo.builtin_specs():
+                _REGISTRY.setdefault(spec.key, spec)
+            _BUILTINS_LOADED = True
