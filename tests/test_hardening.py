@@ -413,8 +413,12 @@ def test_streamlit_config() -> None:
     assert config["server"]["enableCORS"] is True  # no cross-origin access
     assert config["server"].get("fileWatcherType") == "none"
     assert config["client"]["showErrorDetails"] is False  # no tracebacks in the browser
-    assert config["server"]["maxUploadSize"] * 1024 * 1024 == MAX_UPLOAD_BYTES
-    assert 1 <= config["server"]["maxUploadSize"] <= 200
+    from pages._ui.widgets import IMAGE_UPLOAD_MB, WEIGHTS_UPLOAD_MB
+
+    # the server admits weights files; image uploaders and the readers keep the image limit
+    assert IMAGE_UPLOAD_MB * 1024 * 1024 == MAX_UPLOAD_BYTES
+    assert config["server"]["maxUploadSize"] == WEIGHTS_UPLOAD_MB >= IMAGE_UPLOAD_MB
+    assert WEIGHTS_UPLOAD_MB <= 200
     assert 1_000_000 <= MAX_PIXELS <= 89_478_485  # below Pillow's own bomb warning
 
 

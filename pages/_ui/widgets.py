@@ -14,7 +14,7 @@ import xai_core as xc
 from pages._ui import compute
 from pages._ui.state import K_MAX, PENDING_SAMPLE, SAMPLES, key
 from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
-from xai_core.images import image_digest
+from xai_core.images import MAX_UPLOAD_BYTES, image_digest
 from xai_core.render.colour import COLORMAPS
 
 log = logging.getLogger("xai_dashboard")
@@ -30,6 +30,10 @@ XRAY_TYPES = ["dcm", "dicom", *IMAGE_TYPES]
 # instead: xai_core.images opens only an allow-list of formats and explains a refusal.
 IMAGE_MIME_TYPES = ["image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff", "image/gif"]
 XRAY_MIME_TYPES = ["application/dicom", *IMAGE_MIME_TYPES]
+#: Per-uploader limits in MB. The server's own limit (.streamlit/config.toml) is the larger,
+#: so weights files fit; images keep xai_core's limit, which its readers also enforce.
+IMAGE_UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
+WEIGHTS_UPLOAD_MB = 200
 SAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm"}
 
 ACTIVATION_LABELS = {"relu": "ReLU", "elu": "ELU", "gelu": "GELU", "none": "none"}
@@ -90,7 +94,9 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
         what = (
             "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
         )
-        upload = st.file_uploader(f"Upload {what}", type=types, key=key(page, "upload"))
+        upload = st.file_uploader(
+            f"Upload {what}", type=types, key=key(page, "upload"), max_upload_size=IMAGE_UPLOAD_MB
+        )
     with right:
         sample = st.selectbox("...or use a sample", names, key=sample_key, disabled=upload is not None)
     if upload is not None:
@@ -133,6 +139,7 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
             "Weights file",
             type=["pt", "pth", "bin", "ckpt"],
             key=key(page, "weights_file"),
+            max_upload_size=WEIGHTS_UPLOAD_MB,
             help="A state_dict saved with torch.save(model.state_dict(), path). Read with weights_only=True: "
             "files that need arbitrary unpickling are refused.",
         )
@@ -158,7 +165,7 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
             )
             return None
         st.error(f"**The model's weights are not available.** {err}")
-        limit = st.get_option("server.maxUploadSize")
+        limit = WEIGHTS_UPLOAD_MB
         st.info(
             "No network here? Choose **A local weights file** under *Weights* in the sidebar and upload the file "
             f"named above (uploads are limited to {limit} MB), or put it in the folder named above and reload."
