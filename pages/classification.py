@@ -6,16 +6,12 @@ import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute, figures, views
-from pages._ui.state import K_MAX, ensure_routed, key
+from pages._ui.state import ensure_routed, key
 from pages._ui.widgets import (
     attempt,
-    display_controls,
+    explanation_sidebar,
     image_grid,
     image_source,
-    layer_picker,
-    load_model_or_explain,
-    method_picker,
-    model_picker,
     progress_callback,
     show_legend,
 )
@@ -32,19 +28,10 @@ st.markdown(
 
 image = image_source(PAGE, "imagenet", default_sample="cat_dog.png")
 
-with st.sidebar:
-    st.header("Model")
-    choice, weights_file = model_picker(PAGE, "imagenet")
-model = load_model_or_explain(choice, weights_file)
-if model is None:
+setup = explanation_sidebar(PAGE, "imagenet")
+if setup is None:
     st.stop()
-
-k_max = min(K_MAX, model.n_valid)
-with st.sidebar:
-    layer = layer_picker(PAGE, model, choice)
-    method, params = method_picker(PAGE)
-    st.header("Display")
-    display = display_controls(PAGE, k_max)
+choice, model, layer, method, params, display, k_max = setup
 
 if image is None:
     st.info("Upload an image or choose a sample to start.")
@@ -103,7 +90,8 @@ settings = views.settings_dict(exp, display, model, image.name)
 st.subheader("Fine-grained: FG-CAM")
 st.markdown(
     "FG-CAM (Qiu et al., *Empowering CAM-Based Methods with Capability to Generate Fine-Grained and "
-    "High-Faithfulness Explanations*, AAAI 2024) brings each class's Grad-CAM components down through the network with relevance rules, to a "
+    "High-Faithfulness Explanations*, AAAI 2024) brings each class's Grad-CAM components down through the "
+    "network with relevance rules, to a "
     "shallower layer or the input pixels: same class evidence, much finer detail. The FG-CAM maps of the "
     "top classes are then fused with FM-G-CAM."
 )

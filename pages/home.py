@@ -58,13 +58,15 @@ for family, page, caption in [
 st.header("The methods")
 st.markdown(
     "**FM-G-CAM** (Fused Multi-class Gradient-weighted CAM). Rammuni Silva & Bird, *FM-G-CAM: A Holistic "
-    "Approach for Explainable AI in Computer Vision*, 2023. Computes the base method's map for each of the top K classes, "
+    "Approach for Explainable AI in Computer Vision*, 2023. Computes the base method's map for each of the "
+    "top K classes, "
     "keeps at each position only the class with the strongest map, normalises and fuses them into one picture "
     "with a colour per class."
 )
 st.markdown(
     "**FG-CAM** (Fine-Grained CAM). Qiu et al., *Empowering CAM-Based Methods with Capability to Generate "
-    "Fine-Grained and High-Faithfulness Explanations*, AAAI 2024. Splits a CAM into its per-channel components and propagates them "
+    "Fine-Grained and High-Faithfulness Explanations*, AAAI 2024. Splits a CAM into its per-channel components "
+    "and propagates them "
     "down the network with relevance rules, giving maps at the resolution of a shallower layer or the input "
     "with the same class evidence."
 )

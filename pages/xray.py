@@ -6,15 +6,11 @@ import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute, figures, views
-from pages._ui.state import K_MAX, ensure_routed, key
+from pages._ui.state import ensure_routed, key
 from pages._ui.widgets import (
     attempt,
-    display_controls,
+    explanation_sidebar,
     image_source,
-    layer_picker,
-    load_model_or_explain,
-    method_picker,
-    model_picker,
     progress_callback,
 )
 
@@ -31,19 +27,10 @@ st.warning(
 
 image = image_source(PAGE, "xray", default_sample="nih_00000001_000.png")
 
-with st.sidebar:
-    st.header("Model")
-    choice, weights_file = model_picker(PAGE, "xray")
-model = load_model_or_explain(choice, weights_file)
-if model is None:
+setup = explanation_sidebar(PAGE, "xray")
+if setup is None:
     st.stop()
-
-k_max = min(K_MAX, model.n_valid)
-with st.sidebar:
-    layer = layer_picker(PAGE, model, choice)
-    method, params = method_picker(PAGE)
-    st.header("Display")
-    display = display_controls(PAGE, k_max)
+choice, model, layer, method, params, display, k_max = setup
 
 if image is None:
     st.info("Upload a chest X-ray or choose a sample to start.")

@@ -52,3 +52,26 @@ class TinyGapNet(nn.Module):
 def tiny_gap() -> TinyGapNet:
     torch.manual_seed(0)
     return TinyGapNet().eval()
+
+
+class SmallVGG(nn.Module):
+    """The golden small VGG, rebuilt from its description (tests/golden/README.md section 1)."""
+
+    def __init__(self, desc: dict) -> None:
+        super().__init__()
+        feats = []
+        for d in desc["features_layout"]:
+            if d["type"] == "Conv2d":
+                feats.append(nn.Conv2d(d["in_channels"], d["out_channels"], 3, stride=1, padding=1))
+            elif d["type"] == "BatchNorm2d":
+                feats.append(nn.BatchNorm2d(d["num_features"]))
+            elif d["type"] == "ReLU":
+                feats.append(nn.ReLU(inplace=True))
+            else:
+                feats.append(nn.MaxPool2d(2, 2))
+        self.features = nn.Sequential(*feats)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(nn.Linear(3136, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import SmallVGG
 from xai_core.errors import LayerError, LayerNotFoundError, MethodError
 from xai_core.hooks.capture import capture
 from xai_core.relevance import (
@@ -27,29 +28,6 @@ CAM = "features.18"
 
 
 # ----------------------------------------------------------------------------- golden small VGG
-
-
-class SmallVGG(nn.Module):
-    """The golden README's rebuild recipe (section 1), torch.nn only."""
-
-    def __init__(self, desc: dict) -> None:
-        super().__init__()
-        feats: list[nn.Module] = []
-        for d in desc["features_layout"]:
-            if d["type"] == "Conv2d":
-                feats.append(nn.Conv2d(d["in_channels"], d["out_channels"], 3, stride=1, padding=1))
-            elif d["type"] == "BatchNorm2d":
-                feats.append(nn.BatchNorm2d(d["num_features"]))
-            elif d["type"] == "ReLU":
-                feats.append(nn.ReLU(inplace=True))
-            else:
-                feats.append(nn.MaxPool2d(2, 2))
-        self.features = nn.Sequential(*feats)
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(nn.Linear(3136, 32), nn.ReLU(), nn.Linear(32, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 @pytest.fixture(scope="module")

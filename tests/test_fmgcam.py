@@ -4,34 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
-from tests.conftest import GOLDEN
+from tests.conftest import GOLDEN, SmallVGG
 from xai_core.fusion import filter_maps, fm_g_cam, joint_minmax, l2_normalise
 from xai_core.methods import compute_cams
 
 GOLD = torch.load(GOLDEN / "fmgcam_reference.pt", weights_only=True)
-
-
-class SmallVGG(nn.Module):
-    def __init__(self, desc: dict) -> None:
-        super().__init__()
-        feats = []
-        for d in desc["features_layout"]:
-            if d["type"] == "Conv2d":
-                feats.append(nn.Conv2d(d["in_channels"], d["out_channels"], 3, stride=1, padding=1))
-            elif d["type"] == "BatchNorm2d":
-                feats.append(nn.BatchNorm2d(d["num_features"]))
-            elif d["type"] == "ReLU":
-                feats.append(nn.ReLU(inplace=True))
-            else:
-                feats.append(nn.MaxPool2d(2, 2))
-        self.features = nn.Sequential(*feats)
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(nn.Linear(3136, 32), nn.ReLU(), nn.Linear(32, 10))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import html
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import streamlit as st
 
@@ -121,7 +121,8 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
         keys,
         format_func=labels.get,
         key=key(page, "model"),
-        help="EfficientNet-Lite0's weights ship with a Python package and work offline; the others are downloaded once.",
+        help="EfficientNet-Lite0's weights ship with a Python package and work offline; "
+        "the others are downloaded once.",
     )
     spec = xc.get_spec(model_key)
     if spec.description:
@@ -297,6 +298,35 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
 
 
 # ----------------------------------------------------------------------------- output
+
+
+class Setup(NamedTuple):
+    """What the sidebar of an explanation page chose."""
+
+    choice: compute.ModelChoice
+    model: xc.LoadedModel
+    layer: str
+    method: str
+    params: tuple[tuple[str, object], ...]
+    display: Display
+    k_max: int
+
+
+def explanation_sidebar(page: str, family: str) -> Setup | None:
+    """Model, layer, base method and display controls in the sidebar (None: no usable model)."""
+    with st.sidebar:
+        st.header("Model")
+        choice, weights_file = model_picker(page, family)
+    model = load_model_or_explain(choice, weights_file)
+    if model is None:
+        return None
+    k_max = min(K_MAX, model.n_valid)
+    with st.sidebar:
+        layer = layer_picker(page, model, choice)
+        method, params = method_picker(page)
+        st.header("Display")
+        display = display_controls(page, k_max)
+    return Setup(choice, model, layer, method, params, display, k_max)
 
 
 def legend_html(rows: list[dict]) -> str:
