@@ -9,6 +9,7 @@ from pages._ui import compute, figures, views
 from pages._ui.state import ensure_routed, key
 from pages._ui.widgets import (
     attempt,
+    explain_top_classes,
     explanation_sidebar,
     image_grid,
     image_source,
@@ -41,32 +42,9 @@ picture = attempt(compute.read_image, image.digest, image.data, _name=image.name
 if picture is None:
     st.stop()
 
-# Slow methods run only when asked; what was asked stays computed (cached) afterwards.
+exp = explain_top_classes(PAGE, setup, image.digest, picture, "classes")
 spec = xc.get_method(method)
-request = (image.digest, choice.model_id, layer, method, params)
 requested = st.session_state.setdefault(key(PAGE, "requested"), set())
-if spec.slow and request not in requested:
-    st.warning(f"{spec.label} is slow: it runs one forward pass per feature map (a minute or more on a CPU).")
-    if not st.button(f"Compute {spec.label}", type="primary", key=key(PAGE, "run_slow")):
-        st.stop()
-    requested.add(request)
-
-bar = st.progress(0.0, text="Explaining...") if spec.slow else None
-with st.spinner(f"Explaining the top {k_max} classes with {spec.label}..."):
-    exp = attempt(
-        compute.compute_explanation,
-        image.digest,
-        choice.model_id,
-        layer,
-        method,
-        params,
-        k_max,
-        _image=picture,
-        _model=model,
-        _progress=progress_callback(bar) if bar else None,
-    )
-if bar is not None:
-    bar.empty()
 if exp is None:
     st.stop()
 

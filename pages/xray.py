@@ -9,9 +9,9 @@ from pages._ui import compute, figures, views
 from pages._ui.state import ensure_routed, key
 from pages._ui.widgets import (
     attempt,
+    explain_top_classes,
     explanation_sidebar,
     image_source,
-    progress_callback,
 )
 
 ensure_routed()
@@ -46,31 +46,8 @@ with st.expander(
     for note in xray.notes or ("read as is",):
         st.markdown(f"- {note}")
 
+exp = explain_top_classes(PAGE, setup, image.digest, xray.pixels, "pathologies")
 spec = xc.get_method(method)
-request = (image.digest, choice.model_id, layer, method, params)
-requested = st.session_state.setdefault(key(PAGE, "requested"), set())
-if spec.slow and request not in requested:
-    st.warning(f"{spec.label} is slow: it runs one forward pass per feature map (minutes on a CPU).")
-    if not st.button(f"Compute {spec.label}", type="primary", key=key(PAGE, "run_slow")):
-        st.stop()
-    requested.add(request)
-
-bar = st.progress(0.0, text="Explaining...") if spec.slow else None
-with st.spinner(f"Explaining the top {k_max} pathologies with {spec.label}..."):
-    exp = attempt(
-        compute.compute_explanation,
-        image.digest,
-        choice.model_id,
-        layer,
-        method,
-        params,
-        k_max,
-        _image=xray.pixels,
-        _model=model,
-        _progress=progress_callback(bar) if bar else None,
-    )
-if bar is not None:
-    bar.empty()
 if exp is None:
     st.stop()
 

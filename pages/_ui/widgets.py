@@ -361,3 +361,36 @@ def progress_callback(bar) -> Callable[[int, int], None]:
         bar.progress(min(1.0, done / max(total, 1)), text=f"{done} / {total}")
 
     return report
+
+
+def explain_top_classes(page: str, setup: Setup, digest: str, image: object, what: str) -> xc.Explanation | None:
+    """Raw maps of the top ``setup.k_max`` classes, computed once per image and settings.
+
+    Slow methods run only after a button press; what was asked for stays computed (cached)
+    afterwards. ``what`` names the classes in messages ("classes", "pathologies").
+    """
+    spec = xc.get_method(setup.method)
+    request = (digest, setup.choice.model_id, setup.layer, setup.method, setup.params)
+    requested = st.session_state.setdefault(key(page, "requested"), set())
+    if spec.slow and request not in requested:
+        st.warning(f"{spec.label} is slow: it runs one forward pass per feature map (a minute or more on a CPU).")
+        if not st.button(f"Compute {spec.label}", type="primary", key=key(page, "run_slow")):
+            st.stop()
+        requested.add(request)
+    bar = st.progress(0.0, text="Explaining...") if spec.slow else None
+    with st.spinner(f"Explaining the top {setup.k_max} {what} with {spec.label}..."):
+        exp = attempt(
+            compute.compute_explanation,
+            digest,
+            setup.choice.model_id,
+            setup.layer,
+            setup.method,
+            setup.params,
+            setup.k_max,
+            _image=image,
+            _model=setup.model,
+            _progress=progress_callback(bar) if bar else None,
+        )
+    if bar is not None:
+        bar.empty()
+    return exp
