@@ -199,8 +199,9 @@ def explain_fine(
             class_idx=list(exp.class_idx[:k]),
             base=base,
             denoise=denoise,
+            probabilities=model.probabilities,
             progress=progress,
-        )
+        ).relevance[0]
     return replace(
         exp,
         method="fg_cam_d" if denoise else "fg_cam",

@@ -143,8 +143,29 @@ def find_batchnorm_folds(model: nn.Module, example: torch.Tensor) -> tuple[Batch
     return result
 
 
+_FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _source_key(layer: nn.Module, bn: nn.Module) -> tuple:
+    """Identity and in-place version of every tensor the fold reads (any update re-folds)."""
+    tensors = [layer.weight, layer.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias]
+    return (id(bn), bn.eps, *((None, None) if t is None else (id(t), t._version) for t in tensors))
+
+
 def _folded(layer: nn.Module, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W', b')`` of the folded pair, computed in float64 and cast back."""
+    """``(W', b')`` of the folded pair, computed in float64 and cast back.
+
+    Cached per layer, keyed by the identity and version counter of every source tensor,
+    so repeated explanations do not redo the fold and any change of the weights
+    (an optimizer step, ``load_state_dict``) is seen.
+    """
+    key = _source_key(layer, bn)
+    with _CACHE_LOCK:
+        hit = _FOLDED.get(layer)
+    if hit is not None and hit[0] == key:
+        return hit[1]
     w = layer.weight.detach()
     var = bn.running_var.detach().double()
     mean = bn.running_mean.detach().double()
@@ -155,6 +176,8 @@ def _folded(layer: nn.Module, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor
     shape = (-1,) + (1,) * (w.dim() - 1)
     new_w = (w.double() * scale.reshape(shape)).to(w.dtype)
     new_b = ((bias - mean) * scale + beta).to(w.dtype)
+    with _CACHE_LOCK:
+        _FOLDED[layer] = (key, (new_w, new_b))
     return new_w, new_b
 
 

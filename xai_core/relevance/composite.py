@@ -20,6 +20,7 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -81,6 +82,9 @@ class RelevancePass:
         constant: ``id(tensor) -> (tensor, mask)``: units of a hooked tensor that are constants
             of the forward pass (a convolution's output where its inputs were all zero, so it
             equals its bias; carried through element-wise activations). Canonized rules only.
+        fusable: ``id(tensor) -> (tensor, rule, conv input)`` for hidden-conv outputs, so an
+            element-wise activation right after (a folded BatchNorm passes the very tensor
+            on) runs the conv's rule in the same autograd node. Canonized rules only.
         calls: module name -> number of calls seen while the rules were active.
     """
 
@@ -88,7 +92,8 @@ class RelevancePass:
     start_leaf: torch.Tensor | None = None
     target: torch.Tensor | None = None
     bounds: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    constant: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    constant: dict[int, tuple[torch.Tensor, Any]] = field(default_factory=dict)
+    fusable: dict[int, tuple[torch.Tensor, Any, torch.Tensor]] = field(default_factory=dict)
     active: bool = True
     calls: dict[str, int] = field(default_factory=dict)
     unsupported: list[str] = field(default_factory=list)
@@ -190,6 +195,16 @@ def relevance_rules(
         state.calls[name] = state.calls.get(name, 0) + 1
         xd = inp.detach()
         if kind == "identity":
+            producer = state.fusable.get(id(inp)) if canon else None
+            if producer is not None and producer[0] is inp:
+                # conv -> (folded BatchNorm) -> activation: the identity rule gives R at the conv
+                # output = R at the activation output, so one node does both steps: the conv's
+                # rule with the activation's output as its relevance-carrying output.
+                rule, conv_inp = producer[1], producer[2]
+                fused = rule.with_output(output.detach())
+                new = rules_.apply_rule(fused, output, conv_inp)
+                state.constant[id(new)] = (new, fused.unsupported)
+                return new
             new = rules_.apply_rule(functools.partial(rules_.identity_grad, xd, output.detach()), output, inp)
             return _carry_constant(inp, new)
         if kind == "pool":
@@ -212,11 +227,10 @@ def relevance_rules(
             fn = functools.partial(rules_.zplus_conv_grad, module, xd, output.detach(), weight=weight)
             return rules_.apply_rule(fn, output, inp)
         hit = state.constant.get(id(inp))
-        rule = rules_.ZPlusConv(
-            module, xd, output.detach(), weight=weight, constant=None if hit is None else hit[1], fallback=True
-        )
+        rule = rules_.ZPlusConv(module, xd, output.detach(), weight=weight, constant=None if hit is None else hit[1])
         new = rules_.apply_rule(rule, output, inp)
         state.constant[id(new)] = (new, rule.unsupported)
+        state.fusable[id(new)] = (new, rule, inp)
         return new
 
     def _mark_constant(module: nn.Module, output: torch.Tensor, new: torch.Tensor) -> None:

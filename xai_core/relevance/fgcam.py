@@ -107,11 +107,13 @@ def resolve_classes(class_idx: ClassSpec, logits: torch.Tensor) -> torch.Tensor:
 
 
 def check_input(x: torch.Tensor) -> None:
+    """Raise :class:`MethodError` unless ``x`` is an ``[N, C, H, W]`` tensor with N >= 1."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] < 1:
         raise MethodError(f"x must be an [N, C, H, W] tensor, got {tuple(getattr(x, 'shape', ()))}.")
 
 
 def check_logits(logits: torch.Tensor, n_img: int) -> None:
+    """Raise :class:`MethodError` unless the model returned logits ``[n_img, n]``."""
     if logits.dim() != 2 or logits.shape[0] != n_img:
         raise MethodError(f"The model must return logits [{n_img}, n]; got shape {tuple(logits.shape)}.")
 
@@ -202,9 +204,7 @@ def score_cam_weights(
     idx = idx.to(device=x.device, dtype=torch.long)
     if idx.dim() == 1:
         idx = idx[None].expand(x.shape[0], -1)
-    return _score_cam_weights(
-        model, x, activations, idx, probabilities=probs, batch_size=batch_size, progress=progress
-    )
+    return _score_cam_weights(model, x, activations, idx, probabilities=probs, batch_size=batch_size, progress=progress)
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,14 @@ from xai_core.errors import MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
 from xai_core.relevance.composite import check_rule_set, check_supported, relevance_rules
-from xai_core.relevance.fgcam import ClassSpec, RelevanceResult, check_input, check_logits, propagate_pass, resolve_classes
+from xai_core.relevance.fgcam import (
+    ClassSpec,
+    RelevanceResult,
+    check_input,
+    check_logits,
+    propagate_pass,
+    resolve_classes,
+)
 
 VARIANTS = ("lrp", "clrp", "sglrp")
 

@@ -21,6 +21,7 @@ branches only look at forward tensors (never at the batched ``g``).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -162,17 +163,12 @@ class ZPlusConv:
     ``z = conv(x+, w+) + conv(x-, w-)`` (the positive contributions), ``s = R_out / z``,
     ``R_in = x+ * conv^T(w+, s) + x- * conv^T(w-, s)``. ``rule(g_out) -> g_in``.
 
-    Two refinements used by the ``"canonized"`` rule set (ALGORITHMS.md section 3, docs/fgcam.md):
-
-    - ``constant``: a (lazy) mask of input units that carry no evidence: the layer below
-      gave them no positive contribution (:meth:`unsupported`), so their value is their
-      folded BatchNorm shift, at most reduced by their inputs. Like this layer's own bias
-      they take no relevance: ``x`` is zeroed there before the rule.
-    - ``fallback``: an output unit with no positive contribution (``z = 0``) but some
-      negative ones that still receives relevance (from an operation that does not follow
-      the masks, e.g. a residual addition) shares it over its negative contributions
-      (LRP-0, conservative and sign-preserving for contributions of one sign) instead of
-      dropping it.
+    The ``"canonized"`` rule set (docs/fgcam.md) passes ``constant``: a lazy mask of input
+    units that carry no evidence, because the layer below gave them no positive
+    contribution (:meth:`unsupported` of that layer's rule): their value is their folded
+    BatchNorm shift, at most reduced by their inputs, i.e. a bias. Like this layer's own
+    bias they take no relevance: ``x`` is zeroed there before the rule, and the relevance
+    goes to the units that carry evidence.
 
     Shapes: x ``[N, C_in, H, W]``, y and g_out ``[N, C_out, h, w]``. ``weight`` is the
     kernel the forward pass used (taken at forward time, so a canonizer that is undone
@@ -187,17 +183,18 @@ class ZPlusConv:
         *,
         weight: torch.Tensor | None = None,
         constant: Any = None,
-        fallback: bool = False,
     ) -> None:
         self.geo = _conv_geometry(module)
         self.x, self.y = x, y
         self.w = module.weight.detach() if weight is None else weight
         self.constant = constant
-        self.fallback = fallback
         self._parts: tuple[torch.Tensor, ...] | None = None
 
     def _forward_parts(self) -> tuple[torch.Tensor, ...]:
-        """``(x_padded, x+, x- or None, z)``, computed once (forward tensors only)."""
+        """``(x_padded, x+, x- or None, z)``, computed once from forward tensors only.
+
+        The rule of the layer above may ask for :meth:`unsupported` first.
+        """
         if self._parts is None:
             x = self.x
             if self.constant is not None:
@@ -212,11 +209,18 @@ class ZPlusConv:
             self._parts = (xp_full, xpos, xneg, z)
         return self._parts
 
+    def with_output(self, y: torch.Tensor) -> ZPlusConv:
+        """The same rule with relevance read from ``y`` (an identity-rule activation's output)."""
+        other = copy.copy(self)
+        other.y = y
+        return other
+
     def unsupported(self) -> torch.Tensor:
         """Output units with no positive contribution (``z == 0``): their value is the bias's."""
         return self._forward_parts()[3] == 0
 
     def __call__(self, g_out: torch.Tensor) -> torch.Tensor:
+        """The signal at the input for ``g_out`` at the output (then frees the forward tensors)."""
         geo, pad = self.geo, self.geo[0]
         xp_full, xpos, xneg, z = self._forward_parts()
         wp, wn = self.w.clamp(min=0), self.w.clamp(max=0)
@@ -225,16 +229,6 @@ class ZPlusConv:
         g = _conv_t(xp_full.shape, wp, s, geo).masked_fill_(xp_full <= 0, 0.0)
         if xneg is not None:
             g = g + _conv_t(xp_full.shape, wn, s, geo).masked_fill_(xp_full >= 0, 0.0)
-        if self.fallback:
-            dead = z == 0
-            if bool(dead.any()):
-                zn = _conv(xpos, wn, geo)
-                if xneg is not None:
-                    zn = zn + _conv(xneg, wp, geo)
-                sn = g_out * safe_divide(self.y, zn).masked_fill_(~dead, 0.0)
-                g = g + _conv_t(xp_full.shape, wn, sn, geo).masked_fill_(xp_full <= 0, 0.0)
-                if xneg is not None:
-                    g = g + _conv_t(xp_full.shape, wp, sn, geo).masked_fill_(xp_full >= 0, 0.0)
         self._parts = None  # free the forward tensors once the backward has used them
         self.x = self.y = None
         return _unpad(g, pad)  # 0 at constant units: x was zeroed there

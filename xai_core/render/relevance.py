@@ -35,9 +35,7 @@ def _check(mode: str, percentile: float) -> None:
         raise MethodError(f"percentile must be in (0, 100], got {percentile}.")
 
 
-def relevance_limit(
-    relevance: np.ndarray, *, mode: str = "signed", percentile: float = DEFAULT_PERCENTILE
-) -> float:
+def relevance_limit(relevance: np.ndarray, *, mode: str = "signed", percentile: float = DEFAULT_PERCENTILE) -> float:
     """The value that maps to full colour: the ``percentile`` of ``|R|`` (or of ``R > 0``).
 
     Args:
