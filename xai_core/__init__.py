@@ -29,7 +29,17 @@ from xai_core.errors import (
     XaiCoreError,
 )
 from xai_core.fusion import FusedMap, fm_g_cam
-from xai_core.methods import METHODS, get_method, list_methods
+from xai_core.methods import (
+    EXPLAINERS,
+    METHODS,
+    Explainer,
+    Param,
+    get_explainer,
+    get_method,
+    list_explainers,
+    list_methods,
+    register_explainer,
+)
 from xai_core.models import LoadedModel, build_model, get_spec, list_models, load_model, prepare, register
 
 if TYPE_CHECKING:
@@ -46,7 +56,13 @@ def read_image(source: bytes | str | os.PathLike | BinaryIO, **limits: int) -> I
 
 
 __all__ = [
+    "EXPLAINERS",
     "METHODS",
+    "Explainer",
+    "Param",
+    "get_explainer",
+    "list_explainers",
+    "register_explainer",
     "Explanation",
     "FusedMap",
     "ImageError",
