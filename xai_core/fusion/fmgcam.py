@@ -168,8 +168,7 @@ def fm_g_cam(
 
 _NORMALISE_TEXT = {
     "reference": (
-        "after the FM-G-CAM paper's normalisation (every image column of every class map "
-        "scaled to unit length)"
+        "after the FM-G-CAM paper's normalisation (every image column of every class map scaled to unit length)"
     ),
     "per_class": "after scaling each class map to unit overall (L2) size, which makes weak and strong classes alike",
     "off": "with no normalisation (raw map values on one shared scale; classes with larger gradients look brighter)",
