@@ -56,7 +56,7 @@ _CVD_RANKS = 10
 
 
 def to_cam02ucs(rgb255: np.ndarray) -> np.ndarray:
-    """SRGB ``uint8``-range colours ``[..., 3]`` to CAM02-UCS ``(J', a', b')``."""
+    """Colours in sRGB 0-255 ``[..., 3]`` to CAM02-UCS ``(J', a', b')``."""
     from colorspacious import cspace_convert
 
     return np.asarray(cspace_convert(np.asarray(rgb255, dtype=np.float64) / 255.0, "sRGB1", "CAM02-UCS"))
