@@ -555,9 +555,9 @@ def _xray_files() -> list[CorpusFile]:
             _dicom(three[0], bits_stored=12, frames=3, pixel_bytes=three.tobytes()),
             "xray",
             "ok",
-            "3 frames: first one used",
+            "3 frames: the first one is shown by default",
             size=(48, 64),
-            note="first frame of 3",
+            note="frame 1 of 3",
         )
     )
     add(
