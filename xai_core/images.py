@@ -1059,9 +1059,11 @@ def _lut_dataset(ds: Any, notes: list[str]) -> tuple[Any, tuple[float, float] | 
     Returns:
         ``(dataset, (slope, intercept) or None, (centre, width, function) or None)``.
     """
-    from pydicom.dataset import Dataset
+    from pydicom.dataset import Dataset, FileMetaDataset
 
     out = Dataset()
+    out.file_meta = FileMetaDataset()  # pydicom reads OW LUT data with the file's byte order
+    out.file_meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
     out.BitsStored = _tag_int(ds, "BitsStored", 0) or _tag_int(ds, "BitsAllocated", 16) or 16
     out.PixelRepresentation = 1 if _tag_int(ds, "PixelRepresentation", 0) == 1 else 0
     out.PhotometricInterpretation = "MONOCHROME2"  # the inversion is done separately, after the VOI step
