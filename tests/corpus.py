@@ -621,7 +621,7 @@ def _xray_files() -> list[CorpusFile]:
             _dicom(x12, bits_stored=12, pixel_bytes=b"\xff\xd8" + b"\x00" * 64, transfer_syntax=JPEGLSLossless),
             "xray",
             "error",
-            "JPEG-LS transfer syntax with junk data: missing decoder, or damaged data if one is installed",
+            "JPEG-LS transfer syntax with junk data: damaged (the decoders are installed)",
         )
     )
     add(

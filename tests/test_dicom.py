@@ -24,6 +24,7 @@ from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.uid import (
     JPEG2000,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
     JPEGLossless,
@@ -31,7 +32,6 @@ from pydicom.uid import (
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    JPEG2000Lossless,
 )
 
 from xai_core.errors import ImageError
@@ -249,9 +249,7 @@ def test_compressed_multiframe_frame_choice():
     ds = pydicom.dcmread(io.BytesIO(_dicom(three[0], bits_stored=12, frames=3, pixel_bytes=three.tobytes())))
     ds.compress(RLELossless, encoding_plugin="pydicom")
     data = _save(ds)
-    np.testing.assert_array_equal(
-        read_xray(data, frame=2).pixels, read_xray(_dicom(X12 // 2, bits_stored=12)).pixels
-    )
+    np.testing.assert_array_equal(read_xray(data, frame=2).pixels, read_xray(_dicom(X12 // 2, bits_stored=12)).pixels)
 
 
 # --------------------------------------------------------------------------- warnings

@@ -871,8 +871,7 @@ def _decode_failure(name: str | None, ts_name: str, uid: str, bits: int, exc: Ba
                 name,
                 ts_name,
                 uid,
-                f"which the decoder installed here ({', '.join(available)}) cannot read for this "
-                f"{bits}-bit image",
+                f"which the decoder installed here ({', '.join(available)}) cannot read for this {bits}-bit image",
             )
     return _dicom_fail(
         name,

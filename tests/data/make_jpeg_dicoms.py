@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import imagecodecs
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.corpus import _dicom, _xray_like  # noqa: E402
@@ -31,7 +30,10 @@ def main() -> None:
     x12 = _xray_like(64, 48, 4095)
     files = {
         # JPEG Extended (process 2 & 4), 12-bit, lossy: SOF1
-        "jpeg_extended_12bit.dcm": (imagecodecs.jpeg8_encode(x12, level=95, bitspersample=12), "1.2.840.10008.1.2.4.51"),
+        "jpeg_extended_12bit.dcm": (
+            imagecodecs.jpeg8_encode(x12, level=95, bitspersample=12),
+            "1.2.840.10008.1.2.4.51",
+        ),
         # JPEG Lossless, non-hierarchical, first-order prediction (process 14, SV1): SOF3
         "jpeg_lossless_sv1.dcm": (
             imagecodecs.jpeg8_encode(x12, lossless=True, predictor=1, bitspersample=12),
