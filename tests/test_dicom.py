@@ -242,6 +242,8 @@ def test_frame_argument_and_count():
         with pytest.raises(ImageError, match="has 3 frames") as info:
             read_xray(data, frame=bad, filename="cine.dcm")
         assert "from 0 to 2" in str(info.value)
+    with pytest.raises(ImageError, match="whole number from 0 to 2"):
+        read_xray(data, frame="2")  # type: ignore[arg-type]
 
 
 def test_compressed_multiframe_frame_choice():

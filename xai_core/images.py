@@ -946,6 +946,8 @@ def _read_dicom(data: bytes, name: str | None, max_pixels: int, frame: int | Non
     except Exception as exc:
         raise _dicom_fail(name, f"has an invalid transfer syntax ({type(exc).__name__})") from exc
     frames = max(_tag_int(ds, "NumberOfFrames", 1), 1)
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
+        raise ImageError(f"The frame must be a whole number from 0 to {frames - 1}; got {frame!r}. Choose one.")
     index = 0 if frame is None else int(frame)
     if not 0 <= index < frames:
         raise _dicom_fail(
