@@ -178,6 +178,7 @@ def test_record_of_an_ordinary_dicom():
     rows = dict(r.rows())
     assert rows["Frame"] == "1 of 1" and rows["MONOCHROME1 inversion"] == "not needed"
     assert rows["Transfer syntax"] == "Implicit VR Little Endian (1.2.840.10008.1.2)"
+    assert r.summary() == "DICOM, 48x64, 12-bit, Implicit VR Little Endian, DX, CHEST, PA"
 
 
 def test_record_of_monochrome1_rescale_and_window():

@@ -57,10 +57,14 @@ def test_fused_colouring_gives_each_class_its_hue():
     assert rgb[1, 0].tolist() == [0, 0, 64]
     assert rgb[1, 1].tolist() == [0, 0, 0]
     # default colours: class k in class_colours(K)[k], scaled by its value, same hue
+    # default colours: the strongest position shows its class colour exactly as the legend
     default = colourise_fused(maps)
-    first = np.asarray(class_colours(3)[0], np.float64)
-    np.testing.assert_allclose(default[0, 0] / default[0, 0].max(), first / first.max(), atol=0.01)
+    assert tuple(default[0, 0]) == class_colours(3)[0]
+    np.testing.assert_allclose(default[0, 1], np.asarray(class_colours(3)[1]) * 0.5, atol=0.51)
     assert default[1, 1].tolist() == [0, 0, 0]
+    # overlapping classes (an ELU/GELU background) are scaled down together, never clipped
+    flat = colourise_fused(np.full((3, 1, 1), 0.9, np.float32), [(255, 0, 0), (255, 255, 0), (0, 0, 255)])
+    assert flat[0, 0].tolist() == [255, 128, 128]
     assert len(set(class_colours(10))) == 10
 
 

@@ -159,6 +159,18 @@ class ReadRecord:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
+    def summary(self) -> str:
+        """One line: format, size, bits, and for DICOM syntax, frame, modality, body part, view."""
+        parts = [self.source_format, f"{self.width}x{self.height}", f"{self.bits_stored}-bit"]
+        if self.source_format == "DICOM":
+            parts.append(self.transfer_syntax)
+            if self.frames > 1:
+                parts.append(f"frame {self.frame + 1} of {self.frames}")
+            parts += [v for v in (self.modality, self.body_part, self.view_position) if v]
+            if self.inverted:
+                parts.append("MONOCHROME1 inverted")
+        return ", ".join(parts)
+
     def rows(self) -> list[tuple[str, str]]:
         """``(label, value)`` pairs for a "how it was read" table; DICOM-only rows for DICOM."""
         out = [

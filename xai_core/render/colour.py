@@ -97,6 +97,11 @@ def hex_colour(rgb: tuple[int, int, int]) -> str:
 def colourise_fused(maps: np.ndarray | torch.Tensor, colours: list[tuple[int, int, int]] | None = None) -> np.ndarray:
     """FM-G-CAM colouring (paper section 3.3.2): black-to-hue per class, summed, max-scaled.
 
+    The sum is divided by the larger of the strongest map value and the brightest summed
+    channel, one factor for the whole picture (ratios between classes are kept). So the
+    strongest position shows its class's colour exactly as the legend does, and sums of
+    overlapping classes (ELU/GELU backgrounds) never clip.
+
     Args:
         maps: ``[K, h, w]`` in [0, 1].
         colours: one RGB per class (default :func:`class_colours`).
@@ -107,7 +112,7 @@ def colourise_fused(maps: np.ndarray | torch.Tensor, colours: list[tuple[int, in
     m = _np(maps).astype(np.float32)
     colours = colours or class_colours(m.shape[0])
     rgb = np.einsum("khw,kc->hwc", m, np.asarray(colours, dtype=np.float32) / 255.0)
-    peak = float(rgb.max())
+    peak = max(float(m.max()) if m.size else 0.0, float(rgb.max()) if rgb.size else 0.0)
     if peak > 0:
         rgb = rgb / peak
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
