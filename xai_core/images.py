@@ -23,7 +23,10 @@ Everything here treats its input as untrusted: a file a user uploaded. Design:
 
 Display convention for X-rays: ``pixels`` is float32 ``[H, W]`` in ``[0, 1]`` with bright =
 dense (bone white), the MONOCHROME2 convention. :func:`xray_to_model_input` maps it to
-torchxrayvision's ``[-1024, 1024]``.
+torchxrayvision's ``[-1024, 1024]``. Every :class:`XrayImage` carries a :class:`ReadRecord`
+(transfer syntax, photometric interpretation, MONOCHROME1 inversion, rescale, window, bits
+stored, frame i of n, modality, body part, warnings), so a page can say how the file was
+read without any model weights.
 """
 
 from __future__ import annotations
