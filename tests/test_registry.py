@@ -187,7 +187,13 @@ def test_adding_a_method_is_one_function_and_one_entry(small):
 
     xc.register_explainer(
         xc.Explainer(
-            "abs_grad_cam", "Abs-Grad-CAM", "gradient", abs_grad_cam, "-", "Test method.", needs=frozenset({"gradients"})
+            "abs_grad_cam",
+            "Abs-Grad-CAM",
+            "gradient",
+            abs_grad_cam,
+            "-",
+            "Test method.",
+            needs=frozenset({"gradients"}),
         )
     )
     try:

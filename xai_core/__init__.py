@@ -28,7 +28,7 @@ from xai_core.errors import (
     WeightsError,
     XaiCoreError,
 )
-from xai_core.fusion import FusedMap, fm_g_cam
+from xai_core.fusion import BRIGHTNESS, FusedMap, brightness_caption, fm_g_cam
 from xai_core.methods import (
     EXPLAINERS,
     METHODS,
@@ -41,6 +41,7 @@ from xai_core.methods import (
     register_explainer,
 )
 from xai_core.models import LoadedModel, build_model, get_spec, list_models, load_model, prepare, register
+from xai_core.render import DEFAULT_COLORMAP, class_colours, colour_scale
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -56,6 +57,11 @@ def read_image(source: bytes | str | os.PathLike | BinaryIO, **limits: int) -> I
 
 
 __all__ = [
+    "BRIGHTNESS",
+    "DEFAULT_COLORMAP",
+    "brightness_caption",
+    "class_colours",
+    "colour_scale",
     "EXPLAINERS",
     "METHODS",
     "Explainer",

@@ -34,6 +34,7 @@ from xai_core.methods.registry import Explainer, get_explainer
 from xai_core.models.preprocess import PreparedInput, prepare
 from xai_core.models.registry import LoadedModel, load_model
 from xai_core.render.colour import (
+    DEFAULT_COLORMAP,
     apply_colormap,
     class_colours,
     colourise_fused,
@@ -97,12 +98,30 @@ class Explanation:
         """``(H, W)`` of the model input."""
         return tuple(self.prepared.tensor.shape[-2:])
 
-    def fused(self, k: int | None = None, *, normalise: str = "reference", activation: str = "relu") -> FusedMap:
-        """FM-G-CAM over the first ``k`` classes (default all computed)."""
+    def fused(
+        self,
+        k: int | None = None,
+        *,
+        normalise: str = "reference",
+        activation: str = "relu",
+        brightness: str = "normalised",
+    ) -> FusedMap:
+        """FM-G-CAM over the first ``k`` classes (default all computed).
+
+        ``brightness="probability"`` scales each class's map by its probability relative
+        to the most probable class shown (see :func:`~xai_core.fusion.brightness_caption`).
+        """
         k = self.k_max if k is None else int(k)
         if not 1 <= k <= self.k_max:
             raise MethodError(f"k must be between 1 and {self.k_max} (the classes computed), got {k}.")
-        return fm_g_cam(self.cams[:k], channels=self.channels, normalise=normalise, activation=activation)
+        return fm_g_cam(
+            self.cams[:k],
+            channels=self.channels,
+            normalise=normalise,
+            activation=activation,
+            brightness=brightness,
+            probs=self.probs[:k],
+        )
 
     def saliency(self, i: int = 0, *, relu: bool = True) -> np.ndarray:
         """Class ``i``'s map at input resolution ``[H, W]``: ReLU (optional), upsampled, min-max scaled."""
@@ -137,7 +156,9 @@ def _prepare_all(model: LoadedModel, images: object) -> tuple[list[PreparedInput
             )
         h, w = images.shape[-2:]
         x = images.detach().float()
-        return [PreparedInput(x[i : i + 1], None, (0.0, 0.0, float(w), float(h)), (int(w), int(h))) for i in range(len(x))], False
+        return [
+            PreparedInput(x[i : i + 1], None, (0.0, 0.0, float(w), float(h)), (int(w), int(h))) for i in range(len(x))
+        ], False
     if isinstance(images, (list, tuple)):
         if not images:
             raise MethodError("No images to explain: the list is empty.")
@@ -242,7 +263,9 @@ def explain(
     out: list[Explanation] = []
     for start in range(0, n, chunk):
         part = prepared[start : start + chunk]
-        out.extend(_explain_chunk(model, spec, part, layer, top_k, rows, extra, start, device, progress, precision, params))
+        out.extend(
+            _explain_chunk(model, spec, part, layer, top_k, rows, extra, start, device, progress, precision, params)
+        )
     return out[0] if single else out
 
 
@@ -363,11 +386,13 @@ def render_map(
     return overlay(_view(exp), heat, alpha)
 
 
-def render_fused(exp: Explanation, fused: FusedMap, *, alpha: float = 0.6, colormap: str = "jet") -> np.ndarray:
+def render_fused(
+    exp: Explanation, fused: FusedMap, *, alpha: float = 0.6, colormap: str = DEFAULT_COLORMAP
+) -> np.ndarray:
     """A fused map over the view the model saw, ``uint8 [H, W, 3]``.
 
     Each class in its own colour (:func:`~xai_core.render.class_colours`); with K = 1 the
-    single map uses ``colormap`` as in the FM-G-CAM library. The opacity follows the map
+    single map uses ``colormap`` (viridis by default, as the FM-G-CAM paper recommends). The opacity follows the map
     strength, so regions no class claims keep the image visible.
     """
     maps = fused.maps

@@ -134,7 +134,9 @@ def class_gradients(outputs: torch.Tensor, inputs: torch.Tensor, *, batched: boo
         if batched and k > 1:
             try:
                 eye = torch.eye(k, dtype=outputs.dtype, device=outputs.device)[:, None, :].expand(k, *outputs.shape)
-                (grads,) = torch.autograd.grad(outputs, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=True)
+                (grads,) = torch.autograd.grad(
+                    outputs, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=True
+                )
                 return grads.transpose(0, 1)
             except RuntimeError as err:
                 if "does not require grad" in str(err) or "not have been used" in str(err):
@@ -144,7 +146,9 @@ def class_gradients(outputs: torch.Tensor, inputs: torch.Tensor, *, batched: boo
         return torch.stack(rows, dim=1)
     except RuntimeError as err:
         if "does not require grad" in str(err) or "not have been used" in str(err):
-            raise MethodError("The chosen layer does not influence the model's output; choose a layer before the head.") from err
+            raise MethodError(
+                "The chosen layer does not influence the model's output; choose a layer before the head."
+            ) from err
         raise
 
 
@@ -261,7 +265,9 @@ def compute_cams(
     from xai_core.methods.registry import get_explainer
 
     if x.dim() != 4 or x.shape[0] != 1:
-        raise MethodError(f"x must be one image [1, C, H, W], got shape {tuple(x.shape)}; batches go through explain().")
+        raise MethodError(
+            f"x must be one image [1, C, H, W], got shape {tuple(x.shape)}; batches go through explain()."
+        )
     spec = get_explainer(method)
     if spec.driver != "cam":
         raise MethodError(f"compute_cams runs CAM-family methods; {spec.label} is not one. Use xai_core.explain.")

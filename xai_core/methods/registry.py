@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from xai_core.errors import MethodError, UnknownNameError
+from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
 from xai_core.methods import activation, gradient, score
 from xai_core.methods.base import run_cams
 from xai_core.methods.context import CamContext, ExplainRequest, MapResult
@@ -91,7 +92,9 @@ class Param:
             except (TypeError, ValueError):
                 raise MethodError(f"{where} must be a number; got {value!r}.") from None
             if not math.isfinite(number) or (kind == "int" and number != int(number)):
-                raise MethodError(f"{where} must be a{'n integer' if kind == 'int' else ' finite number'}; got {value!r}.")
+                raise MethodError(
+                    f"{where} must be a{'n integer' if kind == 'int' else ' finite number'}; got {value!r}."
+                )
             low = -math.inf if self.minimum is None else self.minimum
             high = math.inf if self.maximum is None else self.maximum
             if not low <= number <= high:
@@ -469,8 +472,8 @@ EXPLAINERS: dict[str, Explainer] = {
             needs=frozenset({"gradients"}),
             params=(
                 Param("base", "Base method", "grad_cam", choices=("grad_cam",), help=_FUSION_BASE_HELP),
-                Param("normalise", "L2 normalisation", "reference", choices=("reference", "per_class", "off")),
-                Param("activation", "End activation", "relu", choices=("relu", "elu", "gelu")),
+                Param("normalise", "L2 normalisation", "reference", choices=NORMALISATIONS),
+                Param("activation", "End activation", "relu", choices=ACTIVATIONS),
             ),
             per_class_maps=True,
         ),
@@ -483,9 +486,7 @@ def _refresh_fusion_bases() -> None:
     bases = tuple(k for k, e in EXPLAINERS.items() if e.driver == "cam" and e.per_class_maps)
     for key, spec in list(EXPLAINERS.items()):
         if spec.family == "fusion":
-            params = tuple(
-                replace(p, choices=bases) if p.name == "base" else p for p in spec.params
-            )
+            params = tuple(replace(p, choices=bases) if p.name == "base" else p for p in spec.params)
             EXPLAINERS[key] = replace(spec, params=params)
 
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from xai_core.hooks.capture import ReplayMismatch, replace_output, rest_of_network
 from xai_core.errors import MethodError
+from xai_core.hooks.capture import ReplayMismatch, replace_output, rest_of_network
 from xai_core.methods.context import CamContext, Progress
 from xai_core.methods.gradient import weighted_sum
 
