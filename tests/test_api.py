@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import xai_core as xc
 
@@ -51,3 +52,30 @@ def test_fine_maps_put_positive_mass_on_the_right_half(fine):
 def test_explain_fine_rejects_bad_k(lite0, cat_dog, fine):
     with pytest.raises(xc.MethodError, match="between 1 and 2"):
         xc.explain_fine(lite0, fine, k=3)
+
+
+def test_twelve_classes_fuse_and_render(lite0, cat_dog):
+    """More classes than the first palette's colours: every class gets its own colour."""
+    exp = xc.explain(lite0, cat_dog, method="grad_cam", top_k=12)
+    picture = xc.render_fused(exp, exp.fused(12))
+    assert picture.shape == (224, 224, 3)
+    rows = xc.legend(exp, 12)
+    assert len({row["colour"] for row in rows}) == 12
+
+
+def test_one_image_gives_one_explanation_and_a_list_gives_a_list(lite0, cat_dog):
+    one = xc.explain(lite0, cat_dog, top_k=2)
+    many = xc.explain(lite0, [cat_dog, cat_dog], top_k=2)
+    assert isinstance(one, xc.Explanation) and len(many) == 2
+    for exp in many:
+        assert exp.class_idx == one.class_idx
+        torch.testing.assert_close(exp.cams, one.cams, rtol=1e-4, atol=1e-5 * float(one.cams.abs().max()))
+
+
+def test_a_prepared_tensor_has_no_view_to_draw_on(lite0, cat_dog):
+    x = xc.prepare(cat_dog, lite0.spec.preprocessing).tensor
+    exp = xc.explain(lite0, x, top_k=1)[0]
+    with pytest.raises(xc.MethodError, match="prepared tensor"):
+        xc.render_map(exp, 0)
+    with pytest.raises(xc.MethodError, match=r"\[N, 3, H, W\]"):
+        xc.explain(lite0, x[0], top_k=1)
