@@ -11,11 +11,13 @@ README "Using other models").
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 
 import torch
 from torch import nn
@@ -114,7 +116,8 @@ class LoadedModel:
         return [None if math.isnan(t) else bool(p > t) for p, t in zip(probs.tolist(), self.spec.thresholds)]
 
 
-_CATALOGUE: dict[str, ModelInfo] = {info.key: info for info in zoo.catalogue()}
+_MAKERS: dict[str, Callable[[], ModelSpec]] = {}  # key -> the zoo's function making its spec
+_CATALOGUE: dict[str, ModelInfo] = {}  # key -> its line, whose ``make`` goes through get_spec
 _REGISTRY: dict[str, ModelSpec] = {}  # specs made so far, and registered ones
 _SPEC_LOCK = threading.RLock()
 _CACHE: dict[tuple[str, str | None, str], LoadedModel] = {}
@@ -127,6 +130,7 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
         if spec.key in _CATALOGUE and not replace:
             raise ValueError(f"A model called {spec.key!r} is already registered.")
         _REGISTRY[spec.key] = spec
+        _MAKERS.pop(spec.key, None)
         _CATALOGUE[spec.key] = spec.info
     return spec
 
@@ -146,8 +150,8 @@ def get_spec(key: str) -> ModelSpec:
     with _SPEC_LOCK:
         spec = _REGISTRY.get(key)
         if spec is None:
-            if isinstance(key, str) and key in _CATALOGUE:
-                spec = _CATALOGUE[key].make()
+            if isinstance(key, str) and key in _MAKERS:
+                spec = _MAKERS[key]()
             elif isinstance(key, str) and key.startswith(PREFIXES):
                 spec = library_spec(key)
             else:
@@ -224,3 +228,8 @@ def clear_cache() -> None:
     """Forget every cached model."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+for _info in zoo.catalogue():
+    _MAKERS[_info.key] = _info.make
+    _CATALOGUE[_info.key] = dataclasses.replace(_info, make=partial(get_spec, _info.key))

@@ -62,13 +62,13 @@ class ModelInfo:
     """One line of the model catalogue: enough for a picker, without building the spec.
 
     Reading any other :class:`ModelSpec` attribute (``preprocessing``, ``labels``,
-    ``default_layer``, ...) on it makes the spec (once, through the registry's cache) and
-    returns the spec's value, so code written for the lists of specs that
-    ``list_models`` used to return keeps working.
+    ``default_layer``, ...) on it makes the spec and returns the spec's value, so code
+    written for the lists of specs that ``list_models`` used to return keeps working.
+    The lines ``list_models`` returns make their spec through ``get_spec``, once.
 
     Attributes:
         key, label, family, description, offline: as in :class:`ModelSpec`.
-        make: builds the full spec (may import torchvision, torchxrayvision, timm).
+        make: returns the full spec (may import torchvision, torchxrayvision, timm).
     """
 
     key: str
@@ -80,10 +80,8 @@ class ModelInfo:
 
     @property
     def spec(self) -> ModelSpec:
-        """The full spec (made on first use and cached by the registry)."""
-        from xai_core.models.registry import get_spec
-
-        return get_spec(self.key)
+        """The full spec (for listed models, made once and kept by the registry)."""
+        return self.make()
 
     def __getattr__(self, name: str) -> object:
         # Only called for attributes a ModelInfo does not have itself.
