@@ -139,9 +139,7 @@ def test_default_layer_is_the_last_feature_map_before_pooling(key: str) -> None:
     assert logits.shape == (2, len(model.labels)) == (2, 1000)
 
 
-@pytest.mark.parametrize(
-    "key", ["resnet50", "densenet121", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny"]
-)
+@pytest.mark.parametrize("key", ["resnet50", "densenet121", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny"])
 def test_automatic_layer_gives_the_hand_picked_layers_map(key: str) -> None:
     spec = get_spec(key)
     auto = auto_default_layer(spec.build, 3, spec.preprocessing.input_size)

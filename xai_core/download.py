@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.models:
         unknown = [k for k in args.models if k not in keys and not k.startswith(PREFIXES)]
         if unknown:
-            parser.error(f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(keys)}, or timm:NAME, "
-                         "torchvision:NAME")
+            parser.error(
+                f"unknown model(s): {', '.join(unknown)}; choose from {', '.join(keys)}, or timm:NAME, torchvision:NAME"
+            )
         keys = list(dict.fromkeys(args.models))
     if args.list:
         by_key = {info.key: info for info in listed}

@@ -157,7 +157,7 @@ def trace_modules(model: nn.Module, example: torch.Tensor) -> dict[str, TracedMo
         key = outputs[name]
         oid = None if key is None else ids.setdefault(key, len(ids))
         result[name] = TracedModule(name, kinds[name], counts[name], shapes[name], oid, name in passthrough)
-    del keep
+    keep.clear()
     return result
 
 

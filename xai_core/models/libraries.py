@@ -151,7 +151,7 @@ def torchvision_spec(
 
 
 def _timm_cfg(name: str):
-    """timm's pretrained config for ``name`` (``arch`` or ``arch.tag``)."""
+    """Timm's pretrained config for ``name`` (``arch`` or ``arch.tag``)."""
     try:
         import timm
     except ImportError as err:

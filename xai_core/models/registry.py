@@ -127,7 +127,7 @@ _CACHE_LOCK = threading.Lock()
 def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     """Add a model to the registry (and to :func:`list_models`)."""
     with _SPEC_LOCK:
-        if spec.key in _CATALOGUE and not replace:
+        if (spec.key in _CATALOGUE or spec.key in _REGISTRY) and not replace:
             raise ValueError(f"A model called {spec.key!r} is already registered.")
         _REGISTRY[spec.key] = spec
         _MAKERS.pop(spec.key, None)

@@ -182,7 +182,9 @@ def _lite0_spec() -> ModelSpec:
 
 def _xrv_make(weights: str, label: str, description: str) -> ModelSpec:
     if importlib.util.find_spec("torchxrayvision") is None:
-        raise XaiCoreError("The chest X-ray models need the torchxrayvision package: pip install torchxrayvision==1.5.7")
+        raise XaiCoreError(
+            "The chest X-ray models need the torchxrayvision package: pip install torchxrayvision==1.5.7"
+        )
     return _xrv_spec(weights, label, description)
 
 
@@ -200,20 +202,35 @@ _TORCHVISION = {
 
 #: Built-in timm models: timm name -> (label, description).
 _TIMM = {
-    "convnext_tiny": ("ConvNeXt-T (timm)", "ConvNeXt-Tiny from timm (ImageNet-12k pretraining, ImageNet-1k fine-tuning)."),
+    "convnext_tiny": (
+        "ConvNeXt-T (timm)",
+        "ConvNeXt-Tiny from timm (ImageNet-12k pretraining, ImageNet-1k fine-tuning).",
+    ),
 }
 
 
 def catalogue() -> list[ModelInfo]:
     """The built-in models, default first; nothing is imported or built until a spec is made."""
-    info = [ModelInfo("efficientnet_lite0", "EfficientNet-Lite0 (offline)", "imagenet", LITE0_DESCRIPTION, True, _lite0_spec)]
+    info = [
+        ModelInfo(
+            "efficientnet_lite0", "EfficientNet-Lite0 (offline)", "imagenet", LITE0_DESCRIPTION, True, _lite0_spec
+        )
+    ]
     for arch, (label, layer, text) in _TORCHVISION.items():
         make = partial(torchvision_spec, arch, key=arch, label=label, default_layer=layer, description=text)
         info.append(ModelInfo(arch, label, "imagenet", text + " torchvision weights, downloaded once.", False, make))
     for name, (label, text) in _TIMM.items():
         key = f"timm:{name}"
-        info.append(ModelInfo(key, label, "imagenet", text + " timm weights, downloaded once.", False,
-                              partial(timm_spec, name, key=key, label=label, description=text)))
+        info.append(
+            ModelInfo(
+                key,
+                label,
+                "imagenet",
+                text + " timm weights, downloaded once.",
+                False,
+                partial(timm_spec, name, key=key, label=label, description=text),
+            )
+        )
     if importlib.util.find_spec("torchxrayvision") is None:
         return info
     xray = [(w, f"Chest X-ray {label}", f"torchxrayvision {w}, 224x224 input.") for w, label in _XRV_DENSENETS.items()]
