@@ -119,7 +119,8 @@ class LoadedModel:
 _MAKERS: dict[str, Callable[[], ModelSpec]] = {}  # key -> the zoo's function making its spec
 _CATALOGUE: dict[str, ModelInfo] = {}  # key -> its line, whose ``make`` goes through get_spec
 _REGISTRY: dict[str, ModelSpec] = {}  # specs made so far, and registered ones
-_SPEC_LOCK = threading.RLock()
+_SPEC_LOCK = threading.RLock()  # held while a spec is made (may import a library)
+_CATALOGUE_LOCK = threading.Lock()  # held only to read or change the catalogue: listing never waits for a maker
 _CACHE: dict[tuple[str, str | None, str], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -131,7 +132,8 @@ def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
             raise ValueError(f"A model called {spec.key!r} is already registered.")
         _REGISTRY[spec.key] = spec
         _MAKERS.pop(spec.key, None)
-        _CATALOGUE[spec.key] = spec.info
+        with _CATALOGUE_LOCK:
+            _CATALOGUE[spec.key] = spec.info
     return spec
 
 
@@ -155,10 +157,12 @@ def get_spec(key: str) -> ModelSpec:
             elif isinstance(key, str) and key.startswith(PREFIXES):
                 spec = library_spec(key)
             else:
+                with _CATALOGUE_LOCK:
+                    choices = list(_CATALOGUE)
                 raise UnknownNameError(
                     "model",
                     key,
-                    list(_CATALOGUE),
+                    choices,
                     hint="Any timm or torchvision CNN also works by name: 'timm:convnext_tiny', "
                     "'torchvision:regnet_y_800mf'.",
                 )
@@ -173,7 +177,7 @@ def list_models(family: str | None = None) -> list[ModelInfo]:
     ``offline`` without making the spec; its other spec attributes (``labels``,
     ``preprocessing``, ...) make the spec on first access.
     """
-    with _SPEC_LOCK:
+    with _CATALOGUE_LOCK:
         infos = list(_CATALOGUE.values())
     return [i for i in infos if family is None or i.family == family]
 
