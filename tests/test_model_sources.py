@@ -149,6 +149,11 @@ def test_automatic_layer_gives_the_hand_picked_layers_map(key: str) -> None:
     assert trace[auto].output_id == trace[spec.default_layer].output_id, (auto, spec.default_layer)
 
 
+def test_a_vision_transformer_is_refused_by_name() -> None:
+    with pytest.raises(LayerError, match="not a CNN"):
+        get_spec("timm:vit_tiny_patch16_224")
+
+
 def test_a_network_without_feature_maps_is_refused() -> None:
     mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
     with pytest.raises(LayerError, match="only CNNs"):

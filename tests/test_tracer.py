@@ -131,3 +131,42 @@ def test_final_feature_layer_refuses_a_network_without_a_feature_map() -> None:
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
     with pytest.raises(LayerError, match="spatial feature map"):
         final_feature_layer(mlp, torch.randn(1, 3, 2, 2))
+
+
+class _Trunk(nn.Module):
+    """The whole trunk in one Sequential closed by an in-place ReLU (torchvision's MNASNet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(True)
+        )
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(x).mean((2, 3)))
+
+
+def test_final_feature_layer_falls_back_to_the_innermost_module_of_the_final_map() -> None:
+    # trunk spans the 8x8 convolution, the ReLU only passes its (changed) input on: the ReLU is named,
+    # not the BatchNorm before it, whose output at its own hook was still unrectified.
+    assert final_feature_layer(_Trunk(), torch.randn(1, 3, 8, 8)) == "trunk.3"
+
+
+class _Tokens(nn.Module):
+    """A patch embedding followed by token layers: a vision transformer in miniature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 8, 4, stride=4)
+        self.block = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.block(self.patch(x).flatten(2).transpose(1, 2))  # [B, L, D]
+        return self.head(tokens.mean(1))
+
+
+def test_final_feature_layer_refuses_a_transformer() -> None:
+    with pytest.raises(LayerError, match="not a CNN.*'block' gives \\[1, 4, 8\\]"):
+        final_feature_layer(_Tokens(), torch.randn(1, 3, 8, 8))

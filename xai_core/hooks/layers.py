@@ -215,7 +215,8 @@ def final_feature_layer(
         trace: a :func:`trace_modules` result for ``example`` to reuse.
 
     Raises:
-        LayerError: when no module gives a spatial feature map (not a CNN).
+        LayerError: when no module gives a spatial feature map, or token sequences
+            (``[B, L, D]``) follow the last one, as in a vision transformer: not a CNN.
     """
     trace = trace_modules(model, example) if trace is None else trace
     # The head's adaptive pooling to a fixed grid (VGG's 7x7 ``avgpool``) is pooling, not a feature map.
@@ -226,6 +227,19 @@ def final_feature_layer(
             f"input of shape {tuple(example.shape)}, so CAM methods cannot explain it (only CNNs can)."
         )
     last = maps[-1]
+    names = list(trace)
+    ancestors = {".".join(last.name.split(".")[:i]) for i in range(1, last.name.count(".") + 1)}
+    tokens = [
+        n
+        for n in names[names.index(last.name) + 1 :]
+        if n not in ancestors and trace[n].shape is not None and len(trace[n].shape) == 3
+    ]
+    if tokens:
+        raise LayerError(
+            f"{type(model).__name__} is not a CNN: token sequences follow its last 4-D output ({last.name!r}; "
+            f"{tokens[0]!r} gives {list(trace[tokens[0]].shape)}), as in a vision transformer. "
+            "CAM methods explain CNNs' final feature maps; choose a CNN."
+        )
     same = [t for t in maps if t.output_id == last.output_id]
     hw = last.shape[2:]
 
@@ -240,8 +254,8 @@ def final_feature_layer(
         )
 
     good = [t.name for t in same if not t.passthrough and works_at_final_resolution(t.name)]
-    if not good:
-        return last.name
+    if not good:  # e.g. an in-place activation closing a Sequential that holds the whole trunk
+        return same[0].name  # the innermost: the first of them to finish
     return min(good, key=lambda n: (n.count("."), list(trace).index(n)))
 
 
