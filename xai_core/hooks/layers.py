@@ -12,6 +12,8 @@ calls or shapes should use it instead of hooking the model itself.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -126,7 +128,17 @@ def trace_modules(model: nn.Module, example: torch.Tensor) -> dict[str, TracedMo
     shapes: dict[str, tuple[int, ...] | None] = {}
     outputs: dict[str, tuple[int, int] | None] = {}
     passthrough: set[str] = set()
-    keep: list[torch.Tensor] = []  # outputs stay alive so their ids stay unique
+    # Tensor identity without keeping every output alive (that would hold all of the
+    # pass's activations at once): id() -> (weak reference, number); an id reused by a
+    # new tensor after the old one was freed gets a new number.
+    seen: dict[int, tuple[weakref.ref, int]] = {}
+    numbers = itertools.count()
+
+    def tensor_number(t: torch.Tensor) -> int:
+        entry = seen.get(id(t))
+        if entry is None or entry[0]() is not t:
+            entry = seen[id(t)] = (weakref.ref(t), next(numbers))
+        return entry[1]
 
     def make_hook(name: str):
         def hook(_module: nn.Module, inputs: tuple, output: object) -> None:
@@ -136,9 +148,8 @@ def trace_modules(model: nn.Module, example: torch.Tensor) -> dict[str, TracedMo
             if isinstance(output, torch.Tensor):
                 if any(output is i for i in inputs):
                     passthrough.add(name)
-                keep.append(output)
                 shapes[name] = tuple(output.shape)
-                outputs[name] = (id(output), output._version)
+                outputs[name] = (tensor_number(output), output._version)
             else:
                 shapes[name] = None
                 outputs[name] = None
@@ -157,7 +168,6 @@ def trace_modules(model: nn.Module, example: torch.Tensor) -> dict[str, TracedMo
         key = outputs[name]
         oid = None if key is None else ids.setdefault(key, len(ids))
         result[name] = TracedModule(name, kinds[name], counts[name], shapes[name], oid, name in passthrough)
-    keep.clear()
     return result
 
 
