@@ -305,8 +305,9 @@ def test_batched_bases_and_lrp_equal_per_image(vgg: nn.Module, base: str) -> Non
         _close_rel(batched.relevance[n], one.relevance[0])
         one_lrp = lrp(vgg, x[n : n + 1], class_idx=classes[n : n + 1], variant="clrp")
         _close_rel(lrp_batched.relevance[n], one_lrp.relevance[0])
-    if base == "score_cam":  # 3 images x 64 channels in chunks of 40
-        assert seen[-1] == (192, 192) and len(seen) == 5
+    if base == "score_cam":  # up to 3 images x 64 channels (identical channels share a pass), chunks of 40
+        done, total = seen[-1]
+        assert done == total <= 192 and len(seen) == -(-total // 40)
 
 
 def test_score_cam_uses_the_given_probabilities(vgg: nn.Module) -> None:

@@ -135,76 +135,29 @@ def grad_cam_components(activations: torch.Tensor, grads: torch.Tensor) -> torch
     return weights * activations[:, None]
 
 
-def _score_cam_weights(
-    model: nn.Module,
-    x: torch.Tensor,
-    activations: torch.Tensor,
-    class_idx: torch.Tensor,
-    *,
-    probabilities: Callable[[torch.Tensor], torch.Tensor],
-    batch_size: int = 32,
-    progress: Progress | None = None,
-) -> torch.Tensor:
-    """Score-CAM channel weights, batched over images and masks (private copy).
-
-    Same contract as ``xai_core.methods.score.score_cam_weights``: the weight of channel
-    c for class k of image n is ``probabilities(model(x_n * M_nc))[k]``, ``M_nc`` the
-    bilinearly upsampled (``align_corners=False``), min-max scaled ``A_nc`` (a constant
-    channel gives an all-zero mask). The ``N * C`` masked inputs run in chunks of
-    ``batch_size`` under ``torch.inference_mode``.
-
-    Args:
-        model: the network, already in eval mode.
-        x: input ``[N, C_in, H, W]``.
-        activations: ``A`` ``[N, C, h, w]``.
-        class_idx: ``[N, K]`` LongTensor.
-        probabilities: the model's logits-to-probabilities function (softmax, sigmoid).
-        batch_size: masked inputs per forward pass.
-        progress: called as ``progress(done, total)`` after each chunk (total ``N * C``).
-
-    Returns:
-        Weights ``[N, K, C]``.
-    """
-    if batch_size < 1:
-        raise MethodError(f"score_batch_size must be >= 1, got {batch_size}.")
-    n_img, n_ch = activations.shape[:2]
-    with torch.inference_mode():
-        up = F.interpolate(activations.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        flat = up.flatten(2)
-        lo, hi = flat.amin(dim=2), flat.amax(dim=2)
-        masks = safe_divide(up - lo[..., None, None], (hi - lo)[..., None, None])  # [N, C, H, W]
-        total = n_img * n_ch
-        image_of = torch.arange(n_img, device=x.device).repeat_interleave(n_ch)
-        masks = masks.flatten(0, 1)  # row r: image r // C, channel r % C
-        out = []
-        for start in range(0, total, batch_size):
-            rows = image_of[start : start + batch_size]
-            logits = model(x.detach()[rows] * masks[start : start + batch_size, None])
-            probs = probabilities(logits.float())
-            out.append(probs.gather(1, class_idx[rows]))  # [b, K]
-            if progress is not None:
-                progress(min(start + batch_size, total), total)
-    weights = torch.cat(out).reshape(n_img, n_ch, -1).transpose(1, 2)
-    return weights.clone().to(activations.dtype)
-
-
 def score_cam_weights(
     model: nn.Module,
     x: torch.Tensor,
     activations: torch.Tensor,
-    class_idx: torch.Tensor,
+    class_idx: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
     *,
     probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 32,
     progress: Progress | None = None,
 ) -> torch.Tensor:
-    """Score-CAM channel weights ``[N, K, C]`` (see :func:`_score_cam_weights`); softmax by default."""
-    probs = probabilities if probabilities is not None else _softmax
+    """Score-CAM channel weights ``[N, K, C]`` of the FG-CAM Score-CAM base.
+
+    :func:`xai_core.methods.score.score_cam_weights` (the one implementation), with
+    classes given as ``[K]`` for every image or ``[N, K]`` and softmax by default.
+    """
+    from xai_core.methods.score import score_cam_weights as weights_of
+
     idx = class_idx if isinstance(class_idx, torch.Tensor) else torch.as_tensor(class_idx)
     idx = idx.to(device=x.device, dtype=torch.long)
     if idx.dim() == 1:
         idx = idx[None].expand(x.shape[0], -1)
-    return _score_cam_weights(model, x, activations, idx, probabilities=probs, batch_size=batch_size, progress=progress)
+    probs = probabilities if probabilities is not None else _softmax
+    return weights_of(model, x, activations, idx, probabilities=probs, batch_size=batch_size, progress=progress)
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -318,7 +271,7 @@ def fg_cam(
             del logits
         if base == "score_cam":  # masked passes on the restored model, no hooks
             probs = probabilities if probabilities is not None else _softmax
-            weights = _score_cam_weights(
+            weights = score_cam_weights(
                 model, x.detach(), acts, classes, probabilities=probs, batch_size=score_batch_size, progress=progress
             )
             comps = weights[..., None, None] * acts[:, None]
