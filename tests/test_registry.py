@@ -140,14 +140,22 @@ def test_state_restored_after_an_exception(method, small):
     assert not module.training
 
 
+# CLRP and SGLRP maps are differences of two nearly equal relevances: the last float32
+# bits that differ between batch-size-specific kernels come out about 1e-5 of the map's
+# maximum (measured 1.03e-5 and 1.2e-5 on the random ResNet18 below; 8e-6 with the
+# authors' rules). Every other method is held to 1e-5.
+CANCELLING = {"clrp": 3e-5, "sglrp": 3e-5}
+
+
 def _per_image_equals_batched(model: LoadedModel, method: str, x: torch.Tensor) -> None:
     params = _params(method)
+    tolerance = CANCELLING.get(method, 1e-5)
     batched = xc.explain(model, x, method=method, top_k=2, **params)
     for i in range(len(x)):
         single = xc.explain(model, x[i : i + 1], method=method, top_k=2, **params)[0]
         assert batched[i].class_idx == single.class_idx, (method, i)
         scale = float(single.cams.abs().max()) or 1.0
-        torch.testing.assert_close(batched[i].cams, single.cams, rtol=0, atol=1e-5 * scale)
+        torch.testing.assert_close(batched[i].cams, single.cams, rtol=0, atol=tolerance * scale)
         np.testing.assert_allclose(batched[i].all_probs, single.all_probs, atol=1e-5)
 
 
@@ -274,3 +282,11 @@ def test_cuda_equals_cpu(method, small):
         assert a.class_idx == b.class_idx
         scale = float(a.cams.abs().max()) or 1.0
         torch.testing.assert_close(b.cams, a.cams, rtol=0, atol=1e-4 * scale)
+
+
+def test_relevance_choices_are_the_relevance_modules():
+    from xai_core.relevance import BASES, RULE_SETS
+
+    for key in ("fg_cam", "fg_cam_d", "lrp", "clrp", "sglrp"):
+        assert xc.get_explainer(key).param("rules").choices == RULE_SETS
+    assert xc.get_explainer("fg_cam").param("base").choices == BASES

@@ -176,14 +176,15 @@ def images_per_pass(model: LoadedModel, k: int, memory_budget: int | None = None
 def _memory_format(x: torch.Tensor, spec: Explainer) -> torch.Tensor:
     """The memory format of a chunk's input, chosen deliberately.
 
-    Batches go in ``channels_last`` on the CPU: oneDNN's batched convolutions are about
-    2x faster in it for EfficientNet-Lite0, while one image is faster in the default
-    format (``benchmarks/batch.py`` measures both). Methods built on masked passes keep
-    the default format for their one capture pass, so a batch gives the same activations
-    as single images: Ablation-CAM divides by the class logit and would amplify the last
-    bits that differ between the layouts (their masked batches choose their own format).
+    Batches of gradient-CAM methods go in ``channels_last`` on the CPU: oneDNN's batched
+    convolutions are about 2x faster in it for EfficientNet-Lite0, while one image is
+    faster in the default format (``benchmarks/batch.py`` measures both). Methods whose
+    maps divide by or subtract nearly equal numbers keep the default format, so a batch
+    gives the same maps as single images to float32 rounding: Ablation-CAM divides by the
+    class logit, CLRP/SGLRP subtract relevances, and the other relevance rules share
+    their graph (masked batches choose their own format).
     """
-    if x.device.type == "cpu" and x.shape[0] > 1 and "masked_forwards" not in spec.needs:
+    if x.device.type == "cpu" and x.shape[0] > 1 and spec.needs == frozenset({"gradients"}):
         return x.contiguous(memory_format=torch.channels_last)
     return x
 

@@ -225,7 +225,9 @@ def _eigen(ctx: CamContext) -> torch.Tensor:
     return activation.eigen_cam(ctx.activations).expand(-1, ctx.class_idx.shape[1], -1, -1).clone()
 
 
-def _fg_cam(req: ExplainRequest, *, denoise: bool, base: str, target_layer: str, batch_size: int) -> MapResult:
+def _fg_cam(
+    req: ExplainRequest, *, denoise: bool, base: str, target_layer: str, rules: str, batch_size: int
+) -> MapResult:
     from xai_core.relevance import fg_cam
 
     out = fg_cam(
@@ -236,6 +238,7 @@ def _fg_cam(req: ExplainRequest, *, denoise: bool, base: str, target_layer: str,
         class_idx=req.choose,
         base=base,
         denoise=denoise,
+        rules=rules,
         probabilities=req.probabilities,
         score_batch_size=batch_size,
         progress=req.progress,
@@ -243,10 +246,10 @@ def _fg_cam(req: ExplainRequest, *, denoise: bool, base: str, target_layer: str,
     return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
 
 
-def _lrp(req: ExplainRequest, *, variant: str, target_layer: str) -> MapResult:
+def _lrp(req: ExplainRequest, *, variant: str, target_layer: str, rules: str) -> MapResult:
     from xai_core.relevance import lrp
 
-    out = lrp(req.module, req.x, class_idx=req.choose, variant=variant, target_layer=target_layer)
+    out = lrp(req.module, req.x, class_idx=req.choose, variant=variant, target_layer=target_layer, rules=rules)
     return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
 
 
@@ -277,6 +280,16 @@ _TARGET = Param(
     kind="layer",
     help="'input' for a map at the input pixels, or a layer below the CAM layer.",
 )
+# The rule sets and FG-CAM bases of xai_core.relevance (RULE_SETS, BASES; importing them
+# here would be circular: tests/test_registry.py checks the copies agree).
+_RULES = Param(
+    "rules",
+    "Relevance rules",
+    "canonized",
+    choices=("canonized", "authors"),
+    help="'canonized': BatchNorm folded into the layer before it, evidence kept on real weights (default); "
+    "'authors': the FG-CAM authors' rules (BatchNorm as identity), as in the paper's code.",
+)
 _CAM_PAPERS = {
     "fg_cam": "Qiu et al., Empowering CAM-Based Methods with Capability to Generate Fine-Grained and "
     "High-Faithfulness Explanations, AAAI 2024",
@@ -305,6 +318,7 @@ def _fg_entry(key: str, label: str, denoise: bool, summary: str) -> Explainer:
                 help="Grad-CAM (one backward pass) or Score-CAM (one masked forward pass per channel: slow).",
             ),
             _TARGET,
+            _RULES,
             _BATCH,
         ),
     )
@@ -321,7 +335,7 @@ def _lrp_entry(key: str, label: str, paper: str, summary: str) -> Explainer:
         driver="own",
         needs=frozenset({"relevance_rules"}),
         resolution="input",
-        params=(_TARGET,),
+        params=(_TARGET, _RULES),
     )
 
 
