@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -283,8 +282,6 @@ def _run(args: argparse.Namespace, on_rows: OnRows | None) -> int:
         if on_rows is not None:
             on_rows(rows)
 
-    if os.environ.get("XAI_EVAL_FAIL_AFTER_PARTS"):  # for tests of interrupted runs: die mid-run
-        write = _dying(write, int(os.environ["XAI_EVAL_FAIL_AFTER_PARTS"]))
     try:
         if plan.rows:
             if args.engine == "ray":
@@ -309,18 +306,6 @@ def _run(args: argparse.Namespace, on_rows: OnRows | None) -> int:
     md, _ = write_summary(rows, args.out / "summary") if rows else (None, None)
     progress.close(args.out, skipped, md)
     return EXIT_ROW_ERRORS if progress.errors else EXIT_OK
-
-
-def _dying(write: OnRows, parts: int) -> OnRows:
-    count = [0]
-
-    def wrapped(rows: list[dict]) -> None:
-        write(rows)
-        count[0] += 1
-        if count[0] >= parts:
-            os.kill(os.getpid(), 9)
-
-    return wrapped
 
 
 def help_methods() -> str:
