@@ -102,7 +102,7 @@ def _shared_work(job: Job) -> object:
     m = job.method
     if m.info.key in ("fg_cam", "fg_cam_d") and m.param("base") == "score_cam":
         return "score_components"
-    return job
+    return job.name
 
 
 def split(unit: Unit) -> list[Unit]:
