@@ -316,8 +316,8 @@ def test_unreadable_file_becomes_error_rows(folder: Path, tmp_path: Path):
     ("extra", "message"),
     [
         (("--methods", "grad_cm"), "Did you mean 'grad_cam'"),
-        (("--methods", "fm_g_cam:k=x"), "k must be an integer"),
-        (("--methods", "fm_g_cam:k=0"), "k must be >= 1"),
+        (("--methods", "fm_g_cam:k=x"), "'k' must be a number"),
+        (("--methods", "fm_g_cam:k=0"), "'k' must be between 1"),
         (("--methods", "fg_cam:base=eigen_cam"), "base"),
         (("--methods", "grad_cam:k=2"), "takes NAME=VALUE parameters (none)"),
         (("--methods", "grad_cam@input"), "cannot be evaluated at 'input'"),

@@ -56,7 +56,9 @@ def units(plan: Plan, settings: Settings, model) -> Iterator[tuple[Unit | None, 
         good = []
         for item in items:
             if item.error is not None:
-                errors += error_rows(settings, model.key, item.path, item.label, plan.todo[item.index], step, item.error)
+                errors += error_rows(
+                    settings, model.key, item.path, item.label, plan.todo[item.index], step, item.error
+                )
             else:
                 good.append(item)
         if not good:
@@ -99,8 +101,9 @@ def run_local(plan: Plan, settings: Settings, model, write: OnRows) -> None:
 
 def _shared_work(job: Job) -> object:
     """Tasks with the same value share cached work and go to the same worker (FG-Score-CAM)."""
-    m = job.method
-    if m.info.key in ("fg_cam", "fg_cam_d") and m.param("base") == "score_cam":
+    from xai_core.evaluate.methods import shares_score_components
+
+    if shares_score_components(job.method):
         return "score_components"
     return job.name
 

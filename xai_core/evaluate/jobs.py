@@ -64,12 +64,12 @@ def parse_jobs(methods: Sequence[str], layers: Sequence[str] | None, model, cam_
                     resolve_layer(model.module, layer)
                 except UnknownNameError as exc:
                     raise UsageError(f"--layers: {exc}") from None
-                if method.info.key in ("fg_cam", "fg_cam_d") and layer != cam_layer:
+                if method.info.relevance and method.has("base") and layer != cam_layer:
                     before = modules_before(model, cam_layer) if before is None else before
                     if layer not in before:
                         raise UsageError(
                             f"{method.key}: layer {layer!r} does not run before the CAM layer {cam_layer!r}; "
-                            "FG-CAM brings the explanation down to a shallower layer or 'input'."
+                            "it brings the explanation down to a shallower layer or 'input'."
                         )
             job = Job(method, layer)
             if job not in jobs:

@@ -25,13 +25,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from xai_core.errors import UnknownNameError, XaiCoreError
+from xai_core.errors import MethodError, UnknownNameError, XaiCoreError
+from xai_core.methods.registry import Param, get_explainer, list_explainers
 
 INPUT = "input"
 
 
 class UsageError(XaiCoreError, ValueError):
     """A bad command-line argument (exit status 2)."""
+
+
+# Parameters the evaluation sets itself: the layer comes from METHOD@LAYER, batch sizes
+# from --forward-batch. Everything else a registry entry declares can be set on the command line.
+SET_BY_THE_EVALUATION = ("target_layer", "batch_size")
+# Fusions take the number of classes fused as K from the command line (``fm_g_cam:k=3``).
+FUSION_K = Param("k", "Classes fused", 3, minimum=1, maximum=1000)
 
 
 @dataclass(frozen=True)
@@ -41,16 +49,16 @@ class MethodInfo:
     Attributes:
         key: registry key.
         label: display name.
-        family: ``"cam"`` (a map at a layer), ``"fusion"`` (FM-G-CAM) or ``"relevance"``
-            (FG-CAM, LRP: signed relevance, possible at the input).
-        params: parameter name -> (default, allowed values or None, minimum or None).
+        family: ``"cam"`` (a map at a layer), ``"fusion"`` (FM-G-CAM over K classes) or
+            ``"relevance"`` (FG-CAM, LRP: signed relevance, possible at the input).
+        params: the parameters settable on the command line (the registry's ``Param``).
         class_specific: False for maps that are the same for every class.
     """
 
     key: str
     label: str
     family: str
-    params: dict[str, tuple[object, tuple[object, ...] | None, float | None]]
+    params: tuple[Param, ...]
     class_specific: bool = True
 
     @property
@@ -58,24 +66,25 @@ class MethodInfo:
         """FG-CAM and LRP: signed relevance maps, possible at the input."""
         return self.family == "relevance"
 
+    def param(self, name: str) -> Param:
+        """The parameter called ``name``."""
+        return next(p for p in self.params if p.name == name)
+
 
 def catalogue() -> dict[str, MethodInfo]:
-    """Every method the evaluation can run, keyed by registry key."""
-    from xai_core.methods import METHODS
-
-    cams = {key: spec for key, spec in METHODS.items()}
-    class_specific = tuple(k for k, s in cams.items() if s.class_specific)
-    out = {
-        key: MethodInfo(key, spec.label, "cam", {}, spec.class_specific) for key, spec in cams.items()
-    }
-    # Until the explainer registry (issue 10) lands, the relevance entries are described here.
-    out["fm_g_cam"] = MethodInfo(
-        "fm_g_cam", "FM-G-CAM", "fusion", {"k": (3, None, 1), "base": ("grad_cam", class_specific, None)}
-    )
-    for key, label in (("fg_cam", "FG-CAM"), ("fg_cam_d", "FG-CAM_D")):
-        out[key] = MethodInfo(key, label, "relevance", {"base": ("grad_cam", ("grad_cam", "score_cam"), None)})
-    for key, label in (("lrp", "LRP"), ("clrp", "CLRP"), ("sglrp", "SGLRP")):
-        out[key] = MethodInfo(key, label, "relevance", {})
+    """Every method the evaluation can run: the explainer registry's entries."""
+    out = {}
+    for spec in list_explainers():
+        if spec.family == "fusion":
+            family = "fusion"
+        elif spec.resolution == "input":
+            family = "relevance"
+        else:
+            family = "cam"
+        params = tuple(p for p in spec.params if p.name not in SET_BY_THE_EVALUATION)
+        if family == "fusion":
+            params += (FUSION_K,)
+        out[spec.key] = MethodInfo(spec.key, spec.label, family, params, spec.class_specific)
     return out
 
 
@@ -85,7 +94,7 @@ class Method:
 
     Attributes:
         info: the registry entry.
-        params: parameter values (defaults filled in).
+        params: ``(name, value)`` of every parameter, defaults filled in, sorted by name.
     """
 
     info: MethodInfo
@@ -93,22 +102,41 @@ class Method:
 
     @property
     def key(self) -> str:
-        """Canonical name written in the results: the key, then its counts and non-default choices."""
-        extra = [f"{n}={v}" for n, v in self.params if v != self.info.params[n][0] or not isinstance(v, str)]
+        """Canonical name written in the results: the key, then K and any non-default choice."""
+        extra = [
+            f"{n}={v}" for n, v in self.params if v != self.info.param(n).default or self.info.param(n) is FUSION_K
+        ]
         return ":".join([self.info.key, *extra])
 
     @property
     def k(self) -> int:
-        """Classes the method needs ranked (FM-G-CAM's K; 1 otherwise)."""
-        return int(dict(self.params).get("k", 1)) if self.info.family == "fusion" else 1
+        """Classes the method needs ranked (a fusion's K; 1 otherwise)."""
+        return int(self.param("k")) if self.info.family == "fusion" else 1
 
     def param(self, name: str) -> object:
         """A parameter's value."""
         return dict(self.params)[name]
 
+    def has(self, name: str) -> bool:
+        """Whether the method has a parameter ``name``."""
+        return name in dict(self.params)
+
+    def registry_params(self) -> dict[str, object]:
+        """The parameters passed to the explainer (without the evaluation's own K)."""
+        return {n: v for n, v in self.params if n != FUSION_K.name}
+
+
+def _convert(param: Param, raw: str) -> object:
+    kind = param.type
+    if kind == "bool":
+        return {"true": True, "1": True, "false": False, "0": False}.get(raw.lower(), raw)
+    if kind == "choice" and param.choices and all(isinstance(c, int) for c in param.choices):
+        return int(raw) if raw.lstrip("+-").isdigit() else raw
+    return raw
+
 
 def parse_method(text: str) -> Method:
-    """Parse ``KEY[:NAME=VALUE...]`` against the registry.
+    """Parse ``KEY[:NAME=VALUE...]`` against the explainer registry.
 
     Raises:
         UsageError: unknown key or parameter, or a value out of range.
@@ -118,35 +146,22 @@ def parse_method(text: str) -> Method:
     if key not in known:
         raise UsageError("--methods: " + str(UnknownNameError("method", key, sorted(known))))
     info = known[key]
-    values = {name: spec[0] for name, spec in info.params.items()}
+    values = {p.name: p.default for p in info.params}
     for part in parts:
         name, eq, raw = part.partition("=")
-        if not eq or name not in info.params:
-            names = ", ".join(f"{n}=..." for n in info.params) or "none"
+        if not eq or name not in values:
+            names = ", ".join(f"{n}=..." for n in values) or "none"
             raise UsageError(f"--methods: {text!r}: {info.label} takes NAME=VALUE parameters ({names}); got {part!r}.")
-        default, allowed, minimum = info.params[name]
-        if isinstance(default, int):
-            if not raw.lstrip("+").isdigit():
-                raise UsageError(f"--methods: {text!r}: {name} must be an integer; got {raw!r}.")
-            value: object = int(raw)
-            if minimum is not None and value < minimum:
-                raise UsageError(f"--methods: {text!r}: {name} must be >= {minimum:g}; got {value}.")
-        else:
-            value = raw
-        if allowed is not None and value not in allowed:
-            raise UsageError(
-                f"--methods: {text!r}: " + str(UnknownNameError(f"{info.label} {name}", str(value), list(allowed)))
-            )
-        values[name] = value
+        try:
+            values[name] = info.param(name).check(_convert(info.param(name), raw), info.label)
+        except MethodError as exc:
+            raise UsageError(f"--methods: {text!r}: {exc}") from None
     return Method(info, tuple(sorted(values.items())))
 
 
 def method_keys() -> list[str]:
     """Every method key, with its parameters, for help texts."""
-    out = []
-    for key, info in catalogue().items():
-        out.append(key + "".join(f"[:{n}=...]" for n in info.params))
-    return out
+    return [key + "".join(f"[:{p.name}=...]" for p in info.params) for key, info in catalogue().items()]
 
 
 # ----------------------------------------------------------------------------- maps
@@ -172,6 +187,13 @@ class ScoreComponents:
         return self
 
 
+def shares_score_components(method: Method) -> bool:
+    """FG-CAM over a masked-forward base (Score-CAM): its channel weights are worth sharing."""
+    if not (method.info.relevance and method.has("base")):
+        return False
+    return "masked_forwards" in get_explainer(str(method.param("base"))).needs
+
+
 def make_maps(
     model,
     x: torch.Tensor,
@@ -187,13 +209,18 @@ def make_maps(
 ) -> tuple[torch.Tensor, bool]:
     """Maps of one method at one layer for a batch, one class per image.
 
+    CAM-family methods and fusions run batched through :func:`xai_core.explain`;
+    relevance methods run image by image through :mod:`xai_core.relevance` (the
+    functions the registry's relevance entries call), sharing FG-Score-CAM's channel
+    weights between layers and variants through ``cache``.
+
     Args:
         model: the :class:`~xai_core.models.registry.LoadedModel`.
         x: prepared images ``[B, C, H, W]`` on the model's device.
         method: the parsed method.
         layer: the explained (or target) layer, or ``"input"``.
         class_idx: the explained class of each image.
-        ranked: each image's classes, most probable first (FM-G-CAM's other classes).
+        ranked: each image's classes, most probable first (a fusion's other classes).
         cam_layer: FG-CAM's CAM layer.
         batch_size: masked forward passes per batch (Score-CAM, Ablation-CAM).
         cache: FG-Score-CAM components shared across calls on the same batch.
@@ -202,65 +229,70 @@ def make_maps(
     Returns:
         ``(maps [B, H, W] float64 on x's device, signed)``; ``signed`` for relevance at the input.
     """
+    family = method.info.family
+    if family in ("cam", "fusion"):
+        return _layer_maps(model, x, method, layer, class_idx, ranked, batch_size).to(x.device), False
     maps, signed = [], False
     ids = list(image_ids) if image_ids is not None else list(range(x.shape[0]))
     for i in range(x.shape[0]):
-        m, signed = _one_map(
-            model, x[i : i + 1], method, layer, int(class_idx[i]), ranked[i], cam_layer, batch_size, cache, ids[i]
+        m, signed = _relevance_map(
+            model, x[i : i + 1], method, layer, int(class_idx[i]), cam_layer, batch_size, cache, ids[i]
         )
         maps.append(m.to(device=x.device, dtype=torch.float64))
     return torch.stack(maps), signed
 
 
-def _one_map(model, x, method: Method, layer, class_idx, ranked, cam_layer, batch_size, cache, image_id):
-    from xai_core.methods import METHODS
-    from xai_core.methods.base import compute_cams
-    from xai_core.render.colour import minmax, resize_map
+def _layer_maps(model, x, method: Method, layer, class_idx, ranked, batch_size) -> torch.Tensor:
+    from xai_core.api import explain
+    from xai_core.render.colour import resize_map
+
+    spec = get_explainer(method.info.key)
+    params = method.registry_params()
+    if any(p.name == "batch_size" for p in spec.params):
+        params["batch_size"] = batch_size
+    if method.info.family == "cam":
+        classes = [[int(c)] for c in class_idx]
+    else:
+        classes = [[int(c)] + [o for o in r if o != c][: method.k - 1] for c, r in zip(class_idx, ranked, strict=True)]
+    exps = explain(model, x, method=spec.key, layer=layer, class_idx=classes, **params)
+    size = tuple(x.shape[-2:])
+    if method.info.family == "cam":  # ReLU, upsampled, min-max scaled (Explanation.saliency)
+        maps = [np.asarray(e.saliency(0), dtype=np.float64) for e in exps]
+    else:  # the explained class's channel of the fused map, upsampled
+        maps = [np.asarray(resize_map(e.cams[0], size), dtype=np.float64) for e in exps]
+    return torch.from_numpy(np.stack(maps))
+
+
+def _relevance_map(model, x, method: Method, layer, class_idx, cam_layer, batch_size, cache, image_id):
+    from xai_core.render.colour import resize_map
 
     size = tuple(x.shape[-2:])
-    family = method.info.family
-    if family in ("cam", "fusion"):
-        base = method.info.key if family == "cam" else str(method.param("base"))
-        names = {p.name for p in METHODS[base].params}
-        extra = {"batch_size": batch_size} if "batch_size" in names else {}
-        classes = [class_idx]
-        if family == "fusion":
-            classes += [c for c in ranked if c != class_idx][: method.k - 1]
-        with model.lock:
-            result = compute_cams(
-                model.module,
-                x,
-                method=base,
-                layer=layer,
-                class_idx=classes,
-                probabilities=model.probabilities,
-                valid_outputs=model.valid_outputs,
-                **extra,
-            )
-        if family == "cam":
-            return torch.from_numpy(np.asarray(minmax(resize_map(result.cams[0].clamp(min=0), size)), np.float64)), False
-        from xai_core.fusion import fm_g_cam
-
-        fused = fm_g_cam(result.cams[: len(classes)], channels=result.channels)
-        return torch.from_numpy(np.asarray(resize_map(fused.maps[0], size), dtype=np.float64)), False
-    if method.info.key in ("fg_cam", "fg_cam_d"):
-        relevance = _fg_cam(model, x, method, layer, class_idx, cam_layer, batch_size, cache, image_id)
-    else:
+    # The registry's relevance entries are partials of their engine function: FG-CAM
+    # entries carry ``denoise``, LRP entries their ``variant``.
+    options = getattr(get_explainer(method.info.key).compute, "keywords", {})
+    if "denoise" in options:
+        relevance = _fg_cam(
+            model, x, method, bool(options["denoise"]), layer, class_idx, cam_layer, batch_size, cache, image_id
+        )
+    elif "variant" in options:
         from xai_core.relevance import lrp
 
-        relevance = lrp(model.module, x, class_idx=[class_idx], variant=method.info.key, target_layer=layer)[0]
+        relevance = lrp(model.module, x, class_idx=[class_idx], variant=options["variant"], target_layer=layer)[0]
+    else:
+        raise MethodError(f"{method.info.label}: the evaluation has no relevance engine call for this entry.")
     relevance = relevance.detach().to(torch.float64)
     if layer == INPUT:
         return relevance, True
     return torch.from_numpy(np.asarray(resize_map(relevance.clamp(min=0), size), dtype=np.float64)), False
 
 
-def _fg_cam(model, x, method: Method, layer, class_idx, cam_layer, batch_size, cache, image_id) -> torch.Tensor:
+def _fg_cam(
+    model, x, method: Method, denoise, layer, class_idx, cam_layer, batch_size, cache, image_id
+) -> torch.Tensor:
     from xai_core.relevance import denoise_components, fg_cam, propagate_relevance, score_cam_weights
 
     module = model.module
-    denoise = method.info.key == "fg_cam_d"
-    if method.param("base") == "grad_cam" or cache is None:
+    if not shares_score_components(method) or cache is None:
         return fg_cam(
             module,
             x,

@@ -136,7 +136,9 @@ def evaluate_maps(
     top_removed_fraction = check_fraction("top_removed_fraction", top_removed_fraction)
     kernel_size, sigma = check_blur(kernel_size, sigma)
     batch_size = check_int("batch_size", batch_size, 1)
-    step = default_pixels_per_step(h, w) if pixels_per_step is None else check_int("pixels_per_step", pixels_per_step, 1)
+    step = (
+        default_pixels_per_step(h, w) if pixels_per_step is None else check_int("pixels_per_step", pixels_per_step, 1)
+    )
     positive = [bool(positive_only)] * b if isinstance(positive_only, bool) else [bool(p) for p in positive_only]
     if len(positive) != b:
         raise XaiCoreError(f"positive_only must be one bool or {b} (one per map); got {len(positive)}.")
