@@ -194,6 +194,32 @@ def test_interrupted_run_resumes_without_duplicates(folder: Path, tmp_path: Path
     assert len(raw_rows(out)) == 2 * len(SAMPLES)
 
 
+def test_full_disk_keeps_finished_parts_and_leaves_no_partial_file(folder: Path, tmp_path: Path, monkeypatch, capsys):
+    import errno
+
+    import xai_core.evaluate.store as store
+
+    real, calls = store.pq.write_table, []
+
+    def write_table(table, where):
+        calls.append(1)
+        if len(calls) == 2:
+            where.write(b"PAR1 half a file")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(table, where)
+
+    out = tmp_path / "full"
+    args = ("--methods", "grad_cam", "--batch-size", "1")
+    monkeypatch.setattr(store.pq, "write_table", write_table)
+    assert run(folder, out, *args) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert len(raw_rows(out)) == 1 and sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    monkeypatch.setattr(store.pq, "write_table", real)
+    assert run(folder, out, *args) == 0
+    got = raw_rows(out)
+    assert len(got) == len(SAMPLES) and len(by_key(got)) == len(got)
+
+
 def _command(folder: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "xai_core.evaluate", str(folder), "--model", TINY, "--out", str(out), *FAST, *extra]
 
