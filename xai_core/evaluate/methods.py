@@ -103,9 +103,8 @@ class Method:
     @property
     def key(self) -> str:
         """Canonical name written in the results: the key, then K and any non-default choice."""
-        extra = [
-            f"{n}={v}" for n, v in self.params if v != self.info.param(n).default or self.info.param(n) is FUSION_K
-        ]
+        fusion_k = self.info.family == "fusion" and FUSION_K.name
+        extra = [f"{n}={v}" for n, v in self.params if v != self.info.param(n).default or n == fusion_k]
         return ":".join([self.info.key, *extra])
 
     @property
