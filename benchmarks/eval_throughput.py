@@ -152,13 +152,16 @@ def main_cli() -> None:
         print(f"  {path}: {len(rows)} rows in {seconds:.1f} s", flush=True)
 
     old = results.get("old")
+    first = next(iter(results))
+    reference = old or results[first]
     print()
-    print("| path | rows | wall s | rows/s | x old | this process's CPU s | max metric diff vs old |")
+    against = "old" if old else first
+    print(f"| path | rows | wall s | rows/s | x old | this process's CPU s | max metric diff vs {against} |")
     print("|---|---|---|---|---|---|---|")
     for path, (n, seconds, cpu, rows) in results.items():
         speed = n / seconds
         ratio = f"{speed / (old[0] / old[1]):.2f}" if old else "-"
-        diff = f"{max_difference(rows, old[3]):.2e}" if old else "-"
+        diff = f"{max_difference(rows, reference[3]):.2e}"
         print(f"| {path} | {n} | {seconds:.1f} | {speed:.4f} | {ratio} | {cpu:.1f} | {diff} |")
     shutil.rmtree(work, ignore_errors=True)
 
