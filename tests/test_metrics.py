@@ -18,6 +18,7 @@ from xai_core.metrics import (
     confidence_drop_top_removed,
     default_pixels_per_step,
     evaluate_map,
+    evaluate_maps,
     gaussian_blur,
     insertion_deletion,
     proportion_in_box,
@@ -378,6 +379,96 @@ def test_metrics_never_imports_methods():
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.startswith("xai_core.methods") for n in names), path
+
+
+# --------------------------------------------------------------------------------------
+# evaluate_maps: many maps, one stream of forward passes
+# --------------------------------------------------------------------------------------
+
+
+def _region_batch(seeds=(1, 2, 3)):
+    x = torch.cat([make_image(seed) for seed in seeds])
+    g = torch.Generator().manual_seed(5)
+    maps = torch.stack([MAPS["region"], torch.randn(H, W, generator=g, dtype=torch.float64), MAPS["constant"]])
+    return x, maps[: len(seeds)]
+
+
+@pytest.mark.parametrize("step", [1, 7, 40, H * W])
+def test_evaluate_maps_equals_evaluate_map_per_image(step):
+    x, maps = _region_batch()
+    positive = [False, True, False]
+    sizes: list[int] = []
+
+    def counting_predict(batch):
+        sizes.append(batch.shape[0])
+        return region_predict(batch)
+
+    ev = evaluate_maps(counting_predict, x, maps, [0, 1, 0], positive_only=positive, pixels_per_step=step, batch_size=9)
+    assert max(sizes) <= 9 and sum(sizes) == ev.forwards
+    counts = {*range(0, H * W, step), H * W}
+    # Per image: 2 curves minus their shared ends (the original and the blurred image), the multiplied
+    # image, and the Average Drop / top-removed images unless a curve point is the same image.
+    expected = [2 * len(counts) - 2 + 1 + (positive[i] or 96 not in counts) + (48 not in counts) for i in range(3)]
+    assert ev.forwards == sum(expected)
+    for i in range(3):
+        one = evaluate_map(region_predict, x[i : i + 1], maps[i], [0, 1, 0][i], pixels_per_step=step)
+        want = dict(one.scores)
+        if positive[i]:
+            adi = average_drop_increase(region_predict, x[i : i + 1], [maps[i]], 1, positive_only=True)
+            want["average_drop"], want["average_increase"] = float(adi.drop[0]), float(adi.average_increase)
+        for name, value in want.items():
+            assert ev.scores[name][i] == pytest.approx(value, abs=1e-9), name
+        np.testing.assert_allclose(ev.insertion[i], one.curves.insertion, atol=1e-9)
+        np.testing.assert_allclose(ev.deletion[i], one.curves.deletion, atol=1e-9)
+    np.testing.assert_array_equal(ev.positive_only, positive)
+    assert ev.settings["pixels_per_step"] == step and ev.settings["kernel_size"] == 11
+
+
+def test_evaluate_maps_scores_the_region_map_above_the_rest():
+    x = torch.cat([make_image(1), make_image(1)])
+    maps = torch.stack([MAPS["region"], MAPS["rest"]])
+    ev = evaluate_maps(region_predict, x, maps, [0, 0], pixels_per_step=8)
+    assert ev.scores["insertion_auc"][0] > ev.scores["insertion_auc"][1]
+    assert ev.scores["deletion_auc"][0] < ev.scores["deletion_auc"][1]
+    assert ev.scores["average_drop"][0] < ev.scores["average_drop"][1]
+
+
+def test_evaluate_maps_creates_everything_on_the_input_device():
+    # The meta device has no data: any tensor created elsewhere (the CPU) would raise on mixing.
+    x, maps = _region_batch()
+    seen = []
+
+    def predict(batch):
+        seen.append(batch.device)
+        return region_predict(batch)
+
+    evaluate_maps(predict, x, maps.numpy(), torch.tensor([0, 0, 0]), pixels_per_step=30)
+    assert set(seen) == {torch.device("cpu")}
+    if torch.cuda.is_available():
+        seen.clear()
+        ev = evaluate_maps(predict, x.cuda(), maps.cuda(), [0, 0, 0], pixels_per_step=30)
+        assert {d.type for d in seen} == {"cuda"}
+        cpu = evaluate_maps(region_predict, x, maps, [0, 0, 0], pixels_per_step=30)
+        np.testing.assert_allclose(ev.scores["overall"], cpu.scores["overall"], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"saliencies": torch.zeros(2, H, W)}, "saliencies must be"),
+        ({"class_idxs": [0, 0]}, "class_idxs must hold 3"),
+        ({"positive_only": [True]}, "positive_only"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"pixels_per_step": 0}, "pixels_per_step"),
+        ({"x": torch.zeros(3, H, W)}, "x must be"),
+        ({"saliencies": torch.full((3, H, W), float("nan"))}, "NaN"),
+    ],
+)
+def test_evaluate_maps_bad_arguments(kwargs, match):
+    x, maps = _region_batch()
+    call = {"x": x, "saliencies": maps, "class_idxs": [0, 0, 0], **kwargs}
+    with pytest.raises(XaiCoreError, match=match):
+        evaluate_maps(region_predict, call.pop("x"), call.pop("saliencies"), call.pop("class_idxs"), **call)
 
 
 # --------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ imports ``xai_core.methods``.
 """
 
 from xai_core.metrics._common import Predict, gaussian_blur, rank_of_pixels
-from xai_core.metrics.evaluate import MapEvaluation, evaluate_map, scale_to_unit
+from xai_core.metrics.batch import BatchEvaluation, evaluate_maps
 from xai_core.metrics.faithfulness import (
     PIXELS_PER_STEP_DIVISOR,
     AverageDropIncrease,
@@ -21,10 +21,12 @@ from xai_core.metrics.faithfulness import (
     insertion_deletion,
 )
 from xai_core.metrics.localisation import Box, check_box, proportion_in_box
+from xai_core.metrics.report import MapEvaluation, evaluate_map, scale_to_unit
 
 __all__ = [
     "PIXELS_PER_STEP_DIVISOR",
     "AverageDropIncrease",
+    "BatchEvaluation",
     "Box",
     "InsertionDeletion",
     "MapEvaluation",
@@ -38,6 +40,7 @@ __all__ = [
     "confidence_drop_top_removed",
     "default_pixels_per_step",
     "evaluate_map",
+    "evaluate_maps",
     "gaussian_blur",
     "insertion_deletion",
     "proportion_in_box",

@@ -297,7 +297,7 @@ def insertion_deletion(
     kernel_size, sigma = check_blur(kernel_size, sigma)
 
     n = h * w
-    counts = torch.cat([torch.arange(0, n, step), torch.tensor([n])]).to(x.device)
+    counts = torch.cat([torch.arange(0, n, step, device=x.device), torch.tensor([n], device=x.device)])
     rank = rank_of_pixels(s).view(1, 1, h, w)
     original = x.detach()
     blurred = gaussian_blur(original, kernel_size, sigma)
@@ -358,15 +358,18 @@ class MultipliedCheck:
     drop_percent: float
 
 
-def black_baseline(mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def black_baseline(
+    mean: Sequence[float], std: Sequence[float], device: torch.device | str | None = None
+) -> torch.Tensor:
     """The normalised value of a black pixel, ``(0 - mean) / std`` per channel, ``[1, C, 1, 1]``.
 
     Passing it as ``baseline`` to :func:`confidence_change_when_multiplied` makes the check
     multiply the *un-normalised* image by the map, exactly as seed 001 describes.
     For torchxrayvision inputs (scaled to [-1024, 1024]) black is simply ``-1024.0``.
+    ``device``: where the tensor is created (default the CPU; it is moved to ``x``'s device when used).
     """
-    m = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
-    sd = torch.as_tensor(std, dtype=torch.float64).reshape(-1)
+    m = torch.as_tensor(mean, dtype=torch.float64, device=device).reshape(-1)
+    sd = torch.as_tensor(std, dtype=torch.float64, device=device).reshape(-1)
     if m.shape != sd.shape or m.numel() == 0:
         raise XaiCoreError(
             f"mean and std must have one value per channel each; got {list(m.shape)} and {list(sd.shape)}."

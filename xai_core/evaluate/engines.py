@@ -1,0 +1,207 @@
+"""Engines: where the units of work run. ``local`` (this process) or ``ray`` (a Ray cluster).
+
+Both read the images with the same :class:`torch.utils.data.DataLoader` in the driver,
+turn each batch into a :class:`~xai_core.evaluate.compute.Unit` and write every finished
+task's rows as one Parquet part from the driver (:class:`~xai_core.evaluate.store.ResultStore`).
+The Ray engine hands units to a pool of actors (:class:`ray.util.ActorPool`), each
+holding one model; Ray restarts a worker that dies and retries its task
+(``max_restarts`` / ``max_task_retries``), and a re-run skips whatever was written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from xai_core.evaluate.compute import Evaluator, Settings, Unit, error_rows
+from xai_core.evaluate.dataset import ImageFiles, make_loader
+from xai_core.evaluate.jobs import Job
+
+OnRows = Callable[[list[dict]], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The images still to do and, per image, the jobs still to do.
+
+    Attributes:
+        files: ``(path, label)`` per image.
+        todo: the jobs still to do, per image (same order as ``files``).
+        batch_size: images per batch (explained and scored together).
+        loader_workers: processes decoding images.
+    """
+
+    files: Sequence[tuple[Path, int | None]]
+    todo: Sequence[Sequence[Job]]
+    batch_size: int
+    loader_workers: int
+
+    @property
+    def rows(self) -> int:
+        """Rows to compute."""
+        return sum(len(t) for t in self.todo)
+
+
+def units(plan: Plan, settings: Settings, model) -> Iterator[tuple[Unit | None, list[dict]]]:
+    """Batches of the plan as units, with the error rows of unreadable images in each batch."""
+    step = pixels_per_step(settings, model)
+    dataset = ImageFiles(plan.files, model.spec.preprocessing, model.spec.family)
+    loader = make_loader(dataset, plan.batch_size, plan.loader_workers)
+    for batch_id, items in enumerate(loader):
+        errors: list[dict] = []
+        good = []
+        for item in items:
+            if item.error is not None:
+                errors += error_rows(
+                    settings, model.key, item.path, item.label, plan.todo[item.index], step, item.error
+                )
+            else:
+                good.append(item)
+        if not good:
+            yield None, errors
+            continue
+        jobs: list[Job] = []
+        for item in good:
+            jobs += [j for j in plan.todo[item.index] if j not in jobs]
+        tasks = [(job, [n for n, item in enumerate(good) if job in plan.todo[item.index]]) for job in jobs]
+        unit = Unit(
+            batch_id=batch_id,
+            x=torch.stack([item.tensor for item in good]),
+            files=[item.path.name for item in good],
+            labels=[item.label for item in good],
+            crop_boxes=[item.crop_box for item in good],
+            tasks=tasks,
+        )
+        yield unit, errors
+
+
+def pixels_per_step(settings: Settings, model) -> int:
+    """The insertion/deletion step of this run."""
+    if settings.pixels_per_step is not None:
+        return settings.pixels_per_step
+    from xai_core.metrics import default_pixels_per_step
+
+    return default_pixels_per_step(*model.spec.preprocessing.input_size)
+
+
+def run_local(plan: Plan, settings: Settings, model, write: OnRows) -> None:
+    """Run the plan in this process; ``write`` gets each finished task's rows."""
+    evaluator = Evaluator(settings, model)
+    for unit, errors in units(plan, settings, model):
+        if errors:
+            write(errors)
+        if unit is not None:
+            for rows in evaluator.run_iter(unit):
+                write(rows)
+
+
+def _shared_work(job: Job) -> object:
+    """Tasks with the same value share cached work and go to the same worker (FG-Score-CAM)."""
+    from xai_core.evaluate.methods import shares_score_components
+
+    if shares_score_components(job.method):
+        return "score_components"
+    return job.name
+
+
+def split(unit: Unit) -> list[Unit]:
+    """One unit per group of tasks that share work (see :func:`_shared_work`)."""
+    groups: dict[object, list] = {}
+    for task in unit.tasks:
+        groups.setdefault(_shared_work(task[0]), []).append(task)
+    return [replace(unit, tasks=tasks) for tasks in groups.values()]
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How to run on Ray.
+
+    Attributes:
+        address: an existing cluster (``ray://host:10001`` or ``host:6379``); ``None``
+            starts a local Ray instance for this run.
+        workers: actors, each holding one model.
+        cpus_per_worker: CPUs each actor reserves (its torch threads).
+        gpus_per_worker: GPUs each actor reserves (0 on a CPU machine).
+        retries: times Ray restarts a dead worker and retries its task.
+    """
+
+    address: str | None = None
+    workers: int = 2
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    retries: int = 2
+
+
+def run_ray(plan: Plan, settings: Settings, model, write: OnRows, options: RayOptions) -> None:
+    """Run the plan on Ray actors; the driver reads images and writes the results."""
+    import ray
+    from ray.util import ActorPool
+
+    started = not ray.is_initialized()
+    if started:
+        if options.address is None:
+            # A local instance: its workers inherit this environment, so they import
+            # the same xai_core as the driver.
+            root = str(Path(__file__).resolve().parents[2])
+            path = os.environ.get("PYTHONPATH", "")
+            if root not in path.split(os.pathsep):
+                os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
+            ray.init(
+                num_cpus=max(1, int(round(options.workers * options.cpus_per_worker))),
+                num_gpus=None if options.gpus_per_worker else 0,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        else:
+            ray.init(address=options.address, log_to_driver=False)
+    try:
+        worker_settings = replace(settings, threads=max(1, int(options.cpus_per_worker)))
+        device = "cuda" if options.gpus_per_worker else settings.device
+        worker_settings = replace(worker_settings, device=device)
+        actor = ray.remote(EvalWorker).options(
+            num_cpus=options.cpus_per_worker,
+            num_gpus=options.gpus_per_worker,
+            max_restarts=options.retries,
+            max_task_retries=options.retries,
+        )
+        pool = ActorPool([actor.remote(worker_settings) for _ in range(options.workers)])
+        for unit, errors in units(plan, settings, model):
+            if errors:
+                write(errors)
+            if unit is None:
+                continue
+            x_ref = ray.put(unit.x)
+            for part in split(unit):
+                while not pool.has_free():
+                    _write_all(pool.get_next_unordered(), write)
+                pool.submit(lambda a, u, ref=x_ref: a.run.remote(ref, replace(u, x=None)), part)
+        while pool.has_next():
+            _write_all(pool.get_next_unordered(), write)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _write_all(parts: list[list[dict]], write: OnRows) -> None:
+    for rows in parts:
+        write(rows)
+
+
+class EvalWorker:
+    """A Ray actor: one model, scoring units (see :class:`~xai_core.evaluate.compute.Evaluator`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.evaluator = Evaluator(settings)
+
+    def run(self, x: torch.Tensor, unit: Unit) -> list[list[dict]]:
+        """Rows of every task of ``unit`` on images ``x``."""
+        return self.evaluator.run(replace(unit, x=x))
+
+    def pid(self) -> int:
+        """This worker's process id (tests kill it)."""
+        return os.getpid()
