@@ -7,49 +7,101 @@ import streamlit as st
 import xai_core as xc
 from pages._ui import figures
 from pages._ui.state import key
-from pages._ui.widgets import Display, image_grid, show_legend
+from pages._ui.widgets import ACTIVATION_LABELS, NORMALISATION_LABELS, Display, image_grid, show_legend
+
+
+def negative_evidence_survives(exp: xc.Explanation, k: int) -> bool:
+    """Whether any position of the K-class fused map is owned by a negative value (Eq. 4 filter).
+
+    Only then do the end activations differ visibly in sign handling (ELU, GELU keep some
+    of it, ReLU none); otherwise ReLU and ELU draw the same picture.
+    """
+    from xai_core.fusion.fmgcam import filter_maps
+
+    filtered, _ = filter_maps(exp.cams[:k])
+    return float(filtered.min()) < 0
+
+
+def on_image(exp: xc.Explanation, picture, original, display: Display):
+    """``picture`` (drawn on the model's view) placed on the full uploaded image when asked."""
+    if display.on_original and original is not None:
+        return xc.render_on_original(exp, original, picture, alpha=1.0)
+    return picture
 
 
 def fused_view(
-    page: str, exp: xc.Explanation, display: Display, *, what: str = "class", whats: str = "classes"
+    page: str,
+    exp: xc.Explanation,
+    display: Display,
+    *,
+    what: str = "class",
+    whats: str = "classes",
+    original=None,
 ) -> dict:
-    """The fused map beside each top class's own map (FM-G-CAM paper, Figures 6 and 7).
+    """The fused map beside each shown class's own map (FM-G-CAM paper, Figures 6 and 7).
 
-    Returns the rendered panels and legend rows, for the PNG download.
+    ``exp`` holds exactly the classes to show (the top K and/or the chosen ones); ``original``
+    is the uploaded image, for "Show maps on the full image". Returns the rendered
+    panels and legend rows, for the PNG download.
     """
-    k = min(display.k, exp.k_max)
+    k = exp.k_max
     method = xc.get_method(exp.method).label if exp.method in xc.METHODS else exp.method
     fused = exp.fused(k, normalise=display.normalise, activation=display.activation)
-    fused_img = xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap)
+    fused_img = on_image(
+        exp, xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap), original, display
+    )
     rows = xc.legend(exp, k)
     spec = xc.METHODS.get(exp.method)
-    if spec is not None and not spec.class_specific and k > 1:
-        st.info(f"{method} gives the same map for every {what}: the fused map cannot separate them.")
 
+    where = "the whole image" if display.on_original and original is not None else "what the model saw"
     left, middle, right = st.columns([1, 1, 1])
     with left:
-        st.image(exp.prepared.view, caption="What the model saw (resized and centre-cropped)", width="stretch")
+        view = exp.prepared.view if not (display.on_original and original is not None) else original
+        st.image(
+            view,
+            caption=f"What the model saw ({'full image' if view is original else 'resized, centre-cropped'})",
+            width="stretch",
+        )
     with middle:
         st.image(fused_img, caption=f"FM-G-CAM fused map, top {k} ({method} at {exp.layer})", width="stretch")
     with right:
         st.markdown(f"**Fused {whats}**")
         show_legend(rows)
         st.caption(
-            f"Each position is coloured by the {what} with the strongest {method} evidence there; brightness "
-            f"is its strength. Activation: {display.activation}, normalisation: {display.normalise}."
+            f"Each position of {where} is coloured by the {what} with the strongest {method} evidence there; "
+            f"brightness is that evidence after {NORMALISATION_LABELS[display.normalise]} normalisation and the "
+            f"{ACTIVATION_LABELS[display.activation]} end activation, scaled together across the {whats} "
+            "(not the probability). Activation: "
+            f"{display.activation}, normalisation: {display.normalise}."
         )
+        if spec is not None and not spec.class_specific and k > 1:
+            st.info(f"{method} gives the same map for every {what}: the fused map cannot separate them.")
+        if display.activation in ("elu", "gelu") and not negative_evidence_survives(exp, k):
+            st.info(
+                f"No negative evidence survives the fusion at `{exp.layer}` (every position's strongest {what} "
+                "is positive), so ELU and GELU keep nothing that ReLU drops here. Try a shallower layer or "
+                f"a different base method to see negative evidence.",
+                icon=":material/info:",
+            )
 
     st.markdown(f"#### Each {what}'s own {method} map")
     maps = [
-        xc.render_map(exp, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed) for i in range(k)
+        on_image(
+            exp,
+            xc.render_map(exp, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed),
+            original,
+            display,
+        )
+        for i in range(k)
     ]
     captions = [f"{i + 1}. {r['label']} ({100 * r['probability']:.1f}%)" for i, r in enumerate(rows)]
     image_grid(maps, captions, columns=5)
 
     with st.expander("Interactive fused map (hover to see the dominant class)", expanded=False):
-        st.plotly_chart(figures.fused_hover_figure(exp, fused, fused_img, k), key=key(page, "hover"))
+        plain = xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap)
+        st.plotly_chart(figures.fused_hover_figure(exp, fused, plain, k), key=key(page, "hover"))
 
-    panels = [(exp.prepared.view, "input"), (fused_img, f"FM-G-CAM, K={k}"), *zip(maps, captions)]
+    panels = [(view, "input"), (fused_img, f"FM-G-CAM, K={k}"), *zip(maps, captions)]
     return {"panels": panels, "legend": rows, "fused": fused_img, "k": k}
 
 
@@ -62,20 +114,32 @@ def settings_dict(exp: xc.Explanation, display: Display, model: xc.LoadedModel, 
         "layer": exp.layer,
         "method": exp.method,
         "method_params": exp.params,
-        "k": min(display.k, exp.k_max),
-        "k_computed": exp.k_max,
+        "k": exp.k_max,
+        "classes": [{"class_idx": c, "label": n} for c, n in zip(exp.class_idx, exp.labels)],
         "activation": display.activation,
         "normalisation": display.normalise,
         "colormap": display.colormap,
         "opacity": display.alpha,
         "signed": display.signed,
+        "on_full_image": display.on_original,
         "xai_core": xc.__version__,
     }
 
 
+def download_stem(settings: dict) -> str:
+    """File name stem of the downloads: image, method, layer, K (``dogs_grad_cam_k3``)."""
+    from pages._ui.compute import _safe_file_name
+
+    image = _safe_file_name(str(settings.get("image", "")).rsplit(".", 1)[0], "image")
+    method = settings.get("method", "")
+    if "fg_cam" in settings:
+        method = f"{method}+fg_cam_{settings['fg_cam']['target_layer']}"
+    return _safe_file_name(f"{image}_{method}_k{settings['k']}", "explanation")
+
+
 def downloads(page: str, exp: xc.Explanation, view: dict, settings: dict, title: str) -> None:
     """Download buttons: the figure as PNG, predictions with settings as JSON and CSV."""
-    stem = f"{settings['model']}_{settings['method']}_k{settings['k']}"
+    stem = download_stem(settings)
     a, b, c = st.columns(3)
     a.download_button(
         "Figure (PNG)",
