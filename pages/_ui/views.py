@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 import xai_core as xc
 from pages._ui import figures
@@ -10,22 +12,36 @@ from pages._ui.state import key
 from pages._ui.widgets import ACTIVATION_LABELS, NORMALISATION_LABELS, Display, image_grid, show_legend
 
 
-def negative_evidence_survives(exp: xc.Explanation, k: int) -> bool:
-    """Whether any position of the K-class fused map is owned by a negative value (Eq. 4 filter).
+#: Largest change (on the fused map's 0-1 scale) that an activation may make and still look like ReLU.
+VISIBLE_CHANGE = 0.02
 
-    Only then do the end activations differ visibly in sign handling (ELU, GELU keep some
-    of it, ReLU none); otherwise ReLU and ELU draw the same picture.
+
+def activation_change(exp: xc.Explanation, k: int, normalise: str, activation: str) -> float:
+    """How much ``activation`` changes the K-class fused map compared with ReLU (0-1 scale, model-free).
+
+    ReLU, ELU and GELU differ only where negative evidence survives the fusion's filter
+    (a position whose strongest class is negative), and GELU also bends small positive values.
     """
-    from xai_core.fusion.fmgcam import filter_maps
+    relu = exp.fused(k, normalise=normalise, activation="relu").maps
+    other = exp.fused(k, normalise=normalise, activation=activation).maps
+    return float((other - relu).abs().max())
 
-    filtered, _ = filter_maps(exp.cams[:k])
-    return float(filtered.min()) < 0
+
+def full_image(original) -> np.ndarray:
+    """The uploaded image as ``uint8 [H, W, 3]`` (a PIL image, or an X-ray's ``[H, W]`` values in [0, 1])."""
+    from PIL import Image
+
+    from xai_core.images import to_rgb
+
+    if not isinstance(original, Image.Image):  # an X-ray as read: grey values in [0, 1]
+        original = Image.fromarray((np.clip(np.asarray(original, dtype=np.float32), 0, 1) * 255 + 0.5).astype(np.uint8))
+    return np.asarray(to_rgb(original))
 
 
 def on_image(exp: xc.Explanation, picture, original, display: Display):
     """``picture`` (drawn on the model's view) placed on the full uploaded image when asked."""
     if display.on_original and original is not None:
-        return xc.render_on_original(exp, original, picture, alpha=1.0)
+        return xc.render_on_original(exp, Image.fromarray(full_image(original)), picture, alpha=1.0)
     return picture
 
 
@@ -56,10 +72,11 @@ def fused_view(
     where = "the whole image" if display.on_original and original is not None else "what the model saw"
     left, middle, right = st.columns([1, 1, 1])
     with left:
-        view = exp.prepared.view if not (display.on_original and original is not None) else original
+        full = display.on_original and original is not None
+        view = full_image(original) if full else exp.prepared.view
         st.image(
             view,
-            caption=f"What the model saw ({'full image' if view is original else 'resized, centre-cropped'})",
+            caption=f"What the model saw ({'full image' if full else 'resized, centre-cropped'})",
             width="stretch",
         )
     with middle:
@@ -76,11 +93,13 @@ def fused_view(
         )
         if spec is not None and not spec.class_specific and k > 1:
             st.info(f"{method} gives the same map for every {what}: the fused map cannot separate them.")
-        if display.activation in ("elu", "gelu") and not negative_evidence_survives(exp, k):
+        if display.activation != "relu" and activation_change(exp, k, display.normalise, display.activation) < (
+            VISIBLE_CHANGE
+        ):
             st.info(
-                f"No negative evidence survives the fusion at `{exp.layer}` (every position's strongest {what} "
-                "is positive), so ELU and GELU keep nothing that ReLU drops here. Try a shallower layer or "
-                f"a different base method to see negative evidence.",
+                f"{ACTIVATION_LABELS[display.activation]} draws what ReLU draws here: almost no negative evidence "
+                f"survives the fusion at `{exp.layer}` (nearly every position's strongest {what} is positive), "
+                "so there is nothing for the end activation to keep. Shallower layers show the difference.",
                 icon=":material/info:",
             )
 

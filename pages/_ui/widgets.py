@@ -83,8 +83,9 @@ def _image_name(family: str) -> str:
 
 
 def _take_upload(widget: str, family: str) -> None:
-    """Uploader ``on_change``: a new file becomes the session's image on every page; removing it
-    goes back to the sample.
+    """Uploader ``on_change``: a new file becomes the session's image on every page.
+
+    Removing the file goes back to the sample.
     """
     upload = st.session_state.get(widget)
     if upload is None:
