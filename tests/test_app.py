@@ -120,8 +120,8 @@ def test_classification_upload_and_fgcam():
     assert "sea snake" in _image_by_caption(at, "1. ").captions[0]
 
     at.selectbox(key="cls.fg_target.efficientnet_lite0._head_act").set_value("_blocks.4")
-    at.sidebar.slider(key="cls.k").set_value(2)
-    at.button(key="cls.run_fg").click().run()
+    at.sidebar.slider(key="cls.k").set_value(2).run()
+    _button(at, "Compute FG-CAM").click().run()
     _no_errors(at)
     fine = _image_by_caption(at, "FG-CAM fused, top 2")
     assert fine.value[0]

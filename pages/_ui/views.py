@@ -11,7 +11,6 @@ from pages._ui import figures
 from pages._ui.state import key
 from pages._ui.widgets import ACTIVATION_LABELS, NORMALISATION_LABELS, Display, image_grid, show_legend
 
-
 #: Largest change (on the fused map's 0-1 scale) that an activation may make and still look like ReLU.
 VISIBLE_CHANGE = 0.02
 
