@@ -241,7 +241,7 @@ def test_slow_method_shown_again_on_classification(new_page, server):
     _no_errors(page)
     assert page.get_by_role("button", name="Compute Score-CAM").count() == 0
 
-    _select(page, "Colour map (single-class maps)", "jet")
+    _select(page, "Colour map (single-class maps)", "jet", type_text="jet")
     _idle(page)
     fused.wait_for()
     _no_errors(page)
@@ -265,7 +265,7 @@ def test_slow_method_shown_again_on_comparison(new_page, server):
     _idle(page)
     _no_errors(page)
 
-    _select(page, "Colour map (single-class maps)", "jet")
+    _select(page, "Colour map (single-class maps)", "jet", type_text="jet")
     _idle(page)
     score.wait_for()
     _no_errors(page)

@@ -98,27 +98,31 @@ def obtain(work: Work, *, button: str | None = None, primary: bool = True) -> ob
 
 
 def _offer(work: Work, button: str, primary: bool) -> None:
-    stopped = _stopped().get(work.key)
-    if stopped:
-        done, total, _, unit = stopped
-        st.info(
-            f"Stopped after {done} of {total} {unit}. Results finished before are kept; "
-            "press the button to compute this one again.",
-            icon=":material/stop_circle:",
+    # One container at the same place as the progress block of :func:`wait`, so that the
+    # running page replaces this button instead of leaving it, clickable, beside the progress.
+    with st.empty().container():
+        stopped = _stopped().get(work.key)
+        if stopped:
+            done, total, _, unit = stopped
+            st.info(
+                f"Stopped after {done} of {total} {unit}. Results finished before are kept; "
+                "press the button to compute this one again.",
+                icon=":material/stop_circle:",
+            )
+        elif work.estimate is not None:
+            st.warning(
+                f"{work.label} takes about **{format_seconds(work.estimate)}** on this machine ({work.how}). "
+                "You can stop it at any time.",
+                icon=":material/hourglass_top:",
+            )
+        left, _ = st.columns([3, 1])
+        left.button(
+            button,
+            type="primary" if primary else "secondary",
+            key=f"compute.{_widget_id(work.key)}",
+            on_click=_ask,
+            args=(work.key,),
         )
-    elif work.estimate is not None:
-        st.warning(
-            f"{work.label} takes about **{format_seconds(work.estimate)}** on this machine ({work.how}). "
-            "You can stop it at any time.",
-            icon=":material/hourglass_top:",
-        )
-    st.button(
-        button,
-        type="primary" if primary else "secondary",
-        key=f"compute.{_widget_id(work.key)}",
-        on_click=_ask,
-        args=(work.key,),
-    )
 
 
 def wait(job: Job, work: Work, *, button: str) -> object:
@@ -127,7 +131,9 @@ def wait(job: Job, work: Work, *, button: str) -> object:
     with holder.container():
         if work.slow:
             left, right = st.columns([3, 1])
-            left.button(button, disabled=True, key=f"computing.{_widget_id(work.key)}", help="Running...")
+            left.button(
+                button, disabled=True, key=f"computing.{_widget_id(work.key)}", help="Running: press Stop to end it."
+            )
             right.button(
                 "Stop",
                 key=f"stop.{_widget_id(work.key)}",
