@@ -323,7 +323,7 @@ def test_small_items_downloads_tiny_image_end_activation():
     ) == ("x_y_score_cam_fg_cam_input_k2")
     at = _open("pages/classification.py")
     at.sidebar.selectbox(key="cls.activation").set_value("elu").run()
-    assert any("ELU draws what ReLU draws here" in i.value for i in at.info)
+    assert any("ELU draws what ReLU draws here" in c.value for c in at.caption)
     at.sidebar.toggle(key="cls.on_original").set_value(True).run()
     _no_errors(at)
     assert _image_by_caption(at, "What the model saw (full image)")

@@ -95,11 +95,11 @@ def fused_view(
         if display.activation != "relu" and activation_change(exp, k, display.normalise, display.activation) < (
             VISIBLE_CHANGE
         ):
-            st.info(
-                f"{ACTIVATION_LABELS[display.activation]} draws what ReLU draws here: almost no negative evidence "
+            st.caption(
+                ":material/info: "
+                + f"{ACTIVATION_LABELS[display.activation]} draws what ReLU draws here: almost no negative evidence "
                 f"survives the fusion at `{exp.layer}` (nearly every position's strongest {what} is positive), "
                 "so there is nothing for the end activation to keep. Shallower layers show the difference.",
-                icon=":material/info:",
             )
 
     st.markdown(f"#### Each {what}'s own {method} map")
