@@ -80,9 +80,12 @@ def xray_outputs_chart(model: xc.LoadedModel, probs: Sequence[float], flagged: S
     fig.update_xaxes(title="output (%)", range=[0, 118])
     fig.update_layout(
         title="All pathology outputs (red: above the model's operating threshold)",
-        legend=dict(orientation="h", y=-0.08),
+        # The legend sits above the plot, clear of the x axis title below it.
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
     )
-    return _layout(fig, 90 + 28 * len(rows))
+    _layout(fig, 120 + 28 * len(rows))
+    fig.update_layout(margin=dict(l=10, r=10, t=80, b=10))
+    return fig
 
 
 def fused_hover_figure(exp: xc.Explanation, fused: xc.FusedMap, picture: np.ndarray, k: int) -> go.Figure:

@@ -117,7 +117,10 @@ def seed(widget_key: str, name: str, default: object, valid=None) -> None:
     value = st.session_state.get(shared_key(name), default)
     if valid is not None and not valid(value):
         value = default
-    st.session_state[widget_key] = value
+    # Only when it differs: a value set through the Session State API is sent to the
+    # browser again, which would close a menu the user has just opened.
+    if widget_key not in st.session_state or st.session_state[widget_key] != value:
+        st.session_state[widget_key] = value
 
 
 def remember(widget_key: str, name: str) -> None:

@@ -346,7 +346,8 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
     k_default = min(want_k, k_max) if isinstance(want_k, int) else min(default_k, k_max)
     if k_max > 1:
         widget = key(page, "k")
-        st.session_state[widget] = k_default
+        if st.session_state.get(widget) != k_default:
+            st.session_state[widget] = k_default
         k = st.slider(
             "K: classes fused",
             1,
