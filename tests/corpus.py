@@ -555,9 +555,9 @@ def _xray_files() -> list[CorpusFile]:
             _dicom(three[0], bits_stored=12, frames=3, pixel_bytes=three.tobytes()),
             "xray",
             "ok",
-            "3 frames: first one used",
+            "3 frames: the first one is shown by default",
             size=(48, 64),
-            note="first frame of 3",
+            note="frame 1 of 3",
         )
     )
     add(
@@ -621,7 +621,7 @@ def _xray_files() -> list[CorpusFile]:
             _dicom(x12, bits_stored=12, pixel_bytes=b"\xff\xd8" + b"\x00" * 64, transfer_syntax=JPEGLSLossless),
             "xray",
             "error",
-            "JPEG-LS transfer syntax with junk data: missing decoder, or damaged data if one is installed",
+            "JPEG-LS transfer syntax with junk data: damaged (the decoders are installed)",
         )
     )
     add(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import xai_core as xc
 
@@ -32,10 +33,13 @@ def test_fine_grained_fused_map_shows_each_class_in_its_colour_where_it_is(fine)
     dog_up = (owner[strong & upper] == 0).mean()
     cat_down = (owner[strong & lower] == 1).mean()
     assert dog_up > 0.5 and cat_down > 0.5, (dog_up, cat_down)
-    picture = xc.render_fused(fine, fused, alpha=1.0)
-    red = (picture[..., 0] > 150) & (picture[..., 1] < 80)
-    green = (picture[..., 1] > 150) & (picture[..., 0] < 80)
-    assert red[:112].sum() > red[112:].sum() and green[112:].sum() > green[:112].sum()
+    picture = xc.render_fused(fine, fused, alpha=1.0).astype(np.float64)
+    # Where the picture moves from the photo towards class 1's legend colour rather than
+    # class 2's. (The palette is no longer red/green, issue 14: compare with the legend.)
+    c1, c2 = (np.array([int(row["colour"][i : i + 2], 16) for i in (1, 3, 5)], float) for row in xc.legend(fine, 2))
+    towards = (picture - fine.prepared.view.astype(np.float64)) @ ((c1 - c2) / np.linalg.norm(c1 - c2))
+    first, second = towards > 20, towards < -20
+    assert first[:112].sum() > first[112:].sum() and second[112:].sum() > second[:112].sum()
     assert [row["label"] for row in xc.legend(fine, 2)] == ["bull mastiff", "tiger cat"]
 
 
@@ -48,3 +52,30 @@ def test_fine_maps_put_positive_mass_on_the_right_half(fine):
 def test_explain_fine_rejects_bad_k(lite0, cat_dog, fine):
     with pytest.raises(xc.MethodError, match="between 1 and 2"):
         xc.explain_fine(lite0, fine, k=3)
+
+
+def test_twelve_classes_fuse_and_render(lite0, cat_dog):
+    """More classes than the first palette's colours: every class gets its own colour."""
+    exp = xc.explain(lite0, cat_dog, method="grad_cam", top_k=12)
+    picture = xc.render_fused(exp, exp.fused(12))
+    assert picture.shape == (224, 224, 3)
+    rows = xc.legend(exp, 12)
+    assert len({row["colour"] for row in rows}) == 12
+
+
+def test_one_image_gives_one_explanation_and_a_list_gives_a_list(lite0, cat_dog):
+    one = xc.explain(lite0, cat_dog, top_k=2)
+    many = xc.explain(lite0, [cat_dog, cat_dog], top_k=2)
+    assert isinstance(one, xc.Explanation) and len(many) == 2
+    for exp in many:
+        assert exp.class_idx == one.class_idx
+        torch.testing.assert_close(exp.cams, one.cams, rtol=1e-4, atol=1e-5 * float(one.cams.abs().max()))
+
+
+def test_a_prepared_tensor_has_no_view_to_draw_on(lite0, cat_dog):
+    x = xc.prepare(cat_dog, lite0.spec.preprocessing).tensor
+    exp = xc.explain(lite0, x, top_k=1)[0]
+    with pytest.raises(xc.MethodError, match="prepared tensor"):
+        xc.render_map(exp, 0)
+    with pytest.raises(xc.MethodError, match=r"\[N, 3, H, W\]"):
+        xc.explain(lite0, x[0], top_k=1)

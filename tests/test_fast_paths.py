@@ -38,7 +38,7 @@ def _context(model: nn.Module, x: torch.Tensor, layer: str, classes: list[int]) 
         with torch.inference_mode():
             logits = model(x)
         a = cap[layer]
-    return CamContext(model, x, layer, a, None, torch.tensor(classes), logits, lambda t: torch.softmax(t, dim=-1))
+    return CamContext(model, x, layer, a, None, torch.tensor([classes]), logits, lambda t: torch.softmax(t, dim=-1))
 
 
 def _run(fn, ctx: CamContext, **kwargs) -> torch.Tensor:
@@ -65,9 +65,9 @@ def test_lite0_batched_backward_equals_separate_passes(lite0, cat_dog, layer):
     x = xai_core.prepare(cat_dog, lite0.spec.preprocessing).tensor
     with capture(lite0.module, layer) as cap:
         logits = lite0.module(x)
-        idx = logits[0].topk(5).indices
-        batched = class_gradients(logits[0, idx], cap[layer])
-        separate = class_gradients(logits[0, idx], cap[layer], batched=False)
+        idx = logits.topk(5, dim=1).indices
+        batched = class_gradients(logits.gather(1, idx), cap[layer])
+        separate = class_gradients(logits.gather(1, idx), cap[layer], batched=False)
     torch.testing.assert_close(batched, separate, rtol=1e-5, atol=1e-8)
 
 
@@ -307,7 +307,7 @@ def test_ablation_fast_path_equals_full_input_path(name, build, layer, shape):
     # The plain one-channel-at-a-time loop differs by float rounding only (batch 1 vs 4,
     # and (y - y_k) / y amplifies it where y is small): compare at the map's scale.
     expected = _ablation_reference(model, x, layer, classes)
-    torch.testing.assert_close(full, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    torch.testing.assert_close(full[0], expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
 
 class _CountConvolutions(TorchDispatchMode):

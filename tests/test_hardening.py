@@ -549,25 +549,35 @@ def test_model_registry_is_filled_once_for_concurrent_first_callers(monkeypatch)
 
     The load test found it: the first caller set the "loaded" flag before the (slow) zoo
     import had registered anything, so a second session's ``list_models`` returned [].
+    Specs are now made per model on first use: concurrent first callers of ``get_spec``
+    wait for one maker and all get the same spec, while ``list_models`` is never empty.
     """
     import time as _time
 
-    from xai_core.models import registry, zoo
+    from xai_core.models import registry
 
-    real = zoo.builtin_specs
-    monkeypatch.setattr(zoo, "builtin_specs", lambda: (_time.sleep(0.3), real())[1])
+    key = "efficientnet_lite0"
+    real = registry._MAKERS[key]
+    made: list[int] = []
+
+    def slow_make():
+        made.append(1)
+        _time.sleep(0.3)
+        return real()
+
+    monkeypatch.setitem(registry._MAKERS, key, slow_make)
     monkeypatch.setattr(registry, "_REGISTRY", {})
-    monkeypatch.setattr(registry, "_BUILTINS_LOADED", False)
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
     barrier = threading.Barrier(8)
 
     def first_call() -> None:
         barrier.wait()
-        seen.append(len(registry.list_models("imagenet")))
+        seen.append((len(registry.list_models("imagenet")), id(registry.get_spec(key))))
 
     threads = [threading.Thread(target=first_call) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert len(seen) == 8 and min(seen) > 0 and len(set(seen)) == 1, seen
+    assert len(seen) == 8 and min(n for n, _ in seen) > 0 and len(set(seen)) == 1, seen
+    assert len(made) == 1

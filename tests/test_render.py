@@ -47,13 +47,24 @@ def test_apply_colormap_maps_values_to_entries():
 
 
 def test_fused_colouring_gives_each_class_its_hue():
+    # The colouring mechanics, with pure primaries given explicitly (the default palette is
+    # no longer red/green/blue: issue 14 replaced it by a colour-blind-safe one).
     maps = np.zeros((3, 2, 2), dtype=np.float32)
     maps[0, 0, 0], maps[1, 0, 1], maps[2, 1, 0] = 1.0, 0.5, 0.25
-    rgb = colourise_fused(maps)
+    rgb = colourise_fused(maps, [(255, 0, 0), (0, 255, 0), (0, 0, 255)])
     assert rgb[0, 0].tolist() == [255, 0, 0]
     assert rgb[0, 1].tolist() == [0, 128, 0]
     assert rgb[1, 0].tolist() == [0, 0, 64]
     assert rgb[1, 1].tolist() == [0, 0, 0]
+    # default colours: class k in class_colours(K)[k], scaled by its value, same hue
+    # default colours: the strongest position shows its class colour exactly as the legend
+    default = colourise_fused(maps)
+    assert tuple(default[0, 0]) == class_colours(3)[0]
+    np.testing.assert_allclose(default[0, 1], np.asarray(class_colours(3)[1]) * 0.5, atol=0.51)
+    assert default[1, 1].tolist() == [0, 0, 0]
+    # overlapping classes (an ELU/GELU background) are scaled down together, never clipped
+    flat = colourise_fused(np.full((3, 1, 1), 0.9, np.float32), [(255, 0, 0), (255, 255, 0), (0, 0, 255)])
+    assert flat[0, 0].tolist() == [255, 128, 128]
     assert len(set(class_colours(10))) == 10
 
 

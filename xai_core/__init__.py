@@ -28,9 +28,20 @@ from xai_core.errors import (
     WeightsError,
     XaiCoreError,
 )
-from xai_core.fusion import FusedMap, fm_g_cam
-from xai_core.methods import METHODS, get_method, list_methods
+from xai_core.fusion import BRIGHTNESS, FusedMap, brightness_caption, fm_g_cam
+from xai_core.methods import (
+    EXPLAINERS,
+    METHODS,
+    Explainer,
+    Param,
+    get_explainer,
+    get_method,
+    list_explainers,
+    list_methods,
+    register_explainer,
+)
 from xai_core.models import LoadedModel, build_model, get_spec, list_models, load_model, prepare, register
+from xai_core.render import DEFAULT_COLORMAP, class_colours, colour_scale
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -46,7 +57,18 @@ def read_image(source: bytes | str | os.PathLike | BinaryIO, **limits: int) -> I
 
 
 __all__ = [
+    "BRIGHTNESS",
+    "DEFAULT_COLORMAP",
+    "brightness_caption",
+    "class_colours",
+    "colour_scale",
+    "EXPLAINERS",
     "METHODS",
+    "Explainer",
+    "Param",
+    "get_explainer",
+    "list_explainers",
+    "register_explainer",
     "Explanation",
     "FusedMap",
     "ImageError",

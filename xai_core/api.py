@@ -1,4 +1,4 @@
-"""The notebook-level API: pick a model, explain an image, fuse and render.
+"""The notebook-level API: pick a model, explain images, fuse and render.
 
 Example:
     >>> import xai_core as xc
@@ -9,11 +9,11 @@ Example:
     (243, 'bull mastiff', 0.33...)
     >>> fused = exp.fused(k=2, activation="relu")              # FM-G-CAM, maps in [0, 1]
     >>> picture = xc.render_fused(exp, fused)                  # uint8 [224, 224, 3]
+    >>> exps = xc.explain(model, [image, image], method="fg_cam")   # a batch: one Explanation each
 
-An :class:`Explanation` holds the raw signed maps of the K_max explained classes at the
-layer's resolution. Everything shown from it afterwards (any K up to K_max, end
-activation, normalisation, colour map, opacity) is computed from those maps without the
-model.
+An :class:`Explanation` holds the raw signed maps of the K_max explained classes of one
+image. Everything shown from it afterwards (any K up to K_max, end activation,
+normalisation, colour map, opacity) is computed from those maps without the model.
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ from PIL import Image
 
 from xai_core.errors import MethodError
 from xai_core.fusion.fmgcam import FusedMap, fm_g_cam
-from xai_core.methods.base import compute_cams
-from xai_core.methods.context import Progress
+from xai_core.methods.base import _rows, select_classes, unique_rows
+from xai_core.methods.context import ExplainRequest, Progress
+from xai_core.methods.registry import Explainer, get_explainer
 from xai_core.models.preprocess import PreparedInput, prepare
 from xai_core.models.registry import LoadedModel, load_model
 from xai_core.render.colour import (
+    DEFAULT_COLORMAP,
     apply_colormap,
     class_colours,
     colourise_fused,
@@ -43,22 +45,29 @@ from xai_core.render.colour import (
     signed_colormap,
 )
 
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+"""Bytes one explain pass may use for activations and gradients (see :func:`images_per_pass`)."""
+
 
 @dataclass(frozen=True)
 class Explanation:
-    """Raw result of explaining one image (signed maps at the layer's resolution).
+    """Raw result of explaining one image (signed maps where the method's map lives).
 
     Attributes:
-        model_key, method, layer: what produced it.
+        model_key, method: what produced it.
+        layer: where the maps live: the explained layer, or for relevance methods the
+            target layer (``"input"`` for input pixels; the CAM layer is in ``params``).
         class_idx: the K_max explained classes, most likely first (or as requested).
         labels: their names.
         probs: their probabilities.
-        cams: ``[K_max, h, w]`` signed maps (``sum_c w_c A_c``).
-        channels: C of the explained layer (FM-G-CAM's 1/C).
-        all_probs: ``[N]`` probabilities of every output.
-        prepared: the model input and the view the model saw, with its crop box.
-        params: method parameters used.
-        seconds: compute time.
+        cams: ``[K_max, h, w]`` signed maps on the CPU (``sum_c w_c A_c`` for CAMs).
+        channels: C of the explained layer (FM-G-CAM's 1/C); 1 for relevance maps.
+        all_probs: ``[n]`` probabilities of every output.
+        prepared: the model input and the view the model saw, with its crop box
+            (``view`` is ``None`` when a prepared tensor was explained).
+        params: method parameters used (defaults filled in).
+        seconds: compute time of this image (a batch's time shared equally by its images).
     """
 
     model_key: str
@@ -89,12 +98,30 @@ class Explanation:
         """``(H, W)`` of the model input."""
         return tuple(self.prepared.tensor.shape[-2:])
 
-    def fused(self, k: int | None = None, *, normalise: str = "reference", activation: str = "relu") -> FusedMap:
-        """FM-G-CAM over the first ``k`` classes (default all computed)."""
+    def fused(
+        self,
+        k: int | None = None,
+        *,
+        normalise: str = "reference",
+        activation: str = "relu",
+        brightness: str = "normalised",
+    ) -> FusedMap:
+        """FM-G-CAM over the first ``k`` classes (default all computed).
+
+        ``brightness="probability"`` scales each class's map by its probability relative
+        to the most probable class shown (see :func:`~xai_core.fusion.brightness_caption`).
+        """
         k = self.k_max if k is None else int(k)
         if not 1 <= k <= self.k_max:
             raise MethodError(f"k must be between 1 and {self.k_max} (the classes computed), got {k}.")
-        return fm_g_cam(self.cams[:k], channels=self.channels, normalise=normalise, activation=activation)
+        return fm_g_cam(
+            self.cams[:k],
+            channels=self.channels,
+            normalise=normalise,
+            activation=activation,
+            brightness=brightness,
+            probs=self.probs[:k],
+        )
 
     def saliency(self, i: int = 0, *, relu: bool = True) -> np.ndarray:
         """Class ``i``'s map at input resolution ``[H, W]``: ReLU (optional), upsampled, min-max scaled."""
@@ -104,66 +131,199 @@ class Explanation:
         return minmax(resize_map(cam, self.input_size))
 
 
+# ----------------------------------------------------------------------------- inputs
+
+
+def model_device(model: LoadedModel) -> torch.device:
+    """The device the model's parameters live on (CPU for a model without parameters)."""
+    for p in model.module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _prepare_all(model: LoadedModel, images: object) -> tuple[list[PreparedInput], bool]:
+    """Prepared inputs of one image, a list of images, or a prepared ``[N, C, H, W]`` tensor.
+
+    Returns:
+        ``(prepared, single)``: ``single`` when one image (not a list) was given.
+    """
+    pre = model.spec.preprocessing
+    if isinstance(images, torch.Tensor):
+        if images.dim() != 4 or images.shape[1] != pre.channels:
+            raise MethodError(
+                f"A prepared tensor must be [N, {pre.channels}, H, W] for {model.spec.label}; "
+                f"got shape {tuple(images.shape)}. Pass PIL images or arrays to have them prepared."
+            )
+        h, w = images.shape[-2:]
+        x = images.detach().float()
+        return [
+            PreparedInput(x[i : i + 1], None, (0.0, 0.0, float(w), float(h)), (int(w), int(h))) for i in range(len(x))
+        ], False
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise MethodError("No images to explain: the list is empty.")
+        return [prepare(im, pre) for im in images], False
+    return [prepare(images, pre)], True
+
+
+def images_per_pass(model: LoadedModel, k: int, memory_budget: int | None = None) -> int:
+    """How many images one forward + backward pass may take within ``memory_budget`` bytes.
+
+    The estimate: per image, every traced layer output kept for the backward pass
+    (float32, twice: forward values and autograd's saved tensors), plus K gradient
+    copies of the largest layer output. It is deliberately coarse; pass ``max_batch``
+    to :func:`explain` to choose the chunk size yourself.
+    """
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    sizes = [int(np.prod(layer.shape)) for layer in model.layers] or [int(model.example_input().numel())]
+    per_image = 4 * (2 * sum(sizes) + k * max(sizes))
+    return int(max(1, min(256, budget // max(per_image, 1))))
+
+
+def _memory_format(x: torch.Tensor, spec: Explainer) -> torch.Tensor:
+    """The memory format of a chunk's input, chosen deliberately.
+
+    Batches go in ``channels_last`` on the CPU: oneDNN's batched convolutions are about
+    2x faster in it for EfficientNet-Lite0, while one image is faster in the default
+    format (``benchmarks/batch.py`` measures both). Methods built on masked passes keep
+    the default format for their one capture pass, so a batch gives the same activations
+    as single images: Ablation-CAM divides by the class logit and would amplify the last
+    bits that differ between the layouts (their masked batches choose their own format).
+    """
+    if x.device.type == "cpu" and x.shape[0] > 1 and "masked_forwards" not in spec.needs:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+# ----------------------------------------------------------------------------- explain
+
+
 def explain(
     model: LoadedModel | str,
-    image: Image.Image | np.ndarray,
+    images: Image.Image | np.ndarray | Sequence[Image.Image | np.ndarray] | torch.Tensor,
     *,
     method: str = "grad_cam",
     layer: str | None = None,
     top_k: int = 5,
-    class_idx: Sequence[int] | None = None,
+    class_idx: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    extra_classes: Sequence[int] | Sequence[Sequence[int]] | None = None,
     progress: Progress | None = None,
+    max_batch: int | None = None,
+    memory_budget: int | None = None,
+    precision: str = "fp32",
     **params: object,
-) -> Explanation:
-    """Explain the model's top-K classes (or ``class_idx``) on one image.
+) -> Explanation | list[Explanation]:
+    """Explain each image's top-K classes (or chosen classes) with any registered method.
 
-    One forward pass and, for gradient methods, one batched backward pass for all K.
+    Gradient methods run one forward pass and one batched backward pass for all images
+    and classes of a chunk; FG-CAM and LRP likewise; Score-CAM and Ablation-CAM share
+    their masked passes across images. Everything runs on the model's device.
 
     Args:
         model: a :class:`LoadedModel` or a registry key.
-        image: a PIL image (any mode) or a float array in [0, 1].
-        method: a key of ``xai_core.METHODS``.
-        layer: dotted layer name; default the model's ``default_layer``.
-        top_k: number of classes to explain, most likely first.
-        class_idx: explain these classes instead.
-        progress: ``progress(done, total)`` for slow methods.
-        **params: method parameters (see ``get_method(key).params``).
+        images: one PIL image or array (returns one :class:`Explanation`), a list of them,
+            or a prepared ``[N, C, H, W]`` tensor (returns a list).
+        method: a key of the explainer registry (``xai_core.list_explainers()``).
+        layer: dotted layer name; default the model's ``default_layer``. For relevance
+            methods, the layer the CAM components are taken at (FG-CAM).
+        top_k: explain each image's K most likely classes.
+        class_idx: explain these classes instead: one list for all images, or one per image.
+        extra_classes: classes explained after the top-K (or ``class_idx``): one list for
+            all images or one per image; classes already chosen are not repeated.
+        progress: ``progress(done, total)`` for slow methods (per chunk of images).
+        max_batch: images per forward/backward pass (default from ``memory_budget``).
+        memory_budget: bytes a pass may use (default 2 GiB; see :func:`images_per_pass`).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast for the
+            forward passes (README gives the measured difference from fp32).
+        **params: method parameters (``get_explainer(method).params``).
+
+    Returns:
+        One :class:`Explanation` per image (one, not a list, for a single image).
+
+    Raises:
+        UnknownNameError: unknown method, layer or model.
+        MethodError: bad parameters, classes or inputs.
     """
     if isinstance(model, str):
         model = load_model(model)
-    prepared = prepare(image, model.spec.preprocessing)
+    spec = get_explainer(method)
+    params = spec.check_params(params)
+    if precision not in PRECISIONS:
+        raise MethodError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    prepared, single = _prepare_all(model, images)
     layer = layer or model.spec.default_layer
-    start = time.perf_counter()
-    with model.lock:
-        result = compute_cams(
-            model.module,
-            prepared.tensor,
-            method=method,
-            layer=layer,
-            top_k=top_k,
-            class_idx=class_idx,
-            probabilities=model.probabilities,
-            valid_outputs=model.valid_outputs,
-            progress=progress,
-            **params,
+    n = len(prepared)
+    rows = None if class_idx is None else _rows(class_idx, n)
+    extra = None if extra_classes is None else _rows(extra_classes, n)
+    k_guess = max(len(r) for r in rows) if rows else int(top_k) + (max(len(r) for r in extra) if extra else 0)
+    chunk = int(max_batch) if max_batch else images_per_pass(model, max(k_guess, 1), memory_budget)
+    if chunk < 1:
+        raise MethodError(f"max_batch must be at least 1, got {max_batch}.")
+    device = model_device(model)
+    out: list[Explanation] = []
+    for start in range(0, n, chunk):
+        part = prepared[start : start + chunk]
+        out.extend(
+            _explain_chunk(model, spec, part, layer, top_k, rows, extra, start, device, progress, precision, params)
         )
-    seconds = time.perf_counter() - start
-    probs = model.probabilities(result.logits[None])[0]
-    idx = tuple(int(i) for i in result.class_idx)
-    return Explanation(
-        model_key=model.key,
-        method=method,
-        layer=layer,
-        class_idx=idx,
-        labels=tuple(model.labels[i] for i in idx),
-        probs=tuple(float(probs[i]) for i in idx),
-        cams=result.cams,
-        channels=result.channels,
-        all_probs=probs.numpy(),
-        prepared=prepared,
-        params=dict(params),
-        seconds=seconds,
-    )
+    return out[0] if single else out
+
+
+def _explain_chunk(
+    model: LoadedModel,
+    spec: Explainer,
+    part: list[PreparedInput],
+    layer: str,
+    top_k: int,
+    rows: list[list[int]] | None,
+    extra: list[list[int]] | None,
+    start: int,
+    device: torch.device,
+    progress: Progress | None,
+    precision: str,
+    params: dict,
+) -> list[Explanation]:
+    """One forward (and backward) pass over ``part``; one Explanation per image."""
+    x = _memory_format(torch.cat([p.tensor for p in part]).to(device), spec)
+    stop = start + len(part)
+    valid = model.valid_outputs
+
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        return select_classes(
+            logits,
+            top_k=top_k,
+            class_idx=None if rows is None else rows[start:stop],
+            extra=None if extra is None else extra[start:stop],
+            valid=valid,
+        )
+
+    req = ExplainRequest(model.module, x, layer, choose, model.probabilities, progress, PRECISIONS[precision])
+    began = time.perf_counter()
+    result = spec.run(req, **params)
+    seconds = (time.perf_counter() - began) / len(part)
+    probs = model.probabilities(result.logits.float()).cpu()
+    maps = result.maps.detach().float().cpu()
+    where = params.get("target_layer", layer) if spec.resolution == "input" else layer
+    used = {**params, "cam_layer": layer} if spec.resolution == "input" else dict(params)
+    explanations = []
+    for i, (classes, prep) in enumerate(zip(unique_rows(result.class_idx), part)):
+        explanations.append(
+            Explanation(
+                model_key=model.key,
+                method=spec.key,
+                layer=str(where),
+                class_idx=classes,
+                labels=tuple(model.labels[c] for c in classes),
+                probs=tuple(float(probs[i, c]) for c in classes),
+                cams=maps[i, : len(classes)].clone(),
+                channels=result.channels,
+                all_probs=probs[i].numpy(),
+                prepared=prep,
+                params=used,
+                seconds=seconds,
+            )
+        )
+    return explanations
 
 
 def explain_fine(
@@ -175,44 +335,41 @@ def explain_fine(
     denoise: bool = False,
     k: int | None = None,
     progress: Progress | None = None,
+    **params: object,
 ) -> Explanation:
-    """FG-CAM maps of ``exp``'s first ``k`` classes (default all) at ``target_layer``, as an :class:`Explanation`.
+    """FG-CAM maps of ``exp``'s first ``k`` classes (default all) at ``target_layer``.
 
-    The explanation components are taken at ``exp.layer`` (the CAM layer) with the
-    ``base`` method (``"grad_cam"`` or ``"score_cam"``), optionally denoised (FG-CAM_D),
-    and carried down to ``target_layer`` (a layer name or ``"input"``). The result fuses
-    (``.fused``) and renders like any other explanation: FM-G-CAM over FG-CAM maps gives
-    the fine-grained fused map. ``channels`` is 1 because relevance is already a channel sum.
+    A convenience over ``explain(model, ..., method="fg_cam")`` for the classes and CAM
+    layer of an existing explanation: the components are taken at ``exp.layer`` with the
+    ``base`` method, optionally denoised (FG-CAM_D), and carried down to ``target_layer``
+    (a layer name or ``"input"``). The result fuses (``.fused``) and renders like any
+    other explanation: FM-G-CAM over FG-CAM maps gives the fine-grained fused map.
     """
-    from xai_core.relevance import fg_cam
-
     k = exp.k_max if k is None else int(k)
     if not 1 <= k <= exp.k_max:
         raise MethodError(f"k must be between 1 and {exp.k_max}, got {k}.")
-    start = time.perf_counter()
-    with model.lock:
-        relevance = fg_cam(
-            model.module,
-            exp.prepared.tensor,
-            cam_layer=exp.layer,
-            target_layer=target_layer,
-            class_idx=list(exp.class_idx[:k]),
-            base=base,
-            denoise=denoise,
-            progress=progress,
-        )
-    return replace(
-        exp,
+    fine = explain(
+        model,
+        exp.prepared.tensor,
         method="fg_cam_d" if denoise else "fg_cam",
-        layer=target_layer,
-        class_idx=exp.class_idx[:k],
-        labels=exp.labels[:k],
-        probs=exp.probs[:k],
-        cams=relevance.detach(),
-        channels=1,
-        params={"cam_layer": exp.layer, "base": base, "denoise": denoise},
-        seconds=time.perf_counter() - start,
-    )
+        layer=exp.layer,
+        class_idx=list(exp.class_idx[:k]),
+        progress=progress,
+        base=base,
+        target_layer=target_layer,
+        **params,
+    )[0]
+    return replace(fine, prepared=exp.prepared)
+
+
+def _view(exp: Explanation) -> np.ndarray:
+    """The view the model saw, or a clear error for explanations of prepared tensors."""
+    if exp.prepared.view is None:
+        raise MethodError(
+            "This explanation was computed from a prepared tensor, so there is no image to draw on; "
+            "explain the PIL image or array instead, or render exp.cams yourself."
+        )
+    return exp.prepared.view
 
 
 def render_map(
@@ -226,24 +383,26 @@ def render_map(
         heat = signed_colormap(resize_map(exp.cams[i], exp.input_size))
     else:
         heat = apply_colormap(exp.saliency(i), colormap)
-    return overlay(exp.prepared.view, heat, alpha)
+    return overlay(_view(exp), heat, alpha)
 
 
-def render_fused(exp: Explanation, fused: FusedMap, *, alpha: float = 0.6, colormap: str = "jet") -> np.ndarray:
+def render_fused(
+    exp: Explanation, fused: FusedMap, *, alpha: float = 0.6, colormap: str = DEFAULT_COLORMAP
+) -> np.ndarray:
     """A fused map over the view the model saw, ``uint8 [H, W, 3]``.
 
     Each class in its own colour (:func:`~xai_core.render.class_colours`); with K = 1 the
-    single map uses ``colormap`` as in the FM-G-CAM library. The opacity follows the map
+    single map uses ``colormap`` (viridis by default, as the FM-G-CAM paper recommends). The opacity follows the map
     strength, so regions no class claims keep the image visible.
     """
     maps = fused.maps
     if maps.shape[0] == 1:
         heat = apply_colormap(resize_map(maps[0], exp.input_size), colormap)
-        return overlay(exp.prepared.view, heat, alpha)
+        return overlay(_view(exp), heat, alpha)
     big = resize_map(maps, exp.input_size)
     heat = colourise_fused(big)
     strength = big.max(axis=0)
-    return overlay(exp.prepared.view, heat, alpha, weight=minmax(strength) ** 0.5)
+    return overlay(_view(exp), heat, alpha, weight=minmax(strength) ** 0.5)
 
 
 def dominant_class(fused: FusedMap, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

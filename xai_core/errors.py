@@ -2,7 +2,10 @@
 
 Every error a user can cause is an :class:`XaiCoreError`, with a message that names the
 argument, the value seen, the valid choices where there are any, and what to do. The
-dashboard shows these messages as they are; anything else is a bug.
+dashboard shows these messages as they are; anything else is a bug. Errors about a bad
+value (an unknown name, a layer that cannot be explained, bad method parameters, an
+unreadable image) also subclass :class:`ValueError`, so ``except ValueError`` code written
+without xai_core in mind still catches them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ class XaiCoreError(Exception):
     """Base class of every error xai_core raises on purpose."""
 
 
-class UnknownNameError(XaiCoreError, KeyError):
+class UnknownNameError(XaiCoreError, KeyError, ValueError):
     """A name (model, method, layer, colour map, ...) that is not registered."""
 
     def __init__(self, kind: str, name: object, choices: Iterable[str], hint: str = "") -> None:
@@ -44,11 +47,11 @@ class LayerNotFoundError(UnknownNameError):
         super().__init__("layer", name, choices, hint="Layer names are dotted paths from model.named_modules().")
 
 
-class LayerError(XaiCoreError):
+class LayerError(XaiCoreError, ValueError):
     """A layer that exists but cannot be explained (called twice, not a feature map, ...)."""
 
 
-class MethodError(XaiCoreError):
+class MethodError(XaiCoreError, ValueError):
     """A method cannot run with the given model, layer or parameters."""
 
 
@@ -56,5 +59,5 @@ class WeightsError(XaiCoreError):
     """Model weights are missing, could not be downloaded, or do not fit the architecture."""
 
 
-class ImageError(XaiCoreError):
+class ImageError(XaiCoreError, ValueError):
     """An image or DICOM file that cannot be read or is outside the accepted limits."""

@@ -23,7 +23,10 @@ Everything here treats its input as untrusted: a file a user uploaded. Design:
 
 Display convention for X-rays: ``pixels`` is float32 ``[H, W]`` in ``[0, 1]`` with bright =
 dense (bone white), the MONOCHROME2 convention. :func:`xray_to_model_input` maps it to
-torchxrayvision's ``[-1024, 1024]``.
+torchxrayvision's ``[-1024, 1024]``. Every :class:`XrayImage` carries a :class:`ReadRecord`
+(transfer syntax, photometric interpretation, MONOCHROME1 inversion, rescale, window, bits
+stored, frame i of n, modality, body part, warnings), so a page can say how the file was
+read without any model weights.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "IMAGE_FORMATS",
     "MAX_PIXELS",
     "MAX_UPLOAD_BYTES",
+    "ReadRecord",
     "XrayImage",
     "image_digest",
     "read_image",
@@ -86,17 +90,110 @@ _MODE_BITS = {"1": 1, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16, "I": 32
 # Transfer syntaxes pydicom inflates with an unbounded zlib.decompress: a zip bomb vector.
 _DEFLATED_SYNTAXES = (b"1.2.840.10008.1.2.1.99", b"1.2.840.10008.1.2.8.1")
 
-# Which pip packages provide a decoder, per family of compressed transfer syntaxes.
-_DECODER_HINTS = {
-    "JPEG-LS": "pip install pylibjpeg pylibjpeg-libjpeg",
-    "JPEG 2000": "pip install pylibjpeg pylibjpeg-openjpeg",
-    "JPEG": "pip install pylibjpeg pylibjpeg-libjpeg",
-    "RLE": "pip install pylibjpeg pylibjpeg-rle",
-    "HTJ2K": "pip install pylibjpeg pylibjpeg-openjpeg",
+# Modalities of projection radiographs (DR is not a DICOM defined term, but vendors write it).
+_RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "DR", "RG"})
+_MODALITY_NAMES = {
+    "US": "ultrasound",
+    "CT": "computed tomography",
+    "MR": "magnetic resonance",
+    "RTDOSE": "radiotherapy dose",
+    "RTIMAGE": "radiotherapy image",
+    "RTSTRUCT": "radiotherapy structure set",
+    "NM": "nuclear medicine",
+    "PT": "PET",
+    "MG": "mammography",
+    "XA": "X-ray angiography",
+    "RF": "fluoroscopy",
+    "IO": "intra-oral radiograph",
+    "PX": "panoramic dental radiograph",
+    "ES": "endoscopy",
+    "XC": "photograph",
+    "OT": "other",
+    "SM": "slide microscopy",
+    "OP": "ophthalmic photograph",
 }
+_CHEST_WORDS = ("CHEST", "THORAX", "LUNG")
 
 
 # --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """How a file was read: what a page shows beside the image, even without model weights.
+
+    Attributes:
+        source_format: ``"DICOM"`` or the Pillow format (``"PNG"``, ``"JPEG"``, ...).
+        width, height: of the image returned.
+        bits_stored: bit depth of the stored samples (DICOM BitsStored).
+        transfer_syntax: DICOM transfer syntax name ("" for other formats).
+        transfer_syntax_uid: its UID.
+        photometric: DICOM PhotometricInterpretation (``"MONOCHROME1"``, ...).
+        inverted: whether the MONOCHROME1 inversion was applied (bright = dense).
+        rescale: the modality step: ``"none"``, ``"slope S, intercept I"`` or
+            ``"Modality LUT sequence"``.
+        window: the VOI step: the file's window (centre, width, function), its VOI LUT,
+            or the percentile range used when the file has no usable window.
+        frame: 0-based index of the frame shown.
+        frames: number of frames in the file (1 for single images).
+        modality: DICOM Modality (``"DX"``, ``"CR"``, ``"CT"``, ...; "" if absent).
+        body_part: DICOM BodyPartExamined ("" if absent).
+        view_position: DICOM ViewPosition (``"PA"``, ``"AP"``, ``"LL"``; "" if absent).
+        warnings: reasons the image may not suit a chest X-ray model (modality, body part);
+            warnings, not errors: the image is still read and shown.
+        notes: every step taken, in order (the same as :attr:`XrayImage.notes`).
+    """
+
+    source_format: str
+    width: int
+    height: int
+    bits_stored: int = 8
+    transfer_syntax: str = ""
+    transfer_syntax_uid: str = ""
+    photometric: str = ""
+    inverted: bool = False
+    rescale: str = "none"
+    window: str = "none"
+    frame: int = 0
+    frames: int = 1
+    modality: str = ""
+    body_part: str = ""
+    view_position: str = ""
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line: format, size, bits, and for DICOM syntax, frame, modality, body part, view."""
+        parts = [self.source_format, f"{self.width}x{self.height}", f"{self.bits_stored}-bit"]
+        if self.source_format == "DICOM":
+            parts.append(self.transfer_syntax)
+            if self.frames > 1:
+                parts.append(f"frame {self.frame + 1} of {self.frames}")
+            parts += [v for v in (self.modality, self.body_part, self.view_position) if v]
+            if self.inverted:
+                parts.append("MONOCHROME1 inverted")
+        return ", ".join(parts)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """``(label, value)`` pairs for a "how it was read" table; DICOM-only rows for DICOM."""
+        out = [
+            ("Format", self.source_format),
+            ("Size", f"{self.width} x {self.height} pixels"),
+            ("Bits stored", str(self.bits_stored)),
+        ]
+        if self.source_format == "DICOM":
+            out += [
+                ("Transfer syntax", f"{self.transfer_syntax} ({self.transfer_syntax_uid})"),
+                ("Photometric interpretation", self.photometric or "not stated"),
+                ("MONOCHROME1 inversion", "applied" if self.inverted else "not needed"),
+                ("Rescale", self.rescale),
+                ("Window", self.window),
+                ("Frame", f"{self.frame + 1} of {self.frames}"),
+                ("Modality", self.modality or "not stated"),
+                ("Body part", self.body_part or "not stated"),
+                ("View position", self.view_position or "not stated"),
+            ]
+        return out
 
 
 @dataclass(frozen=True)
@@ -108,15 +205,18 @@ class XrayImage:
             Treat it as read-only; it is a fresh array owned by this object.
         source_format: ``"DICOM"`` or the Pillow format of the file (``"PNG"``, ``"JPEG"``, ...).
         notes: user-visible remarks on what was done to the file (inversion, windowing,
-            colour to grey, ignored tags, first frame of several, ...), in order.
+            colour to grey, ignored tags, frame i of n, ...), in order.
         bits: bit depth of the stored samples (DICOM BitsStored; 8 for ordinary images,
             16 for 16-bit PNG/TIFF, 1 for bilevel, 32 for int32/float TIFF).
+        record: the structured :class:`ReadRecord` of how it was read (built from the
+            fields above when not given).
     """
 
     pixels: np.ndarray
     source_format: str
     notes: tuple[str, ...] = ()
     bits: int = 8
+    record: ReadRecord | None = None
 
     def __post_init__(self) -> None:
         p = self.pixels
@@ -125,6 +225,15 @@ class XrayImage:
                 "XrayImage.pixels must be a float32 array [H, W]; got "
                 f"{type(p).__name__} {getattr(p, 'dtype', '?')} shape {getattr(p, 'shape', '?')}."
             )
+        if self.record is None:
+            record = ReadRecord(
+                source_format=self.source_format,
+                width=int(p.shape[1]),
+                height=int(p.shape[0]),
+                bits_stored=self.bits,
+                notes=tuple(self.notes),
+            )
+            object.__setattr__(self, "record", record)
 
     @property
     def height(self) -> int:
@@ -135,6 +244,11 @@ class XrayImage:
     def width(self) -> int:
         """Columns of :attr:`pixels`."""
         return int(self.pixels.shape[1])
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The record's warnings: reasons this may not be a chest radiograph."""
+        return self.record.warnings if self.record is not None else ()
 
 
 # --------------------------------------------------------------------------- public API
@@ -289,6 +403,7 @@ def read_xray(
     source: bytes | str | os.PathLike[str] | BinaryIO,
     *,
     filename: str | None = None,
+    frame: int | None = None,
     max_pixels: int = MAX_PIXELS,
     max_bytes: int = MAX_UPLOAD_BYTES,
 ) -> XrayImage:
@@ -296,32 +411,47 @@ def read_xray(
 
     DICOM is recognised by the ``DICM`` marker at byte 128, or (when the content is not a
     known image format) by a ``.dcm``/``.dicom`` name or a preamble-less dataset start.
-    DICOM handling, in order: first frame only; Modality LUT or RescaleSlope/Intercept
-    (invalid slopes - zero, negative, NaN, text - are ignored with a note); VOI LUT
-    sequence, else the first WindowCenter/WindowWidth when valid and not blanking the
-    image, else the 0.5-99.5 percentile range; MONOCHROME1 inverted after windowing;
-    colour converted to grey. Compressed pixel data is decoded when pydicom has a decoder
-    (Pillow covers JPEG baseline/extended and JPEG 2000).
+    DICOM handling, in order, with pydicom's own functions where they fit: one frame
+    decoded (``frame``; default the first, see below); Modality LUT or RescaleSlope/
+    Intercept (``apply_modality_lut``; invalid slopes - zero, negative, NaN, text - are
+    ignored with a note); VOI LUT sequence (``apply_voi``), else the first WindowCenter/
+    WindowWidth when valid and not blanking the image (``apply_windowing``), else the
+    0.5-99.5 percentile range; MONOCHROME1 inverted after windowing; colour converted to
+    grey. Compressed pixel data is decoded by pydicom's standard plugins (pylibjpeg with
+    libjpeg, openjpeg and rle; pyjpegls; Pillow): JPEG Baseline, Extended 12-bit, Lossless
+    (process 14), JPEG-LS, JPEG 2000, HTJ2K and RLE. A syntax whose decoder is not
+    installed is refused with a message naming the syntax and the package to install.
+
+    Multi-frame files: the first frame is shown by default. It is the frame every viewer
+    shows first and needs no assumption about what the frames are (a cine loop, a
+    tomosynthesis stack or several exposures); only that frame is decoded. The record
+    says "frame i of n", so a page can offer the others.
+
+    Tags that say the file is not a chest radiograph (Modality other than CR/DX/DR/RG,
+    BodyPartExamined other than CHEST) give warnings in ``record.warnings``, not errors.
 
     Args:
         source: file content as bytes, a path, or a binary stream.
         filename: the uploaded file's name, used only as a format hint and in messages
             (defaults to the path's or stream's name).
+        frame: 0-based frame of a multi-frame DICOM (default 0); ignored for other formats
+            (their first page or frame is used).
         max_pixels: largest accepted rows x columns of one frame.
         max_bytes: largest accepted file size in bytes.
 
     Returns:
-        An :class:`XrayImage` with pixels in ``[0, 1]``, bright = dense.
+        An :class:`XrayImage` with pixels in ``[0, 1]``, bright = dense, and its
+        :class:`ReadRecord` (``.record``).
 
     Raises:
-        ImageError: unreadable, too large, no pixel data, missing decoder, or not an
-            accepted format.
+        ImageError: unreadable, too large, no pixel data, missing decoder (named as such),
+            a frame that does not exist, or not an accepted format.
     """
     data, source_name = _read_source(source, max_bytes, _XRAY_FORMATS_TEXT)
     name = filename or source_name
     # Text, PDF, ZIP and the like named .dcm get the "not an accepted format" message.
     if data[128:132] == b"DICM" or (_is_dicom(data, name) and _describe(data) is None):
-        return _read_dicom(data, name, max_pixels)
+        return _read_dicom(data, name, max_pixels, frame)
     image, notes = _decode_image(data, name, max_pixels, dicom_ok=True)
     return _xray_from_image(image, notes)
 
@@ -691,8 +821,36 @@ def _tag_text(ds: Any, keyword: str) -> str:
     return str(value).strip().upper()
 
 
-def _dicom_decoder_check(ds: Any, name: str | None) -> str:
-    """Make sure pydicom can decode the pixel data; returns the transfer syntax name."""
+# Transfer syntax UID -> (family, plugins that decode every file of it, pip packages that
+# provide one). Pillow decodes only 8-bit JPEG; pydicom's own RLE decoder is always there.
+_DECODERS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "1.2.840.10008.1.2.4.50": ("JPEG Baseline", ("pylibjpeg", "gdcm", "pillow"), "pylibjpeg pylibjpeg-libjpeg"),
+    "1.2.840.10008.1.2.4.51": ("JPEG Extended 12-bit", ("pylibjpeg", "gdcm"), "pylibjpeg pylibjpeg-libjpeg"),
+    "1.2.840.10008.1.2.4.57": ("JPEG Lossless", ("pylibjpeg", "gdcm"), "pylibjpeg pylibjpeg-libjpeg"),
+    "1.2.840.10008.1.2.4.70": ("JPEG Lossless", ("pylibjpeg", "gdcm"), "pylibjpeg pylibjpeg-libjpeg"),
+    "1.2.840.10008.1.2.4.80": ("JPEG-LS", ("pylibjpeg", "pyjpegls", "gdcm"), "pylibjpeg pylibjpeg-libjpeg"),
+    "1.2.840.10008.1.2.4.81": ("JPEG-LS", ("pylibjpeg", "pyjpegls", "gdcm"), "pylibjpeg pylibjpeg-libjpeg"),
+    "1.2.840.10008.1.2.4.90": ("JPEG 2000", ("pylibjpeg", "gdcm", "pillow"), "pylibjpeg pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.4.91": ("JPEG 2000", ("pylibjpeg", "gdcm", "pillow"), "pylibjpeg pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.4.201": ("HTJ2K", ("pylibjpeg",), "pylibjpeg pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.4.202": ("HTJ2K", ("pylibjpeg",), "pylibjpeg pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.4.203": ("HTJ2K", ("pylibjpeg",), "pylibjpeg pylibjpeg-openjpeg"),
+    "1.2.840.10008.1.2.5": ("RLE", ("pydicom", "pylibjpeg", "gdcm"), "pylibjpeg pylibjpeg-rle"),
+}
+
+
+def _missing_decoder(name: str | None, ts_name: str, uid: str, why: str) -> ImageError:
+    family, _full, packages = _DECODERS.get(uid, ("", (), "pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"))
+    return _dicom_fail(
+        name,
+        f"is compressed with {ts_name} ({uid}), {why}. The file is not damaged: a decoder is missing",
+        f"Ask the administrator to install pydicom's decoder for it (pip install {packages}), or export "
+        "the image uncompressed or as PNG and upload it again.",
+    )
+
+
+def _dicom_decoder_check(ds: Any, name: str | None) -> tuple[str, str]:
+    """Make sure pydicom has a decoder for the pixel data; returns (syntax name, UID)."""
     from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
@@ -705,30 +863,35 @@ def _dicom_decoder_check(ds: Any, name: str | None) -> str:
     except NotImplementedError as exc:
         raise _dicom_fail(
             name,
-            f"uses the transfer syntax {ts_name!r}, for which no pixel decoder exists",
+            f"uses the transfer syntax {ts_name!r}, for which pydicom has no pixel decoder",
             "Export it uncompressed or as JPEG/PNG and upload it again.",
         ) from exc
     if not decoder.is_available:
-        family = (
-            "HTJ2K"
-            if "High-Throughput" in ts_name
-            else (
-                "JPEG-LS"
-                if "JPEG-LS" in ts_name
-                else "JPEG 2000"
-                if "2000" in ts_name
-                else "RLE"
-                if "RLE" in ts_name
-                else "JPEG"
+        raise _missing_decoder(name, ts_name, str(uid), "and no decoder for it is installed on this server")
+    return ts_name, str(uid)
+
+
+def _decode_failure(name: str | None, ts_name: str, uid: str, bits: int, exc: BaseException) -> ImageError:
+    """Name the real cause of a failed decode: a decoder that cannot do this file, or bad data."""
+    from pydicom.pixels import get_decoder
+
+    family = _DECODERS.get(uid)
+    if family is not None:
+        try:
+            available = tuple(get_decoder(uid).available_plugins)
+        except Exception:  # pragma: no cover - the check above already found the decoder
+            available = ()
+        if available and not set(available) & set(family[1]):
+            return _missing_decoder(
+                name,
+                ts_name,
+                uid,
+                f"which the decoder installed here ({', '.join(available)}) cannot read for this {bits}-bit image",
             )
-        )
-        raise _dicom_fail(
-            name,
-            f"is compressed with {ts_name}, and no decoder for it is installed on this server",
-            f"Ask the administrator to install one ({_DECODER_HINTS[family]}), or export the "
-            "image uncompressed or as PNG and upload it again.",
-        )
-    return ts_name
+    return _dicom_fail(
+        name,
+        f"has pixel data that could not be decoded ({ts_name}; damaged or truncated: {type(exc).__name__})",
+    )
 
 
 def _ensure_transfer_syntax(ds: Any) -> None:
@@ -763,7 +926,7 @@ def _file_meta_bytes(data: bytes) -> bytes:
     return data[:1024]
 
 
-def _read_dicom(data: bytes, name: str | None, max_pixels: int) -> XrayImage:
+def _read_dicom(data: bytes, name: str | None, max_pixels: int, frame: int | None) -> XrayImage:
     import pydicom
     from pydicom.pixels import pixel_array
 
@@ -792,43 +955,93 @@ def _read_dicom(data: bytes, name: str | None, max_pixels: int) -> XrayImage:
     notes: list[str] = []
     try:
         _ensure_transfer_syntax(ds)
-        ts_name = _dicom_decoder_check(ds, name)
+        ts_name, ts_uid = _dicom_decoder_check(ds, name)
     except ImageError:
         raise
     except Exception as exc:
         raise _dicom_fail(name, f"has an invalid transfer syntax ({type(exc).__name__})") from exc
-    frames = _tag_int(ds, "NumberOfFrames", 1)
+    frames = max(_tag_int(ds, "NumberOfFrames", 1), 1)
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
+        raise ImageError(f"The frame must be a whole number from 0 to {frames - 1}; got {frame!r}. Choose one.")
+    index = 0 if frame is None else int(frame)
+    if not 0 <= index < frames:
+        raise _dicom_fail(
+            name,
+            f"has {frames} frame{'s' if frames > 1 else ''}; frame {index} does not exist",
+            f"Choose a frame from 0 to {frames - 1}.",
+        )
+    bits = _tag_int(ds, "BitsStored", 0) or _tag_int(ds, "BitsAllocated", 8) or 8
     try:
-        arr = pixel_array(ds, index=0)  # decodes the first frame only
+        arr = pixel_array(ds, index=index)  # decodes this frame only; stored values, no LUTs
     except MemoryError as exc:
         raise _dicom_fail(name, "is too large to decode", "Upload a smaller image.") from exc
     except Exception as exc:
-        raise _dicom_fail(
-            name,
-            f"has pixel data that could not be decoded ({ts_name}; damaged or truncated: {type(exc).__name__})",
-        ) from exc
+        raise _decode_failure(name, ts_name, ts_uid, bits, exc) from exc
     if frames > 1:
-        notes.append(f"multi-frame DICOM: first frame of {frames} used")
+        notes.append(f"multi-frame DICOM: frame {index + 1} of {frames} used")
     if ts_name and "Implicit VR" not in ts_name and "Explicit VR" not in ts_name:
         notes.append(f"compressed pixel data decoded ({ts_name})")
 
-    bits = _tag_int(ds, "BitsStored", 0) or _tag_int(ds, "BitsAllocated", 8) or 8
     photometric = _tag_text(ds, "PhotometricInterpretation")
+    steps: dict[str, str] = {"rescale": "none", "window": "none"}
+    inverted = False
     if arr.ndim == 3 or photometric == "PALETTE COLOR":
         pixels = _dicom_colour_to_grey(arr, ds, bits, notes)
+        steps["window"] = "none (colour image: luminance)"
     elif arr.ndim == 2:
-        pixels = _dicom_grey(arr, ds, notes)
+        pixels = _dicom_grey(arr, ds, notes, steps)
         if photometric == "MONOCHROME1":
+            # By hand: pydicom has no display (presentation) step for MONOCHROME1; PS3.3
+            # C.7.6.3.1.2 defines it as "minimum value displayed white", i.e. inverted.
             pixels = 1.0 - pixels
+            inverted = True
             notes.append("MONOCHROME1 inverted (bright = dense)")
     else:
         raise _dicom_fail(name, f"has pixel data of unexpected shape {arr.shape}")
+    modality, body_part = _tag_text(ds, "Modality"), _tag_text(ds, "BodyPartExamined")
+    record = ReadRecord(
+        source_format="DICOM",
+        width=int(arr.shape[1]),
+        height=int(arr.shape[0]),
+        bits_stored=int(bits),
+        transfer_syntax=ts_name,
+        transfer_syntax_uid=ts_uid,
+        photometric=photometric,
+        inverted=inverted,
+        rescale=steps["rescale"],
+        window=steps["window"],
+        frame=index,
+        frames=frames,
+        modality=modality,
+        body_part=body_part,
+        view_position=_tag_text(ds, "ViewPosition"),
+        warnings=tuple(_chest_warnings(modality, body_part)),
+        notes=tuple(notes),
+    )
     return XrayImage(
         pixels=np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32),
         source_format="DICOM",
         notes=tuple(notes),
         bits=int(bits),
+        record=record,
     )
+
+
+def _chest_warnings(modality: str, body_part: str) -> list[str]:
+    """Warnings (not errors) for files whose tags say they are not chest radiographs."""
+    out: list[str] = []
+    if modality and modality not in _RADIOGRAPH_MODALITIES:
+        what = _MODALITY_NAMES.get(modality, "not a projection radiograph")
+        out.append(
+            f"Modality is {modality} ({what}), not a radiograph (CR/DX): the chest X-ray models were "
+            "trained on chest radiographs, so their output on this image is not meaningful."
+        )
+    if body_part and not any(word in body_part for word in _CHEST_WORDS):
+        out.append(
+            f"Body part examined is {body_part}, not CHEST: the models were trained on chest "
+            "radiographs, so their output on this image is not meaningful."
+        )
+    return out
 
 
 def _dicom_colour_to_grey(arr: np.ndarray, ds: Any, bits: int, notes: list[str]) -> np.ndarray:
@@ -852,62 +1065,126 @@ def _unit_range(x: np.ndarray) -> np.ndarray:
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
-def _dicom_grey(arr: np.ndarray, ds: Any, notes: list[str]) -> np.ndarray:
-    """Stored values -> modality values -> VOI window -> [0, 1] (MONOCHROME2 sense)."""
-    from pydicom.pixels import apply_modality_lut, apply_voi
+def _lut_dataset(ds: Any, notes: list[str]) -> tuple[Any, tuple[float, float] | None, tuple[float, float, str] | None]:
+    """A fresh dataset holding only validated LUT tags, for pydicom's LUT functions.
 
+    pydicom's ``apply_modality_lut`` / ``apply_windowing`` trust the tags; uploads can
+    carry a RescaleSlope of 0, -1 or "abc", or a window of width 0. Invalid values are left
+    out here (with a note) so pydicom computes with the valid ones only.
+
+    Returns:
+        ``(dataset, (slope, intercept) or None, (centre, width, function) or None)``.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    out = Dataset()
+    out.file_meta = FileMetaDataset()  # pydicom reads OW LUT data with the file's byte order
+    out.file_meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
+    out.BitsStored = _tag_int(ds, "BitsStored", 0) or _tag_int(ds, "BitsAllocated", 16) or 16
+    out.PixelRepresentation = 1 if _tag_int(ds, "PixelRepresentation", 0) == 1 else 0
+    out.PhotometricInterpretation = "MONOCHROME2"  # the inversion is done separately, after the VOI step
+    for keyword in ("ModalityLUTSequence", "VOILUTSequence"):
+        if keyword in ds:
+            try:
+                setattr(out, keyword, ds[keyword].value)
+            except Exception:
+                notes.append(f"{keyword} unreadable; ignored")
+    rescale: tuple[float, float] | None = None
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        slopes = _tag_numbers(ds, "RescaleSlope") if "RescaleSlope" in ds else [1.0]
+        icpts = _tag_numbers(ds, "RescaleIntercept") if "RescaleIntercept" in ds else [0.0]
+        slope = slopes[0] if slopes else 1.0
+        icpt = icpts[0] if icpts else 0.0
+        if not math.isfinite(slope) or slope <= 0:
+            notes.append(f"RescaleSlope {_tag_repr(ds, 'RescaleSlope')} is invalid; ignored (1 used)")
+            slope = 1.0
+        if not math.isfinite(icpt):
+            notes.append(f"RescaleIntercept {_tag_repr(ds, 'RescaleIntercept')} is invalid; ignored (0 used)")
+            icpt = 0.0
+        if slope != 1.0 or icpt != 0.0:
+            out.RescaleSlope, out.RescaleIntercept = slope, icpt
+            rescale = (slope, icpt)
+    window: tuple[float, float, str] | None = None
+    centers, widths = _tag_numbers(ds, "WindowCenter"), _tag_numbers(ds, "WindowWidth")
+    if centers and widths:
+        c, w = centers[0], widths[0]
+        function = _tag_text(ds, "VOILUTFunction") or "LINEAR"
+        if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID"):
+            notes.append(f"VOI LUT function {function!r} is unknown; LINEAR used")
+            function = "LINEAR"
+        if not (math.isfinite(c) and math.isfinite(w)) or w <= 0 or (function == "LINEAR" and w < 1):
+            notes.append(f"window in the file (centre {c:g}, width {w:g}) is invalid; ignored")
+        else:
+            out.WindowCenter, out.WindowWidth, out.VOILUTFunction = c, w, function
+            window = (c, w, function)
+    return out, rescale, window
+
+
+def _dicom_grey(arr: np.ndarray, ds: Any, notes: list[str], steps: dict[str, str]) -> np.ndarray:
+    """Stored values -> modality values -> VOI window -> [0, 1] (MONOCHROME2 sense).
+
+    Each step is pydicom's own function (``apply_modality_lut``, ``apply_voi``,
+    ``apply_windowing``) on a dataset of validated tags (:func:`_lut_dataset`). Two steps
+    stay by hand: the scaling of the VOI output to [0, 1] (pydicom returns it in the
+    output range of the LUT or of the stored bits), and the contrast from the 0.5-99.5
+    percentiles when the file has no usable window (DICOM defines no default window).
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+
+    lut_ds, rescale, window = _lut_dataset(ds, notes)
     x = arr.astype(np.float64)
-    if "ModalityLUTSequence" in ds:
+    if "ModalityLUTSequence" in lut_ds:
         try:
-            x = apply_modality_lut(arr, ds).astype(np.float64)
+            x = apply_modality_lut(arr, lut_ds).astype(np.float64)
             notes.append("Modality LUT applied")
+            steps["rescale"] = "Modality LUT sequence"
         except Exception:
             notes.append("Modality LUT unreadable; ignored")
-    else:
-        x = _apply_rescale(x, ds, notes)
+            del lut_ds.ModalityLUTSequence
+    elif rescale is not None:
+        x = apply_modality_lut(arr, lut_ds).astype(np.float64)
+        notes.append(f"RescaleSlope/Intercept applied ({rescale[0]:g}, {rescale[1]:g})")
+        steps["rescale"] = f"slope {rescale[0]:g}, intercept {rescale[1]:g}"
     finite = np.isfinite(x)
     if not finite.all():
         x = np.where(finite, x, float(x[finite].min()) if finite.any() else 0.0)
 
-    if "VOILUTSequence" in ds:
+    if "VOILUTSequence" in lut_ds:
         try:
-            y = apply_voi(np.rint(x).astype(np.int64), ds, index=0).astype(np.float64)
-            out = _unit_range(y)
+            item = lut_ds.VOILUTSequence[0]
+            lut_bits = int(item.LUTDescriptor[2])
+            y = apply_voi(np.rint(x).astype(np.int64), lut_ds, index=0).astype(np.float64)
+            out = np.clip(y / float(2**lut_bits - 1), 0.0, 1.0) if 1 <= lut_bits <= 16 else _unit_range(y)
             if float(out.std()) > 0:
                 notes.append("VOI LUT applied")
+                steps["window"] = "VOI LUT sequence in the file (first)"
                 return out
         except Exception:
             pass
         notes.append("VOI LUT unreadable or blank; ignored")
 
-    windowed = _apply_window(x, ds, notes)
-    if windowed is not None:
-        return windowed
+    if window is not None:
+        c, w, function = window
+        # pydicom maps values below/above the window to its output minimum/maximum: two
+        # sentinels give that range, so the result is scaled to [0, 1] by pydicom's own ends.
+        with np.errstate(over="ignore"):
+            y = apply_windowing(np.concatenate([x.ravel(), [-1e30, 1e30]]), lut_ds, index=0)
+        y_min, y_max = float(y[-2]), float(y[-1])
+        out = np.clip((y[:-2].reshape(x.shape) - y_min) / (y_max - y_min), 0.0, 1.0)
+        # A window that does not fit the values (wrong units, ignored slope) blanks the image.
+        if float(out.max()) - float(out.min()) >= 0.05:
+            extra = f", {function}" if function != "LINEAR" else ""
+            notes.append(f"VOI window applied (centre {c:g}, width {w:g}{extra})")
+            steps["window"] = f"from the file: centre {c:g}, width {w:g} ({function})"
+            return out
+        notes.append(f"window in the file (centre {c:g}, width {w:g}) does not fit the pixel values; ignored")
     lo, hi = np.percentile(x, [0.5, 99.5])
     if hi > lo:
         notes.append("contrast set from the 0.5-99.5 percentiles (no usable window in the file)")
+        steps["window"] = f"0.5-99.5 percentile range {lo:g} to {hi:g} (no usable window in the file)"
         return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    steps["window"] = "full value range (constant image)"
     return _unit_range(x)
-
-
-def _apply_rescale(x: np.ndarray, ds: Any, notes: list[str]) -> np.ndarray:
-    has_slope, has_icpt = "RescaleSlope" in ds, "RescaleIntercept" in ds
-    if not (has_slope or has_icpt):
-        return x
-    slopes = _tag_numbers(ds, "RescaleSlope") if has_slope else [1.0]
-    icpts = _tag_numbers(ds, "RescaleIntercept") if has_icpt else [0.0]
-    slope = slopes[0] if slopes else 1.0
-    icpt = icpts[0] if icpts else 0.0
-    if not math.isfinite(slope) or slope <= 0:
-        notes.append(f"RescaleSlope {_tag_repr(ds, 'RescaleSlope')} is invalid; ignored (1 used)")
-        slope = 1.0
-    if not math.isfinite(icpt):
-        notes.append(f"RescaleIntercept {_tag_repr(ds, 'RescaleIntercept')} is invalid; ignored (0 used)")
-        icpt = 0.0
-    if slope != 1.0 or icpt != 0.0:
-        notes.append(f"RescaleSlope/Intercept applied ({slope:g}, {icpt:g})")
-        return x * slope + icpt
-    return x
 
 
 def _tag_repr(ds: Any, keyword: str) -> str:
@@ -919,28 +1196,3 @@ def _tag_repr(ds: Any, keyword: str) -> str:
         value = bytes(value).decode("latin-1", errors="replace").strip()
     text = repr(str(value).strip())
     return text if len(text) <= 24 else text[:21] + "...'"
-
-
-def _apply_window(x: np.ndarray, ds: Any, notes: list[str]) -> np.ndarray | None:
-    """DICOM PS3.3 C.11.2.1.2 windowing with the first WindowCenter/Width, or None."""
-    centers, widths = _tag_numbers(ds, "WindowCenter"), _tag_numbers(ds, "WindowWidth")
-    if not centers or not widths:
-        return None
-    c, w = centers[0], widths[0]
-    function = _tag_text(ds, "VOILUTFunction") or "LINEAR"
-    if not (math.isfinite(c) and math.isfinite(w)) or w <= 0 or (function == "LINEAR" and w < 1):
-        notes.append(f"window in the file (centre {c:g}, width {w:g}) is invalid; ignored")
-        return None
-    if function == "SIGMOID":
-        y = 1.0 / (1.0 + np.exp(np.clip(-4.0 * (x - c) / w, -500, 500)))
-    elif function == "LINEAR_EXACT":
-        y = np.clip((x - c) / w + 0.5, 0.0, 1.0)
-    else:
-        y = np.clip((x - (c - 0.5)) / max(w - 1.0, 1e-12) + 0.5, 0.0, 1.0)
-    # A window that does not fit the values (wrong units, ignored slope) blanks the image.
-    if float(y.max()) - float(y.min()) < 0.05:
-        notes.append(f"window in the file (centre {c:g}, width {w:g}) does not fit the pixel values; ignored")
-        return None
-    extra = f", {function}" if function != "LINEAR" else ""
-    notes.append(f"VOI window applied (centre {c:g}, width {w:g}{extra})")
-    return y

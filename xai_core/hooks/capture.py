@@ -239,6 +239,7 @@ class RestOfNetwork:
         self._pos = 0
         self._past_layer = False
         self._replacement: torch.Tensor | None = None
+        self._rows: torch.Tensor | None = None
 
     def _wrap(self, module: nn.Module, forward):
         def wrapped(*args: object, **kwargs: object) -> object:
@@ -264,7 +265,7 @@ class RestOfNetwork:
                 return self._replacement
             if i in self._stored:
                 self._pos = self._skip_to[i]
-                return self._stored[i]
+                return self._gather(self._stored[i])
             self._pos = i + 1  # an enclosing module of the layer: run its own code
             return forward(*args, **kwargs)
 
@@ -292,16 +293,35 @@ class RestOfNetwork:
     def _stale(self) -> bool:
         return any(t._version != v for t, v in self._versions)
 
-    def __call__(self, replacement: torch.Tensor) -> torch.Tensor:
-        """The network's output with the layer's output replaced (no gradient)."""
+    def _gather(self, value: object) -> object:
+        """A stored upstream output, its rows picked by ``rows`` when replaying a mixed batch."""
+        if self._rows is None:
+            return value
+        n = self.x.shape[0]
+
+        def pick(t: object) -> object:
+            return t[self._rows] if isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == n else t
+
+        return torch.utils._pytree.tree_map(pick, value)
+
+    def __call__(self, replacement: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's output with the layer's output replaced (no gradient).
+
+        Args:
+            replacement: ``[B, C, h, w]`` the layer's new output.
+            rows: ``[B]`` which image of ``x`` each replacement row belongs to, so one
+                batch can mix images (stored upstream outputs are gathered by row).
+                ``None``: stored outputs broadcast against the replacement (``x`` of one image).
+        """
         if not self._calls or self._stale():
             self.record()
         self._mode, self._pos, self._past_layer, self._replacement = "replay", 0, False, replacement
+        self._rows = rows
         try:
             with torch.no_grad():
-                out = self.model(self.x)
+                out = self.model(self.x if rows is None else self.x[rows])
         finally:
-            self._mode, self._replacement = "off", None
+            self._mode, self._replacement, self._rows = "off", None, None
         if not self._past_layer:
             raise ReplayMismatch("the layer was not reached")
         return out

@@ -1,9 +1,15 @@
-"""The CAM driver: one forward pass, one batched backward pass, then the method's maths."""
+"""The CAM driver: one forward pass and one batched backward pass for N images x K classes.
+
+:func:`run_cams` is the driver every CAM-family explainer goes through (the registry
+wraps each method's maths with it). :func:`compute_cams` is a one-image convenience over
+it, kept for notebooks and tests that work on a single ``[1, C, H, W]`` input.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -11,20 +17,19 @@ from torch import nn
 
 from xai_core.errors import MethodError
 from xai_core.hooks.capture import capture
-from xai_core.methods.context import CamContext, Progress
-from xai_core.methods.registry import get_method
+from xai_core.methods.context import CamContext, ClassChoice, MapResult, Progress
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class CamResult:
-    """Signed per-class maps at the layer's resolution.
+    """Signed per-class maps of one image at the layer's resolution.
 
     Attributes:
         cams: ``[K, h, w]`` signed maps (no ReLU, no scaling).
         class_idx: ``[K]`` explained classes.
-        logits: ``[N]`` raw model scores.
+        logits: ``[n]`` raw model scores.
         channels: number of channels ``C`` of the explained layer.
     """
 
@@ -34,57 +39,195 @@ class CamResult:
     channels: int
 
 
+def _rows(class_idx: object, n_images: int) -> list[list[int]]:
+    """Per-image class lists from one list (shared by all images), N lists, or a tensor."""
+    if isinstance(class_idx, torch.Tensor):
+        class_idx = class_idx.tolist()
+    items = list(class_idx)  # type: ignore[arg-type]
+    if items and all(isinstance(r, (list, tuple)) for r in items):
+        if len(items) != n_images:
+            raise MethodError(f"class_idx has {len(items)} per-image lists for {n_images} images.")
+        rows = [[int(c) for c in r] for r in items]
+    else:
+        rows = [[int(c) for c in items]] * n_images
+    return rows
+
+
 def select_classes(
-    logits: torch.Tensor, *, top_k: int | None, class_idx: Sequence[int] | None, valid: torch.Tensor | None = None
+    logits: torch.Tensor,
+    *,
+    top_k: int | None,
+    class_idx: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None = None,
+    extra: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The explained classes: ``class_idx`` if given, else the ``top_k`` highest valid logits.
+    """The explained classes of each image, ``[N, K]``.
 
     Args:
-        logits: ``[N]``.
-        valid: optional boolean mask ``[N]`` of outputs that may be chosen.
+        logits: ``[N, n]`` (or ``[n]`` for one image: then ``[K]`` is returned).
+        top_k: explain each image's K highest valid logits (when ``class_idx`` is None).
+        class_idx: explain these classes instead: one list for every image, or one
+            list per image.
+        extra: classes explained in addition to the top-K (or to ``class_idx``), after
+            them; one list for every image or one per image. A class already chosen is
+            not repeated.
+        valid: optional boolean mask ``[n]`` of outputs that may be chosen by top-K.
+
+    Per-image lists of different lengths are padded by repeating their last class, so
+    the result is rectangular; :func:`unique_rows` undoes the padding.
+
+    Raises:
+        MethodError: a class out of range, an empty list, or a top-K larger than the
+            number of valid outputs.
     """
-    n = logits.shape[-1]
+    single = logits.dim() == 1
+    logits = logits[None] if single else logits
+    n_images, n = logits.shape
     if class_idx is not None:
-        idx = torch.as_tensor(list(class_idx), dtype=torch.long)
-        if idx.numel() == 0 or idx.min() < 0 or idx.max() >= n:
-            raise MethodError(f"class_idx must be class numbers in [0, {n - 1}], got {list(class_idx)}.")
-        return idx
-    k = 1 if top_k is None else int(top_k)
-    scores = logits.detach().clone()
-    if valid is not None:
-        scores[~valid] = float("-inf")
-        n = int(valid.sum())
-    if not 1 <= k <= n:
-        raise MethodError(f"top_k must be between 1 and {n}, got {top_k}.")
-    return torch.topk(scores, k).indices
+        rows = _rows(class_idx, n_images)
+    else:
+        k = 1 if top_k is None else int(top_k)
+        scores = logits.detach().float().clone()
+        n_valid = n
+        if valid is not None:
+            valid = valid.to(scores.device)
+            scores[:, ~valid] = float("-inf")
+            n_valid = int(valid.sum())
+        if not 1 <= k <= n_valid:
+            raise MethodError(f"top_k must be between 1 and {n_valid}, got {top_k}.")
+        rows = torch.topk(scores, k, dim=1).indices.tolist()
+    if extra is not None:
+        rows = [r + [c for c in e if c not in r] for r, e in zip(rows, _rows(extra, n_images))]
+    rows = [list(dict.fromkeys(r)) for r in rows]
+    flat = [c for r in rows for c in r]
+    if not all(rows) or min(flat) < 0 or max(flat) >= n:
+        shown = rows[0] if len({tuple(r) for r in rows}) == 1 else rows
+        raise MethodError(f"class_idx must be class numbers in [0, {n - 1}], got {shown}.")
+    k = max(len(r) for r in rows)
+    padded = [r + [r[-1]] * (k - len(r)) for r in rows]
+    idx = torch.tensor(padded, dtype=torch.long, device=logits.device)
+    return idx[0] if single else idx
+
+
+def unique_rows(class_idx: torch.Tensor) -> list[tuple[int, ...]]:
+    """Per image, its explained classes without the padding :func:`select_classes` added."""
+    return [tuple(dict.fromkeys(row)) for row in class_idx.tolist()]
 
 
 def class_gradients(outputs: torch.Tensor, inputs: torch.Tensor, *, batched: bool = True) -> torch.Tensor:
-    """Gradients of each of K scalar ``outputs`` w.r.t. ``inputs`` ``[1, ...]``, shape ``[K, ...]``.
+    """Gradients of each image's K scores ``outputs`` ``[N, K]`` w.r.t. ``inputs`` ``[N, ...]``.
 
-    One batched backward pass (``is_grads_batched``, vmap over the K unit vectors); where
-    an operation has no batching rule, falls back to K backward passes on one graph.
+    Image n's scores depend only on image n's row of ``inputs`` (eval mode: no batch
+    statistics), so the K backward rows "class k of every image" give every image's
+    gradients at once: one batched backward pass (``is_grads_batched``, vmap over the K
+    unit vectors) for all N x K. Where an operation has no batching rule, K backward
+    passes on one graph.
+
+    Returns:
+        ``[N, K, ...]``.
 
     Raises:
         MethodError: when the outputs do not depend on ``inputs``.
     """
-    k = outputs.shape[0]
+    k = outputs.shape[1]
     try:
         if batched and k > 1:
             try:
-                eye = torch.eye(k, dtype=outputs.dtype, device=outputs.device)
-                (grads,) = torch.autograd.grad(outputs, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=True)
-                return grads[:, 0]
+                eye = torch.eye(k, dtype=outputs.dtype, device=outputs.device)[:, None, :].expand(k, *outputs.shape)
+                (grads,) = torch.autograd.grad(
+                    outputs, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=True
+                )
+                return grads.transpose(0, 1)
             except RuntimeError as err:
                 if "does not require grad" in str(err) or "not have been used" in str(err):
                     raise
                 log.warning("batched backward unavailable (%s); using %d backward passes", err, k)
-        rows = [torch.autograd.grad(outputs[i], inputs, retain_graph=True)[0][0] for i in range(k)]
-        return torch.stack(rows)
+        rows = [torch.autograd.grad(outputs[:, i].sum(), inputs, retain_graph=True)[0] for i in range(k)]
+        return torch.stack(rows, dim=1)
     except RuntimeError as err:
         if "does not require grad" in str(err) or "not have been used" in str(err):
-            raise MethodError("The chosen layer does not influence the model's output; choose a layer before the head.") from err
+            raise MethodError(
+                "The chosen layer does not influence the model's output; choose a layer before the head."
+            ) from err
         raise
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension (the default probability function)."""
+    return torch.softmax(logits, dim=-1)
+
+
+def autocast_context(x: torch.Tensor, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on ``x``'s device for ``dtype`` (``None``: a no-op, float32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=x.device.type, dtype=dtype)
+
+
+def run_cams(
+    module: nn.Module,
+    x: torch.Tensor,
+    maths: Callable[..., torch.Tensor],
+    *,
+    label: str,
+    layer: str,
+    choose: ClassChoice,
+    needs_gradients: bool,
+    probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: Progress | None = None,
+    autocast: torch.dtype | None = None,
+    **params: object,
+) -> MapResult:
+    """Signed CAM maps of each image's classes, from one forward and one batched backward pass.
+
+    Args:
+        module: the network; left as found (hooks, mode, ``requires_grad``).
+        x: ``[N, C_in, H, W]`` prepared inputs.
+        maths: the method, ``maths(ctx: CamContext, **params) -> [N, K, h, w]``.
+        label: the method's name, for messages.
+        layer: dotted name of the explained layer.
+        choose: picks the classes ``[N, K]`` from the logits ``[N, n]``.
+        needs_gradients: compute ``ctx.grads`` (one batched backward pass).
+        probabilities: logits -> probabilities (default softmax).
+        progress: ``progress(done, total)`` for slow methods.
+        autocast: run the forward pass under ``torch.autocast`` with this dtype.
+        **params: the method's parameters.
+
+    Returns:
+        A :class:`MapResult` with float32 maps.
+    """
+    if x.dim() != 4:
+        raise MethodError(f"x must be images [N, C, H, W], got shape {tuple(x.shape)}.")
+    probabilities = probabilities or softmax
+    with capture(module, layer, grad=needs_gradients) as cap:
+        if needs_gradients:
+            with autocast_context(x, autocast):
+                logits = module(x)
+            if logits.dim() != 2:
+                raise MethodError(f"The model must return logits [N, n]; it returned shape {tuple(logits.shape)}.")
+            idx = choose(logits.detach())
+            activations = cap[layer]
+            grads = class_gradients(logits.gather(1, idx), activations)
+            activations, grads, logits = activations.detach().float(), grads.float(), logits.detach().float()
+        else:
+            with torch.inference_mode(), autocast_context(x, autocast):
+                logits = module(x)
+            if logits.dim() != 2:
+                raise MethodError(f"The model must return logits [N, n]; it returned shape {tuple(logits.shape)}.")
+            idx = choose(logits)
+            activations, grads, logits = cap[layer].float(), None, logits.float()
+        if activations.dim() != 4:
+            raise MethodError(
+                f"Layer {layer!r} gives a tensor of shape {tuple(activations.shape)}; CAM methods need a "
+                "feature map [N, C, h, w]. Choose a convolutional layer."
+            )
+        ctx = CamContext(module, x, layer, activations, grads, idx, logits, probabilities, progress)
+        try:
+            with autocast_context(x, autocast):
+                cams = maths(ctx, **params)
+        except RuntimeError as err:
+            raise MethodError(f"{label} failed on layer {layer!r}: {err}") from err
+    return MapResult(cams.detach().float(), idx, logits, int(activations.shape[1]))
 
 
 def compute_cams(
@@ -95,17 +238,19 @@ def compute_cams(
     layer: str,
     top_k: int | None = 1,
     class_idx: Sequence[int] | None = None,
-    probabilities=None,
+    probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
     valid_outputs: torch.Tensor | None = None,
     progress: Progress | None = None,
     **params: object,
 ) -> CamResult:
-    """Signed CAM maps of K classes for one input.
+    """Signed CAM maps of K classes for ONE input ``[1, C_in, H, W]`` (a convenience over the registry).
+
+    For batches, use :func:`xai_core.explain` or :func:`run_cams`.
 
     Args:
         module: the network; left as found (hooks, mode, ``requires_grad``).
         x: ``[1, C_in, H, W]`` prepared input.
-        method: a key of :data:`~xai_core.methods.registry.METHODS`.
+        method: a CAM-family key of :data:`~xai_core.methods.registry.EXPLAINERS`.
         layer: dotted name of the explained layer.
         top_k: explain the K most likely classes (ignored when ``class_idx`` is given).
         class_idx: explain these classes.
@@ -117,37 +262,30 @@ def compute_cams(
     Returns:
         A :class:`CamResult`.
     """
-    spec = get_method(method)
+    from xai_core.methods.registry import get_explainer
+
     if x.dim() != 4 or x.shape[0] != 1:
-        raise MethodError(f"x must be one image [1, C, H, W], got shape {tuple(x.shape)}.")
-    known = {p.name for p in spec.params}
-    unknown = set(params) - known
-    if unknown:
-        raise MethodError(f"{spec.label} has no parameter {sorted(unknown)}; its parameters are {sorted(known) or 'none'}.")
-    probabilities = probabilities or (lambda t: torch.softmax(t, dim=-1))
-    with capture(module, layer, grad=spec.needs_gradients) as cap:
-        if spec.needs_gradients:
-            logits = module(x)
-            if logits.dim() != 2:
-                raise MethodError(f"The model must return logits [1, N]; it returned shape {tuple(logits.shape)}.")
-            idx = select_classes(logits[0], top_k=top_k, class_idx=class_idx, valid=valid_outputs)
-            activations = cap[layer]
-            grads = class_gradients(logits[0, idx], activations)
-            activations = activations.detach()
-            logits = logits.detach()
-        else:
-            with torch.inference_mode():
-                logits = module(x)
-            idx = select_classes(logits[0], top_k=top_k, class_idx=class_idx, valid=valid_outputs)
-            activations, grads = cap[layer], None
-        if activations.dim() != 4:
-            raise MethodError(
-                f"Layer {layer!r} gives a tensor of shape {tuple(activations.shape)}; CAM methods need a "
-                "feature map [1, C, h, w]. Choose a convolutional layer."
-            )
-        ctx = CamContext(module, x, layer, activations, grads, idx, logits, probabilities, progress)
-        try:
-            cams = spec.fn(ctx, **params)
-        except RuntimeError as err:
-            raise MethodError(f"{spec.label} failed on layer {layer!r}: {err}") from err
-    return CamResult(cams.detach(), idx, logits[0].detach(), int(activations.shape[1]))
+        raise MethodError(
+            f"x must be one image [1, C, H, W], got shape {tuple(x.shape)}; batches go through explain()."
+        )
+    spec = get_explainer(method)
+    if spec.driver != "cam":
+        raise MethodError(f"compute_cams runs CAM-family methods; {spec.label} is not one. Use xai_core.explain.")
+    params = spec.check_params(params)
+
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        return select_classes(logits, top_k=top_k, class_idx=class_idx, valid=valid_outputs)
+
+    out = run_cams(
+        module,
+        x,
+        spec.compute,
+        label=spec.label,
+        layer=layer,
+        choose=choose,
+        needs_gradients=spec.needs_gradients,
+        probabilities=probabilities,
+        progress=progress,
+        **params,
+    )
+    return CamResult(out.maps[0], out.class_idx[0], out.logits[0], out.channels)

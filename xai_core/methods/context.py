@@ -1,8 +1,8 @@
-"""What a CAM method receives."""
+"""What an explainer receives: the request, and for CAM-family maths the captured tensors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -11,21 +11,72 @@ from torch import nn
 Progress = Callable[[int, int], None]
 """``progress(done, total)``, called by slow methods as batches finish."""
 
+ClassChoice = Callable[[torch.Tensor], torch.Tensor]
+"""Maps the logits ``[N, n]`` of the forward pass to the explained classes ``[N, K]``."""
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """One explainer call on a batch of prepared inputs.
+
+    Attributes:
+        module: the network (any mode; every explainer leaves it as found).
+        x: prepared inputs ``[N, C_in, H, W]`` on the model's device.
+        layer_name: the explained layer (for relevance methods: the layer the CAM
+            components are taken at; the map itself lives at ``target_layer``).
+        choose: picks the explained classes ``[N, K]`` from the logits ``[N, n]`` of the
+            method's own forward pass, so top-K needs no extra pass.
+        probabilities: the model's logits ``[B, n]`` -> probabilities (softmax or sigmoid).
+        progress: optional progress callback for slow methods.
+        autocast: ``None`` (float32) or a dtype (``torch.bfloat16``/``torch.float16``)
+            for the forward passes.
+    """
+
+    module: nn.Module
+    x: torch.Tensor
+    layer_name: str
+    choose: ClassChoice
+    probabilities: Callable[[torch.Tensor], torch.Tensor]
+    progress: Progress | None = None
+    autocast: torch.dtype | None = None
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """What every explainer returns.
+
+    Attributes:
+        maps: ``[N, K, h, w]`` signed maps (no ReLU, no scaling) where the map lives
+            (the layer's resolution, the target layer's, or the input's).
+        class_idx: ``[N, K]`` the explained classes.
+        logits: ``[N, n]`` the model's raw scores on ``x``.
+        channels: ``C`` of the explained layer (FM-G-CAM's 1/C); 1 for maps that are
+            already a channel sum of relevance.
+    """
+
+    maps: torch.Tensor
+    class_idx: torch.Tensor
+    logits: torch.Tensor
+    channels: int
+
 
 @dataclass(frozen=True)
 class CamContext:
-    """Inputs of one CAM computation (one image, K classes).
+    """Inputs of one CAM-family computation (N images, K classes each).
+
+    The driver (:func:`xai_core.methods.base.run_cams`) fills it from one forward pass
+    and, for methods that need them, one batched backward pass.
 
     Attributes:
         module: the network (in eval mode, parameters frozen, by the driver).
-        x: the prepared input ``[1, C_in, H, W]``.
+        x: the prepared inputs ``[N, C_in, H, W]``.
         layer_name: the explained layer.
-        activations: its output ``[1, C, h, w]`` (detached).
-        grads: ``[K, C, h, w]`` gradients of the K class logits w.r.t. the activations,
-            or ``None`` for methods that need none.
-        class_idx: ``[K]`` the explained classes.
-        logits: ``[1, N]`` the model's raw scores on ``x``.
-        probabilities: maps logits ``[B, N]`` to class probabilities (softmax or sigmoid).
+        activations: its output ``[N, C, h, w]`` (detached).
+        grads: ``[N, K, C, h, w]`` gradients of each image's K class logits w.r.t. its
+            activations, or ``None`` for methods that need none.
+        class_idx: ``[N, K]`` the explained classes.
+        logits: ``[N, n]`` the model's raw scores on ``x``.
+        probabilities: maps logits ``[B, n]`` to class probabilities (softmax or sigmoid).
         progress: optional progress callback.
     """
 
@@ -38,3 +89,12 @@ class CamContext:
     logits: torch.Tensor
     probabilities: Callable[[torch.Tensor], torch.Tensor]
     progress: Progress | None = None
+
+
+def as_index_rows(rows: Sequence[Sequence[int]] | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """``[N, K]`` long tensor from per-image class lists (ragged lists padded by repetition)."""
+    if isinstance(rows, torch.Tensor):
+        return rows.to(device=device, dtype=torch.long)
+    k = max(len(r) for r in rows)
+    padded = [list(r) + [r[-1]] * (k - len(r)) for r in rows]
+    return torch.tensor(padded, dtype=torch.long, device=device).reshape(n, k)

@@ -1,24 +1,54 @@
-"""Method registry: key -> :class:`MethodSpec`. Adding a method is one entry here.
+"""The explainer registry: every method a user can pick, as data. One entry per method.
 
-Pages build their widgets from these specs (label, summary, parameters), so a new
-method appears in the dashboard without touching ``pages/``.
+Every caller reads this registry: :func:`xai_core.explain`, the evaluation command and
+every dashboard page (widgets come from the entries' :class:`Param` lists). No other list
+of method names exists.
+
+Adding a method is one function plus one entry:
+
+* a CAM-family method (``driver="cam"``) is ``compute(ctx: CamContext, **params) ->
+  [N, K, h, w]``: the driver (:func:`~xai_core.methods.base.run_cams`) has already run one
+  forward pass and, if ``needs`` holds ``"gradients"``, one batched backward pass;
+* any other method (``driver="own"``) is ``compute(req: ExplainRequest, **params) ->
+  MapResult`` and runs its own passes (relevance methods, fusions).
+
+Then :func:`register_explainer` (or one more entry in :data:`EXPLAINERS` below). The
+registry-wide contract tests (``tests/test_registry.py``) pick it up with no edit.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from xai_core.errors import MethodError, UnknownNameError
+from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
 from xai_core.methods import activation, gradient, score
-from xai_core.methods.context import CamContext
+from xai_core.methods.base import run_cams
+from xai_core.methods.context import CamContext, ExplainRequest, MapResult
+
+NEEDS = frozenset({"gradients", "relevance_rules", "masked_forwards"})
+FAMILIES = ("gradient", "linear", "activation", "perturbation", "relevance", "fusion")
 
 
 @dataclass(frozen=True)
 class Param:
-    """A tunable method parameter, with what a widget needs."""
+    """A tunable method parameter, with what a widget and a validator need.
+
+    Attributes:
+        name: keyword argument of the method.
+        label: widget label (says what it is, e.g. "Masked inputs per batch").
+        default: default value; its type is the parameter's type unless ``kind`` says otherwise.
+        choices: the allowed values (a select box), or ``None``.
+        minimum, maximum: inclusive range of numbers.
+        help: widget help text.
+        kind: ``"int"``, ``"float"``, ``"bool"``, ``"choice"``, ``"layer"`` (a layer name
+            or ``"input"``); derived from ``default``/``choices`` when empty.
+    """
 
     name: str
     label: str
@@ -27,43 +57,154 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     help: str = ""
+    kind: str = ""
+
+    @property
+    def type(self) -> str:
+        """The parameter's kind (see ``kind``)."""
+        if self.kind:
+            return self.kind
+        if self.choices is not None:
+            return "choice"
+        if isinstance(self.default, bool):
+            return "bool"
+        if isinstance(self.default, int):
+            return "int"
+        if isinstance(self.default, float):
+            return "float"
+        return "str"
+
+    def check(self, value: object, method: str) -> object:
+        """``value`` converted to the parameter's type, or a :class:`MethodError` saying what is valid."""
+        kind = self.type
+        where = f"{method} parameter {self.name!r}"
+        if kind == "choice":
+            if value not in self.choices:
+                raise MethodError(f"{where} must be one of {', '.join(map(repr, self.choices))}; got {value!r}.")
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise MethodError(f"{where} must be True or False; got {value!r}.")
+            return value
+        if kind in ("int", "float"):
+            try:
+                number = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise MethodError(f"{where} must be a number; got {value!r}.") from None
+            if not math.isfinite(number) or (kind == "int" and number != int(number)):
+                raise MethodError(
+                    f"{where} must be a{'n integer' if kind == 'int' else ' finite number'}; got {value!r}."
+                )
+            low = -math.inf if self.minimum is None else self.minimum
+            high = math.inf if self.maximum is None else self.maximum
+            if not low <= number <= high:
+                raise MethodError(f"{where} must be between {self.minimum} and {self.maximum}; got {value!r}.")
+            return int(number) if kind == "int" else number
+        if not isinstance(value, str) or not value:
+            raise MethodError(f"{where} must be a non-empty name; got {value!r}.")
+        return value
 
 
 @dataclass(frozen=True)
-class MethodSpec:
-    """One CAM-family method.
+class Explainer:
+    """One method a user can pick.
 
     Attributes:
         key: registry key (snake case).
         label: display name.
-        family: ``"gradient"``, ``"activation"``, ``"linear"`` or ``"perturbation"``.
-        fn: ``fn(ctx: CamContext, **params) -> Tensor[K, h, w]`` (signed maps).
-        needs_gradients: the driver computes ``ctx.grads`` (one batched backward).
+        family: one of :data:`FAMILIES`.
+        compute: the method (see the module docstring for the two signatures).
+        paper: citation.
+        summary: one paragraph for the home page and README.
+        driver: ``"cam"`` (the CAM driver runs the passes) or ``"own"``.
+        needs: what it uses, a subset of :data:`NEEDS` (gradients, relevance rules,
+            masked forward passes).
+        resolution: ``"layer"`` (maps at the explained layer's resolution) or
+            ``"input"`` (relevance carried down to ``target_layer``: a shallower layer or
+            the input pixels).
+        params: tunable parameters.
         class_specific: False for class-agnostic maps (Eigen-CAM).
         slow: runs many forward passes (the page warns and shows progress).
-        paper: citation.
-        summary: one paragraph for the home page.
-        params: tunable parameters.
+        per_class_maps: gives one map per class that FM-G-CAM can fuse.
     """
 
     key: str
     label: str
     family: str
-    fn: Callable[..., torch.Tensor]
-    needs_gradients: bool
+    compute: Callable[..., object]
     paper: str
     summary: str
+    driver: str = "cam"
+    needs: frozenset[str] = frozenset()
+    resolution: str = "layer"
+    params: tuple[Param, ...] = field(default_factory=tuple)
     class_specific: bool = True
     slow: bool = False
-    params: tuple[Param, ...] = field(default_factory=tuple)
+    per_class_maps: bool = True
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}; got {self.family!r}.")
+        if self.driver not in ("cam", "own") or self.resolution not in ("layer", "input"):
+            raise ValueError(f"{self.key}: driver must be 'cam' or 'own', resolution 'layer' or 'input'.")
+        if not self.needs <= NEEDS:
+            raise ValueError(f"{self.key}: needs must be a subset of {sorted(NEEDS)}; got {sorted(self.needs)}.")
+
+    @property
+    def needs_gradients(self) -> bool:
+        """The CAM driver computes ``ctx.grads`` (one batched backward pass)."""
+        return "gradients" in self.needs
+
+    def param(self, name: str) -> Param:
+        """The parameter called ``name``."""
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise UnknownNameError(f"{self.label} parameter", name, [p.name for p in self.params])
+
+    def check_params(self, params: dict[str, object]) -> dict[str, object]:
+        """Every parameter, defaults filled in, each checked against its type and range.
+
+        Raises:
+            MethodError: an unknown parameter or a value out of range.
+        """
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise MethodError(
+                f"{self.label} has no parameter {', '.join(map(repr, unknown))}; "
+                f"its parameters are {', '.join(known) or 'none'}."
+            )
+        return {name: p.check(params[name], self.label) if name in params else p.default for name, p in known.items()}
+
+    def run(self, req: ExplainRequest, **params: object) -> MapResult:
+        """Run on a batch (``params`` already checked by :meth:`check_params`)."""
+        if self.driver == "own":
+            return self.compute(req, **params)  # type: ignore[return-value]
+        return run_cams(
+            req.module,
+            req.x,
+            self.compute,
+            label=self.label,
+            layer=req.layer_name,
+            choose=req.choose,
+            needs_gradients=self.needs_gradients,
+            probabilities=req.probabilities,
+            progress=req.progress,
+            autocast=req.autocast,
+            **params,
+        )
 
 
-def _from_gradients(maths: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
-    def run(ctx: CamContext) -> torch.Tensor:
+# ------------------------------------------------------------------ method glue (small, per family)
+
+
+def _from_gradients(maths: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    @functools.wraps(maths)
+    def compute(ctx: CamContext) -> torch.Tensor:
         return maths(ctx.activations, ctx.grads)
 
-    run.__doc__ = maths.__doc__
-    return run
+    return compute
 
 
 def _cam(ctx: CamContext) -> torch.Tensor:
@@ -76,85 +217,181 @@ def _cam(ctx: CamContext) -> torch.Tensor:
             f"and one linear layer with {ctx.activations.shape[1]} inputs; this model has none. "
             "Use Grad-CAM, which equals CAM on such models and works on any CNN."
         )
-    return activation.cam(ctx.activations, weight[ctx.class_idx].to(ctx.activations.dtype))
+    weight = weight.to(device=ctx.activations.device, dtype=ctx.activations.dtype)
+    return activation.cam(ctx.activations, weight[ctx.class_idx])
 
 
 def _eigen(ctx: CamContext) -> torch.Tensor:
-    return activation.eigen_cam(ctx.activations).expand(len(ctx.class_idx), -1, -1).clone()
+    return activation.eigen_cam(ctx.activations).expand(-1, ctx.class_idx.shape[1], -1, -1).clone()
 
 
+def _fg_cam(req: ExplainRequest, *, denoise: bool, base: str, target_layer: str, batch_size: int) -> MapResult:
+    from xai_core.relevance import fg_cam
+
+    out = fg_cam(
+        req.module,
+        req.x,
+        cam_layer=req.layer_name,
+        target_layer=target_layer,
+        class_idx=req.choose,
+        base=base,
+        denoise=denoise,
+        probabilities=req.probabilities,
+        score_batch_size=batch_size,
+        progress=req.progress,
+    )
+    return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
+
+
+def _lrp(req: ExplainRequest, *, variant: str, target_layer: str) -> MapResult:
+    from xai_core.relevance import lrp
+
+    out = lrp(req.module, req.x, class_idx=req.choose, variant=variant, target_layer=target_layer)
+    return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
+
+
+def _fm_g_cam(req: ExplainRequest, *, base: str, normalise: str, activation: str) -> MapResult:
+    from xai_core.fusion import fm_g_cam
+
+    spec = get_explainer(base)
+    raw = spec.run(req, **spec.check_params({}))
+    fused = torch.stack(
+        [fm_g_cam(m, channels=raw.channels, normalise=normalise, activation=activation).maps for m in raw.maps]
+    )
+    return MapResult(fused, raw.class_idx, raw.logits, 1)
+
+
+_FUSION_BASE_HELP = "Any CAM-family method that gives one map per class (its default parameters)."
 _BATCH = Param(
-    "batch_size", "Masks per batch", 32, minimum=1, maximum=256, help="Larger is faster but uses more memory."
+    "batch_size",
+    "Masked inputs per batch",
+    32,
+    minimum=1,
+    maximum=1024,
+    help="Masked copies of the images run through the model per forward pass: larger is faster but uses more memory.",
 )
+_TARGET = Param(
+    "target_layer",
+    "Carry the relevance down to",
+    "input",
+    kind="layer",
+    help="'input' for a map at the input pixels, or a layer below the CAM layer.",
+)
+_CAM_PAPERS = {
+    "fg_cam": "Qiu et al., Empowering CAM-Based Methods with Capability to Generate Fine-Grained and "
+    "High-Faithfulness Explanations, AAAI 2024",
+    "lrp": "Bach et al., On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance "
+    "Propagation, PLoS ONE 2015",
+}
 
-METHODS: dict[str, MethodSpec] = {
+
+def _fg_entry(key: str, label: str, denoise: bool, summary: str) -> Explainer:
+    return Explainer(
+        key,
+        label,
+        "relevance",
+        functools.partial(_fg_cam, denoise=denoise),
+        _CAM_PAPERS["fg_cam"],
+        summary,
+        driver="own",
+        needs=frozenset({"gradients", "relevance_rules"}),
+        resolution="input",
+        params=(
+            Param(
+                "base",
+                "CAM the components come from",
+                "grad_cam",
+                choices=("grad_cam", "score_cam"),
+                help="Grad-CAM (one backward pass) or Score-CAM (one masked forward pass per channel: slow).",
+            ),
+            _TARGET,
+            _BATCH,
+        ),
+    )
+
+
+def _lrp_entry(key: str, label: str, paper: str, summary: str) -> Explainer:
+    return Explainer(
+        key,
+        label,
+        "relevance",
+        functools.partial(_lrp, variant=key),
+        paper,
+        summary,
+        driver="own",
+        needs=frozenset({"relevance_rules"}),
+        resolution="input",
+        params=(_TARGET,),
+    )
+
+
+EXPLAINERS: dict[str, Explainer] = {
     spec.key: spec
     for spec in [
-        MethodSpec(
+        Explainer(
             "grad_cam",
             "Grad-CAM",
             "gradient",
             _from_gradients(gradient.grad_cam),
-            True,
             "Selvaraju et al., Grad-CAM, ICCV 2017",
             "Weights each feature map by the average gradient of the class score over it: where the "
             "features that raise the score are.",
+            needs=frozenset({"gradients"}),
         ),
-        MethodSpec(
+        Explainer(
             "grad_cam_pp",
             "Grad-CAM++",
             "gradient",
             _from_gradients(gradient.grad_cam_pp),
-            True,
             "Chattopadhay et al., Grad-CAM++, WACV 2018",
             "Weights positive gradients by higher-order terms, so several instances of a class are all lit.",
+            needs=frozenset({"gradients"}),
         ),
-        MethodSpec(
+        Explainer(
             "xgrad_cam",
             "XGrad-CAM",
             "gradient",
             _from_gradients(gradient.xgrad_cam),
-            True,
             "Fu et al., Axiom-based Grad-CAM, BMVC 2020",
             "Gradient times activation, normalised per channel: satisfies the sensitivity and conservation axioms.",
+            needs=frozenset({"gradients"}),
         ),
-        MethodSpec(
+        Explainer(
             "hires_cam",
             "HiResCAM",
             "gradient",
             _from_gradients(gradient.hires_cam),
-            True,
             "Draelos & Carin, HiResCAM, 2020",
             "Element-wise gradient times activation, no averaging: provably shows the locations the score used.",
+            needs=frozenset({"gradients"}),
         ),
-        MethodSpec(
+        Explainer(
             "layer_cam",
             "Layer-CAM",
             "gradient",
             _from_gradients(gradient.layer_cam),
-            True,
             "Jiang et al., LayerCAM, IEEE TIP 2021",
             "Positive gradients weight each position separately: sharper maps, also at shallow layers.",
+            needs=frozenset({"gradients"}),
         ),
-        MethodSpec(
+        Explainer(
             "cam",
             "CAM",
             "linear",
             _cam,
-            False,
             "Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016",
             "The original class activation map: the last linear layer's weights applied to the final feature "
             "maps. Only for models ending in global average pooling and one linear layer.",
         ),
-        MethodSpec(
+        Explainer(
             "score_cam",
             "Score-CAM",
             "perturbation",
             score.score_cam,
-            False,
             "Wang et al., Score-CAM, CVPRW 2020",
             "Gradient-free: each feature map, used as a mask on the image, is weighted by the class "
             "probability the model gives the masked image. Slow: one forward pass per channel.",
+            needs=frozenset({"masked_forwards"}),
             slow=True,
             params=(
                 _BATCH,
@@ -162,53 +399,136 @@ METHODS: dict[str, MethodSpec] = {
                     "variant",
                     "Score",
                     "probability",
-                    choices=("probability", "logit_softmax"),
+                    choices=score.VARIANTS,
                     help="'probability': the authors' definition; 'logit_softmax': pytorch-grad-cam's variant.",
                 ),
             ),
         ),
-        MethodSpec(
+        Explainer(
             "ablation_cam",
             "Ablation-CAM",
             "perturbation",
             score.ablation_cam,
-            False,
             "Desai & Ramaswamy, Ablation-CAM, WACV 2020",
             "Gradient-free: each feature map is weighted by how much the class score drops when it is "
             "removed. Slow: one partial forward pass per channel.",
+            needs=frozenset({"masked_forwards"}),
             slow=True,
             params=(_BATCH,),
         ),
-        MethodSpec(
+        Explainer(
             "eigen_cam",
             "Eigen-CAM",
             "activation",
             _eigen,
-            False,
             "Muhammad & Yeasin, Eigen-CAM, IJCNN 2020",
             "The first principal component of the feature maps: where the dominant features are, "
             "whatever the class (the same map for every class).",
             class_specific=False,
+            per_class_maps=False,
+        ),
+        _fg_entry(
+            "fg_cam",
+            "FG-CAM",
+            False,
+            "A CAM's per-channel explanation components carried back layer by layer with relevance rules: "
+            "a fine-grained map at a shallower layer or at the input pixels, with the CAM's class evidence.",
+        ),
+        _fg_entry(
+            "fg_cam_d",
+            "FG-CAM (denoised)",
+            True,
+            "FG-CAM whose explanation components are first denoised (row-centred SVD, 10 % of the components "
+            "kept): less texture noise in the fine-grained map.",
+        ),
+        _lrp_entry(
+            "lrp",
+            "LRP",
+            _CAM_PAPERS["lrp"],
+            "Layer-wise relevance propagation from the class logit (z+ in hidden layers, z^B at the input).",
+        ),
+        _lrp_entry(
+            "clrp",
+            "CLRP",
+            "Gu et al., Understanding Individual Decisions of CNNs via Contrastive Backpropagation, ACCV 2018",
+            "Contrastive LRP: the class's relevance minus that of a dual target made of all other classes.",
+        ),
+        _lrp_entry(
+            "sglrp",
+            "SGLRP",
+            "Iwana et al., Explaining Convolutional Neural Networks using Softmax Gradient LRP, ICCVW 2019",
+            "Softmax-gradient LRP: the starting relevance is the softmax gradient, so other classes' evidence "
+            "is subtracted.",
+        ),
+        Explainer(
+            "fm_g_cam",
+            "FM-G-CAM",
+            "fusion",
+            _fm_g_cam,
+            "Rammuni Silva & Bird, FM-G-CAM: A Holistic Approach for Explainable AI in Computer Vision, 2023",
+            "The top-K classes' maps fused: each position keeps only its strongest class, maps are "
+            "L2-normalised, passed through an end activation and scaled together; each class in its own colour.",
+            driver="own",
+            needs=frozenset({"gradients"}),
+            params=(
+                Param("base", "Base method", "grad_cam", choices=("grad_cam",), help=_FUSION_BASE_HELP),
+                Param("normalise", "L2 normalisation", "reference", choices=NORMALISATIONS),
+                Param("activation", "End activation", "relu", choices=ACTIVATIONS),
+            ),
+            per_class_maps=True,
         ),
     ]
 }
 
 
-def get_method(key: str) -> MethodSpec:
-    """The method registered as ``key``."""
-    if key not in METHODS:
-        raise UnknownNameError("method", key, list(METHODS))
-    return METHODS[key]
+def _refresh_fusion_bases() -> None:
+    """Give every fusion entry's ``base`` parameter the CAM-family methods with per-class maps as choices."""
+    bases = tuple(k for k, e in EXPLAINERS.items() if e.driver == "cam" and e.per_class_maps)
+    for key, spec in list(EXPLAINERS.items()):
+        if spec.family == "fusion":
+            params = tuple(replace(p, choices=bases) if p.name == "base" else p for p in spec.params)
+            EXPLAINERS[key] = replace(spec, params=params)
 
 
-def list_methods(family: str | None = None) -> list[MethodSpec]:
-    """Registered methods, optionally of one family."""
-    return [m for m in METHODS.values() if family is None or m.family == family]
+def get_explainer(key: str) -> Explainer:
+    """The explainer registered as ``key``.
+
+    Raises:
+        UnknownNameError: with close matches and the valid keys.
+    """
+    if key not in EXPLAINERS:
+        raise UnknownNameError("method", key, list(EXPLAINERS))
+    return EXPLAINERS[key]
 
 
-def register_method(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
+def list_explainers(
+    family: str | None = None, *, resolution: str | None = None, per_class_maps: bool | None = None
+) -> list[Explainer]:
+    """Registered explainers, optionally filtered by family, resolution or per-class maps."""
+    return [
+        e
+        for e in EXPLAINERS.values()
+        if (family is None or e.family == family)
+        and (resolution is None or e.resolution == resolution)
+        and (per_class_maps is None or e.per_class_maps == per_class_maps)
+    ]
+
+
+def register_explainer(spec: Explainer, *, replace: bool = False) -> Explainer:
     """Add a method (see README "Adding a method")."""
-    if spec.key in METHODS and not replace:
+    if spec.key in EXPLAINERS and not replace:
         raise ValueError(f"A method called {spec.key!r} is already registered.")
-    METHODS[spec.key] = spec
-    return spec
+    EXPLAINERS[spec.key] = spec
+    _refresh_fusion_bases()
+    return EXPLAINERS[spec.key]
+
+
+_refresh_fusion_bases()
+
+
+# The names of the first version, kept so existing notebooks run: the same registry.
+METHODS = EXPLAINERS
+MethodSpec = Explainer
+get_method = get_explainer
+list_methods = list_explainers
+register_method = register_explainer

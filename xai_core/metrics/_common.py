@@ -211,8 +211,8 @@ def class_probabilities(
     with torch.inference_mode():
         while start < len(items):
             stop = start + 1
-            while stop < len(items) and stop - start < batch_size and (
-                stacked or items[stop].shape == items[start].shape
+            while (
+                stop < len(items) and stop - start < batch_size and (stacked or items[stop].shape == items[start].shape)
             ):
                 stop += 1
             batch = items[start:stop] if stacked else torch.stack(items[start:stop])

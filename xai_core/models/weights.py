@@ -1,5 +1,7 @@
 """Reading weight files safely, and downloading them where there is a network.
 
+Weights files are PyTorch state dicts or ``.safetensors`` files (recognised by their
+content, whatever their name; read with ``safetensors``, which never runs code).
 Only ``torch.load(..., weights_only=True)`` is used on files a user supplies: a
 checkpoint that needs arbitrary unpickling (and could therefore run code) is refused with
 instructions to re-save it as a ``state_dict``. The one exception is a torchxrayvision
@@ -47,6 +49,43 @@ def _unwrap(obj: object, source: str) -> dict[str, torch.Tensor]:
     )
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    """The safetensors layout: an 8-byte little-endian header length, then a JSON object."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    return 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size - 8
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise WeightsError(f"{path.name!r} is a .safetensors file: pip install safetensors to read it.") from err
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(
+            f"Could not read weights file {path.name!r}: it is truncated or not a safetensors file ({str(err)[:200]})."
+        ) from err
+    return _unwrap(state, repr(path.name))
+
+
+def save_safetensors(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Save a model's weights (or a state_dict) as a ``.safetensors`` file that :func:`read_state_dict` reads.
+
+    Tensors are copied to the CPU and made contiguous; tensors sharing memory (tied
+    weights) are stored once each as separate copies.
+    """
+    from safetensors.torch import save_file
+
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}, str(path))
+    return Path(path)
+
+
 def read_state_dict(path: str | os.PathLike, *, allow_pickled_module: bool = False) -> dict[str, torch.Tensor]:
     """Read a weights file into a state_dict.
 
@@ -63,6 +102,8 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickled_module: bool = Fal
         raise WeightsError(f"Weights file {str(p)!r} does not exist.")
     if p.stat().st_size == 0:
         raise WeightsError(f"Weights file {str(p)!r} is empty (0 bytes); download it again.")
+    if p.suffix.lower() == ".safetensors" or _looks_like_safetensors(p):
+        return _read_safetensors(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - every failure becomes one clear message
@@ -110,13 +151,19 @@ def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: st
     model.load_state_dict(state, strict=True)
 
 
-def fetch(url: str, folder: Path, *, what: str) -> Path:
+def fetch(url: str, folder: Path, *, what: str, filename: str | None = None) -> Path:
     """Return the local copy of ``url`` in ``folder``, downloading it if needed.
+
+    Args:
+        url: the address.
+        folder: where the file is looked for and stored.
+        what: the model, for messages.
+        filename: the local file name (default: the last part of ``url``).
 
     Raises:
         WeightsError: naming the file, the address and where to put it by hand.
     """
-    target = folder / Path(url).name
+    target = folder / (filename or Path(url).name)
     if target.is_file() and target.stat().st_size > 0:
         return target
     tmp = target.with_suffix(target.suffix + ".part")
@@ -129,7 +176,7 @@ def fetch(url: str, folder: Path, *, what: str) -> Path:
         raise WeightsError(
             f"Could not download the weights of {what} ({type(err).__name__}: {str(err)[:160]}). "
             f"Download {url} on a machine with internet access and put the file at {target} "
-            "(the same name in that folder); it is picked up next time. "
+            f"(named {target.name!r}, in the folder {str(folder)!r}); it is picked up next time. "
             "Or run `python -m xai_core.download` while online to fetch every model at once."
         ) from err
     return target

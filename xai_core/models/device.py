@@ -1,0 +1,117 @@
+"""Devices: which accelerator a model runs on, chosen by name.
+
+``"cpu"``, ``"cuda"`` (the current CUDA device), ``"cuda:N"``, ``"mps"`` (Apple
+silicon) or ``"auto"`` (CUDA if available, else MPS, else the CPU). The dashboard takes
+its device from the environment variable ``XAI_DEVICE`` through :func:`default_device`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+from torch import nn
+
+from xai_core.errors import XaiCoreError
+
+#: The environment variable the dashboard reads its device from.
+DEVICE_ENV = "XAI_DEVICE"
+#: The device used when ``XAI_DEVICE`` is not set.
+FALLBACK_DEVICE = "cpu"
+
+_NAMES = "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
+
+
+class DeviceError(XaiCoreError, ValueError):
+    """A device name that is not valid, or a device this machine does not have."""
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def available_devices() -> list[str]:
+    """The device names that work on this machine, CPU first (``"auto"`` always works too)."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+        names.extend(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+    if _mps_available():
+        names.append("mps")
+    return names
+
+
+def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
+    """Turn a device name into a :class:`torch.device` that exists on this machine.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"`` (CUDA if
+            available, else MPS, else CPU), a :class:`torch.device`, or ``None`` (the
+            CPU). Case and surrounding spaces are ignored.
+
+    Returns:
+        The device; ``"cuda"`` becomes ``cuda:<current device>``.
+
+    Raises:
+        DeviceError: for an unknown name or a device this machine does not have; the
+            message lists the devices that work here.
+    """
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        name = str(device)
+    elif isinstance(device, str):
+        name = device.strip().lower()
+    else:
+        raise DeviceError(f"device must be a string such as {_NAMES}, got {type(device).__name__}.")
+    here = f"Devices on this machine: {', '.join(available_devices() + ['auto'])}."
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if match:
+        if not torch.cuda.is_available():
+            raise DeviceError(f"Device {device!r}: CUDA is not available (no GPU or no CUDA build of torch). {here}")
+        index = torch.cuda.current_device() if match.group(1) is None else int(match.group(1))
+        if index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"Device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered from 0. {here}"
+            )
+        return torch.device("cuda", index)
+    if name in ("mps", "mps:0"):
+        if not _mps_available():
+            raise DeviceError(f"Device {device!r}: Apple MPS is not available on this machine. {here}")
+        return torch.device("mps")
+    raise DeviceError(f"Unknown device {device!r}: choose {_NAMES}. {here}")
+
+
+def default_device() -> str:
+    """The device name the dashboard uses: ``$XAI_DEVICE``, else ``"cpu"``.
+
+    Checked with :func:`resolve_device`, so a wrong value fails here with a message
+    naming the variable, before any model is loaded.
+
+    Raises:
+        DeviceError: ``XAI_DEVICE`` names an unknown or unavailable device.
+    """
+    name = os.environ.get(DEVICE_ENV, "").strip() or FALLBACK_DEVICE
+    try:
+        resolve_device(name)
+    except DeviceError as err:
+        raise DeviceError(f"The environment variable {DEVICE_ENV}={name!r} is not usable here: {err}") from err
+    return name
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter or buffer (the CPU when it has none)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
