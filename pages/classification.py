@@ -150,7 +150,9 @@ if targets:
 
 if fine is not None:
     k = fine.k_max
-    fine_fused = fine.fused(k, normalise=display.normalise, activation=display.activation)
+    fine_fused = fine.fused(
+        k, normalise=display.normalise, activation=display.activation, brightness=display.brightness
+    )
     fine_img = views.on_image(
         fine,
         xc.render_fused(fine, fine_fused, alpha=max(display.alpha, 0.05), colormap=display.colormap),
@@ -173,6 +175,7 @@ if fine is not None:
     ]
     fine_caps = [f"FG-CAM {i + 1}. {r['label']}" for i, r in enumerate(xc.legend(fine, k))]
     image_grid(fine_maps, fine_caps, columns=5)
+    views.map_scale(display)
     view["panels"] += [(fine_img, f"FG-CAM fused at {fine.layer}"), *zip(fine_maps, fine_caps)]
     settings["fg_cam"] = {"target_layer": fine.layer, "base": base, "denoise": denoise}
 

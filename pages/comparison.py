@@ -10,6 +10,7 @@ from pages._ui.running import MISSING, Work, obtain
 from pages._ui.state import ensure_routed, key, remember, seed
 from pages._ui.widgets import (
     attempt,
+    cam_methods,
     class_picker,
     device_note,
     image_grid,
@@ -50,7 +51,7 @@ model = load_model_or_explain(choice, weights_file)
 if model is None:
     st.stop()
 
-methods = xc.list_methods()
+methods = cam_methods()  # every CAM-family method of the registry, at one layer
 labels = {m.key: m.label for m in methods}
 fast = [m.key for m in methods if not m.slow]
 slow = [m.key for m in methods if m.slow]

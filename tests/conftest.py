@@ -75,8 +75,3 @@ class SmallVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
-
-
-def pytest_configure(config):
-    """Register the ``slow`` marker (browser and load tests) for runs without the project's pytest.ini line."""
-    config.addinivalue_line("markers", "slow: browser, load or otherwise long tests")

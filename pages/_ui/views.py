@@ -9,7 +9,7 @@ from PIL import Image
 import xai_core as xc
 from pages._ui import figures
 from pages._ui.state import key
-from pages._ui.widgets import ACTIVATION_LABELS, NORMALISATION_LABELS, Display, image_grid, show_legend
+from pages._ui.widgets import ACTIVATION_LABELS, Display, image_grid, show_legend
 
 #: Largest change (on the fused map's 0-1 scale) that an activation may make and still look like ReLU.
 VISIBLE_CHANGE = 0.02
@@ -37,6 +37,19 @@ def full_image(original) -> np.ndarray:
     return np.asarray(to_rgb(original))
 
 
+def horizontal(bar: np.ndarray) -> np.ndarray:
+    """A vertical colour bar (high values at the top) turned to run left (low) to right (high)."""
+    return np.ascontiguousarray(np.rot90(bar, k=-1))
+
+
+def map_scale(display: Display) -> None:
+    """The colour scale of the single-class maps shown above it."""
+    kind = "signed" if display.signed else "single"
+    scale = xc.colour_scale(kind, colormap_name=None if display.signed else display.colormap, length=320, width=14)
+    ticks = "  ·  ".join(text for _, text in scale.ticks)
+    st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title} ({ticks})", width=320)
+
+
 def on_image(exp: xc.Explanation, picture, original, display: Display):
     """``picture`` (drawn on the model's view) placed on the full uploaded image when asked."""
     if display.on_original and original is not None:
@@ -61,7 +74,7 @@ def fused_view(
     """
     k = exp.k_max
     method = xc.get_method(exp.method).label if exp.method in xc.METHODS else exp.method
-    fused = exp.fused(k, normalise=display.normalise, activation=display.activation)
+    fused = exp.fused(k, normalise=display.normalise, activation=display.activation, brightness=display.brightness)
     fused_img = on_image(
         exp, xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap), original, display
     )
@@ -83,12 +96,12 @@ def fused_view(
     with right:
         st.markdown(f"**Fused {whats}**")
         show_legend(rows)
+        scale = xc.colour_scale("fused", colours=xc.class_colours(k), labels=list(exp.labels))
+        st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title}", width=min(60 * k, 320))
         st.caption(
-            f"Each position of {where} is coloured by the {what} with the strongest {method} evidence there; "
-            f"brightness is that evidence after {NORMALISATION_LABELS[display.normalise]} normalisation and the "
-            f"{ACTIVATION_LABELS[display.activation]} end activation, scaled together across the {whats} "
-            "(not the probability). Activation: "
-            f"{display.activation}, normalisation: {display.normalise}."
+            xc.brightness_caption(display.brightness, normalise=display.normalise, probs=exp.probs, labels=exp.labels)
+            + f" Maps drawn on {where}. End activation: {ACTIVATION_LABELS[display.activation]}."
+            + f" Activation: {display.activation}, normalisation: {display.normalise}."
         )
         if spec is not None and not spec.class_specific and k > 1:
             st.info(f"{method} gives the same map for every {what}: the fused map cannot separate them.")
@@ -114,6 +127,7 @@ def fused_view(
     ]
     captions = [f"{i + 1}. {r['label']} ({100 * r['probability']:.1f}%)" for i, r in enumerate(rows)]
     image_grid(maps, captions, columns=5)
+    map_scale(display)
 
     with st.expander("Interactive fused map (hover to see the dominant class)", expanded=False):
         plain = xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap)

@@ -38,6 +38,7 @@ WEIGHTS_UPLOAD_MB = 200
 SAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm"}
 
 ACTIVATION_LABELS = {"relu": "ReLU", "elu": "ELU", "gelu": "GELU", "none": "none"}
+BRIGHTNESS_LABELS = {"normalised": "normalised (paper)", "probability": "by probability"}
 NORMALISATION_LABELS = {
     "reference": "L2, reference (FM-G-CAM library)",
     "per_class": "L2, per class",
@@ -298,9 +299,14 @@ def method_params(page: str, spec, *, name_method: bool = False) -> tuple[tuple[
     return tuple(values)
 
 
+def cam_methods() -> list:
+    """The registry's CAM-family methods: one map per class at a layer, the ones FM-G-CAM fuses."""
+    return [m for m in xc.list_methods() if getattr(m, "driver", "cam") == "cam"]
+
+
 def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tuple[str, object], ...]]:
     """The base CAM method (from the method registry) and its parameters."""
-    methods = xc.list_methods()
+    methods = cam_methods()
     labels = {m.key: m.label + (" (slow)" if m.slow else "") for m in methods}
     keys = [m.key for m in methods]
     widget = key(page, "method")
@@ -330,6 +336,7 @@ class Display:
     alpha: float
     signed: bool
     on_original: bool = False
+    brightness: str = "normalised"
 
 
 def _bound(page: str, name: str, default: object, valid=None) -> dict:
@@ -372,6 +379,15 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
         format_func=NORMALISATION_LABELS.get,
         **_bound(page, "normalise", "reference", valid=lambda v: v in NORMALISATIONS),
     )
+    brightness = st.radio(
+        "Fused map brightness",
+        list(xc.BRIGHTNESS),
+        format_func=BRIGHTNESS_LABELS.get,
+        horizontal=True,
+        help="Normalised: the paper's drawing (each class on one scale, whatever its probability). "
+        "By probability: each class's map also scaled by its probability relative to the top class shown.",
+        **_bound(page, "brightness", xc.BRIGHTNESS[0], valid=lambda v: v in xc.BRIGHTNESS),
+    )
     colormap, alpha, signed = map_display_controls(page)
     on_original = st.toggle(
         "Show maps on the full image",
@@ -379,12 +395,12 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
         "resized, centre-cropped view.",
         **_bound(page, "on_original", False),
     )
-    return Display(k, activation, normalise, colormap, alpha, signed, on_original)
+    return Display(k, activation, normalise, colormap, alpha, signed, on_original, brightness)
 
 
 def map_display_controls(page: str) -> tuple[str, float, bool]:
     """Colour map, opacity and signed view of single-class maps (shared by every page)."""
-    default_map = "viridis" if "viridis" in COLORMAPS else next(iter(COLORMAPS))
+    default_map = xc.DEFAULT_COLORMAP
     colormap = st.selectbox(
         "Colour map (single-class maps)",
         list(COLORMAPS),
@@ -621,5 +637,8 @@ def reading_record(xray, name: str, *, compact: bool = False) -> None:
         with record:
             if not compact:
                 st.markdown(f"**{title}**")
+            rec = getattr(xray, "record", None)
+            if rec is not None:
+                st.table({label: [value] for label, value in rec.rows()}, border="horizontal")
             for note in xray.notes or ("read as is",):
                 st.markdown(f"- {note}")
