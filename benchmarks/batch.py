@@ -31,14 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import xai_core as xc  # noqa: E402
-from xai_core.api import _memory_format, model_device  # noqa: E402
+from xai_core.api import _memory_format  # noqa: E402
 from xai_core.hooks.capture import capture  # noqa: E402
 
 
 def _images(model: xc.LoadedModel, n: int) -> torch.Tensor:
     files = sorted((ROOT / "samples" / "imagenet").glob("*.*"))
     prepared = [xc.prepare(xc.read_image(f), model.spec.preprocessing).tensor for f in files]
-    return torch.cat([prepared[i % len(prepared)] for i in range(n)]).to(model_device(model))
+    return torch.cat([prepared[i % len(prepared)] for i in range(n)]).to(model.device)
 
 
 def _floor(model: xc.LoadedModel, layer: str, x: torch.Tensor) -> None:
@@ -63,9 +63,9 @@ def main() -> None:
     parser.add_argument("--no-fgcam", action="store_true", help="skip FG-CAM (slow on the CPU)")
     args = parser.parse_args()
 
-    model = xc.load_model(args.model, device=args.device) if args.device != "cpu" else xc.load_model(args.model)
+    model = xc.load_model(args.model, device=args.device)
     layer = model.spec.default_layer
-    device = model_device(model)
+    device = model.device
     print(f"# {model.spec.label}, layer {layer}, device {device}, torch {torch.__version__}")
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, rounds {args.rounds}")
     batches = [int(b) for b in args.batches.split(",")]
@@ -84,7 +84,7 @@ def main() -> None:
     for b in batches:
         x = _images(model, b)
         times: dict[str, list[float]] = {name: [] for name in cases}
-        for name, fn in cases.items():  # warm-up
+        for fn in cases.values():  # warm-up
             fn(x)
         for _ in range(args.rounds):
             for name, fn in cases.items():

@@ -20,6 +20,7 @@ from xai_core.api import (
     render_on_original,
 )
 from xai_core.errors import (
+    DeviceError,
     ImageError,
     LayerError,
     LayerNotFoundError,
@@ -40,7 +41,17 @@ from xai_core.methods import (
     list_methods,
     register_explainer,
 )
-from xai_core.models import LoadedModel, build_model, get_spec, list_models, load_model, prepare, register
+from xai_core.models import (
+    LoadedModel,
+    build_model,
+    default_device,
+    get_spec,
+    list_models,
+    load_model,
+    prepare,
+    register,
+    resolve_device,
+)
 from xai_core.render import DEFAULT_COLORMAP, class_colours, colour_scale
 
 if TYPE_CHECKING:
@@ -57,6 +68,9 @@ def read_image(source: bytes | str | os.PathLike | BinaryIO, **limits: int) -> I
 
 
 __all__ = [
+    "DeviceError",
+    "default_device",
+    "resolve_device",
     "BRIGHTNESS",
     "DEFAULT_COLORMAP",
     "brightness_caption",

@@ -134,13 +134,6 @@ class Explanation:
 # ----------------------------------------------------------------------------- inputs
 
 
-def model_device(model: LoadedModel) -> torch.device:
-    """The device the model's parameters live on (CPU for a model without parameters)."""
-    for p in model.module.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def _prepare_all(model: LoadedModel, images: object) -> tuple[list[PreparedInput], bool]:
     """Prepared inputs of one image, a list of images, or a prepared ``[N, C, H, W]`` tensor.
 
@@ -259,7 +252,7 @@ def explain(
     chunk = int(max_batch) if max_batch else images_per_pass(model, max(k_guess, 1), memory_budget)
     if chunk < 1:
         raise MethodError(f"max_batch must be at least 1, got {max_batch}.")
-    device = model_device(model)
+    device = model.device
     out: list[Explanation] = []
     for start in range(0, n, chunk):
         part = prepared[start : start + chunk]

@@ -61,3 +61,7 @@ class WeightsError(XaiCoreError):
 
 class ImageError(XaiCoreError, ValueError):
     """An image or DICOM file that cannot be read or is outside the accepted limits."""
+
+
+class DeviceError(XaiCoreError, ValueError):
+    """A device name that is not valid, or a device this machine does not have."""

@@ -7,6 +7,15 @@ tracer in :mod:`xai_core.hooks.layers`, and the relevance rules in
 """
 
 from xai_core.hooks.capture import Capture, capture, model_lock
-from xai_core.hooks.layers import call_counts, candidate_layers, resolve_layer
+from xai_core.hooks.layers import call_counts, candidate_layers, final_feature_layer, resolve_layer, trace_modules
 
-__all__ = ["Capture", "call_counts", "candidate_layers", "capture", "model_lock", "resolve_layer"]
+__all__ = [
+    "Capture",
+    "call_counts",
+    "candidate_layers",
+    "capture",
+    "final_feature_layer",
+    "model_lock",
+    "resolve_layer",
+    "trace_modules",
+]

@@ -13,7 +13,7 @@ import re
 import torch
 from torch import nn
 
-from xai_core.errors import XaiCoreError
+from xai_core.errors import DeviceError
 
 #: The environment variable the dashboard reads its device from.
 DEVICE_ENV = "XAI_DEVICE"
@@ -21,10 +21,6 @@ DEVICE_ENV = "XAI_DEVICE"
 FALLBACK_DEVICE = "cpu"
 
 _NAMES = "'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
-
-
-class DeviceError(XaiCoreError, ValueError):
-    """A device name that is not valid, or a device this machine does not have."""
 
 
 def _mps_available() -> bool:
