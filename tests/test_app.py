@@ -177,9 +177,12 @@ def test_xray_random_weights_dicom_sample():
 def test_comparison_grid_and_faithfulness():
     import xai_core as xc
 
+    from pages._ui.widgets import cam_methods
+
     at = _open("pages/comparison.py")
     captions = [c for img in at.image for c in img.captions]
-    for spec in xc.list_methods():
+    assert {m.key for m in cam_methods()} < {m.key for m in xc.list_methods()}
+    for spec in cam_methods():
         if not spec.slow:
             assert any(c.startswith(f"{spec.label}: ") and c.endswith(" s") for c in captions), spec.label
     assert any(c.startswith("FG-CAM → input") for c in captions)
@@ -213,7 +216,7 @@ def test_image_and_choices_follow_the_session_across_pages():
     at.sidebar.slider(key="cls.k").set_value(5).run()
     at.sidebar.selectbox(key="cls.activation").set_value("gelu").run()
     _no_errors(at)
-    assert "sea snake" in _first_class_map(at) or "sea snake" in _captions(at)[2]
+    assert "sea snake" in _image_by_caption(at, "1. ").captions[0]
 
     at.switch_page("pages/comparison.py").run()
     _no_errors(at)
