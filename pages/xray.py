@@ -19,7 +19,7 @@ ensure_routed()
 
 PAGE = "xray"
 
-st.title("Chest X-ray: which regions drove each finding?")
+st.title("Chest X-ray: what drove each finding?")
 st.warning(
     "**Research tool, not a diagnostic device.** The outputs and maps show what a research model responds "
     "to; they are not a diagnosis and must not be used for patient care.",

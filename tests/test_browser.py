@@ -132,15 +132,32 @@ def _go(page, title: str) -> None:
 
 
 def _shot(page, name: str) -> Path:
-    """Full-page screenshot at the page's viewport width, once every image has loaded."""
+    """Screenshots once every image has loaded: ``name`` at the page's viewport (scrolled to the top,
+    what a laptop shows first) and ``<name>_full.png``, the whole page at the same width."""
     ARTIFACTS.mkdir(exist_ok=True)
     _idle(page)
-    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    loaded = """() => [...document.querySelectorAll('[data-testid="stImage"]')].every(e => {
+        const i = e.querySelector('img'); return i && i.complete && i.naturalWidth > 0; })"""
+    page.wait_for_function(loaded)
+    page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
     path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path))
+    size = page.viewport_size
+    height = page.evaluate(
+        """() => Math.max(document.body.scrollHeight,
+                 ...[...document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"]')]
+                 .map(e => e.scrollHeight))"""
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 5000)})
+    _idle(page)
+    page.wait_for_function(loaded)
+    full = ARTIFACTS / name.replace(".png", "_full.png")
+    page.screenshot(path=str(full))
+    page.set_viewport_size(size)
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS / name)
+        shutil.copyfile(full, DOCS / full.name)
     return path
 
 
