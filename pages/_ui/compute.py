@@ -57,9 +57,11 @@ def _safe_file_name(name: str, fallback: str) -> str:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
-def _load(key: str, weights: str, digest: str, _data: bytes | None = None, _name: str = "") -> xc.LoadedModel:
+def _load(
+    key: str, weights: str, digest: str, device: str, _data: bytes | None = None, _name: str = ""
+) -> xc.LoadedModel:
     if weights == "random":
-        return xc.build_model(key, weights=None)
+        return xc.build_model(key, weights=None, device=device)
     if weights == "file":
         # build_model reads the file with torch.load(weights_only=True); the temporary
         # copy is removed as soon as it is read. It carries the uploaded file's (sanitised)
@@ -68,13 +70,18 @@ def _load(key: str, weights: str, digest: str, _data: bytes | None = None, _name
             path = os.path.join(tmp, _safe_file_name(_name, f"{digest[:16]}.pt"))
             with open(path, "wb") as fh:
                 fh.write(_data or b"")
-            return xc.build_model(key, weights=path)
-    return xc.build_model(key)
+            return xc.build_model(key, weights=path, device=device)
+    return xc.build_model(key, device=device)
 
 
 def load_model(choice: ModelChoice, weights_file: bytes | None = None) -> xc.LoadedModel:
-    """The model for ``choice`` (built once per process and weights). Raises WeightsError."""
-    return _load(choice.key, choice.weights, choice.digest, weights_file, choice.name)
+    """The model for ``choice`` on the server's device (``XAI_DEVICE``, default the CPU), built once.
+
+    Raises:
+        WeightsError: the weights are missing or unusable.
+        DeviceError: ``XAI_DEVICE`` names a device this machine does not have.
+    """
+    return _load(choice.key, choice.weights, choice.digest, xc.default_device(), weights_file, choice.name)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -445,24 +445,20 @@ def class_picker(page: str, family: str, model: xc.LoadedModel, what: str = "cla
 
 
 def device_note(model: xc.LoadedModel) -> None:
-    """Say where the model runs (``XAI_DEVICE`` picks it; a GPU is named)."""
-    import os
-
+    """Say where the model runs: the device ``XAI_DEVICE`` chose, a GPU by name."""
     try:
         device = str(next(model.module.parameters()).device)
     except StopIteration:
         device = "cpu"
-    wanted = os.environ.get("XAI_DEVICE", "").strip()
     if device.startswith("cuda"):
-        import torch.cuda  # noqa: PLC0415 - only the device's name, when there is one
+        import torch.cuda  # noqa: PLC0415 - only the GPU's name
 
         name = torch.cuda.get_device_name(torch.device(device))
         st.success(f"Running on the GPU: **{name}** (`{device}`)", icon=":material/memory:")
     elif device != "cpu":
         st.success(f"Running on `{device}`", icon=":material/memory:")
     else:
-        extra = f" (XAI_DEVICE={wanted!r} asked for another device)" if wanted and wanted not in ("cpu", "auto") else ""
-        st.caption(f"Running on the CPU{extra}.")
+        st.caption("Running on the CPU (set XAI_DEVICE=cuda to use a GPU).")
 
 
 # ----------------------------------------------------------------------------- output
