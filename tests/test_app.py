@@ -377,3 +377,21 @@ def test_job_stop_keeps_finished_results():
     assert time.monotonic() - stopped_at < 5.0  # one batch of 8 masks, on a busy shared CPU
     assert store.get("done") == "a finished result"
     assert store.job("slow") is None
+
+
+def test_xray_warns_about_a_non_chest_modality():
+    """Issue 14 item 6: the reader's modality warning is shown on the page (with or without weights)."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(ROOT / "samples" / "xray" / "fake_monochrome1.dcm")
+    ds.Modality = "US"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/xray.py").run()
+    at.file_uploader(key="xray.upload").set_value(("probe.dcm", buf.getvalue(), "application/dicom")).run()
+    assert not at.exception
+    assert any("Modality is US (ultrasound)" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert _image_by_caption(at, "probe.dcm as read")
