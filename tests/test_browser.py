@@ -132,16 +132,13 @@ def _go(page, title: str) -> None:
 
 
 def _shot(page, name: str) -> Path:
-    """Screenshots once every image has loaded: ``name`` at the page's viewport (scrolled to the top,
-    what a laptop shows first) and ``<name>_full.png``, the whole page at the same width."""
+    """Screenshots once every image has loaded: ``<name>_full.png``, the whole page at the viewport's
+    width, and ``name`` at the viewport itself, scrolled to the top (what a laptop shows first)."""
     ARTIFACTS.mkdir(exist_ok=True)
     _idle(page)
+    # Chromium loads images lazily: with a viewport as tall as the page, all of them load.
     loaded = """() => [...document.querySelectorAll('[data-testid="stImage"]')].every(e => {
         const i = e.querySelector('img'); return i && i.complete && i.naturalWidth > 0; })"""
-    page.wait_for_function(loaded)
-    page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path))
     size = page.viewport_size
     height = page.evaluate(
         """() => Math.max(document.body.scrollHeight,
@@ -154,6 +151,11 @@ def _shot(page, name: str) -> Path:
     full = ARTIFACTS / name.replace(".png", "_full.png")
     page.screenshot(path=str(full))
     page.set_viewport_size(size)
+    page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
+    _idle(page)
+    page.wait_for_function(loaded)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path))
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS / name)
