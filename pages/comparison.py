@@ -100,7 +100,7 @@ fg_base = compute.fgcam_bases()[0]  # FG-CAM's default base
 targets = attempt(compute.fgcam_layers, choice.model_id, layer, _model=model) or []
 target_labels = dict(targets)
 target_names = [t[0] for t in targets if t[0] != layer]
-default_targets = [t for t in target_names if t == "input"] + target_names[1:2]
+default_targets = list(dict.fromkeys([t for t in target_names if t == "input"] + target_names[1:2]))
 fg_widget = key(PAGE, f"fg_targets.{choice.key}.{layer}")
 seed(fg_widget, f"cmp_fg_targets.{choice.key}.{layer}", default_targets, valid=lambda v: set(v) <= set(target_names))
 fg_targets = st.multiselect(

@@ -180,7 +180,7 @@ def _above_fold(page, locator) -> dict:
 def test_home(new_page, server):
     page = new_page()
     page.goto(server)
-    page.get_by_text("Start from a sample").wait_for()
+    page.get_by_text("A research and teaching tool", exact=False).wait_for()  # the last element: all drawn
     _idle(page)
     _no_errors(page)
     _shot(page, "home.png")

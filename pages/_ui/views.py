@@ -97,7 +97,7 @@ def fused_view(
         st.markdown(f"**Fused {whats}**")
         show_legend(rows)
         scale = xc.colour_scale("fused", colours=xc.class_colours(k), labels=list(exp.labels))
-        st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title}", width=min(60 * k, 320))
+        st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title}", width=min(36 * k, 220))
         st.caption(
             xc.brightness_caption(display.brightness, normalise=display.normalise, probs=exp.probs, labels=exp.labels)
             + f" Maps drawn on {where}. End activation: {ACTIVATION_LABELS[display.activation]}."
