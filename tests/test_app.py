@@ -176,7 +176,6 @@ def test_xray_random_weights_dicom_sample():
 
 def test_comparison_grid_and_faithfulness():
     import xai_core as xc
-
     from pages._ui.widgets import cam_methods
 
     at = _open("pages/comparison.py")
