@@ -1,10 +1,12 @@
-"""FG-CAM speed on EfficientNet-Lite0 (224x224, CPU, 2 threads): printed, not asserted.
+"""FG-CAM speed on EfficientNet-Lite0 (CPU, batch 1): printed, not asserted.
 
-Compares the median time of FG-CAM down to the input (Grad-CAM base, one class) with
-the floor of a Grad-CAM-style explanation: one forward pass with the CAM layer captured
-plus the batched backward of the class logit to that layer. Target: ratio <= 4.
+Median time of FG-CAM from ``--layer`` (default ``_head_act``) down to the input with the
+Grad-CAM base, as a ratio to the floor of an explanation at that layer: one forward pass
+with the layer captured plus the backward of the class logit to it. The authors' rule set
+(BatchNorm identity rule, a hook on every BatchNorm: the path before issue 12) and the
+canonized default are measured side by side, interleaved in one run. Goal: <= 4x.
 
-Run: ``python benchmarks/fgcam_speed.py [--runs 10] [--layer _bn1]``.
+Run: ``python benchmarks/fgcam_speed.py [--runs 10] [--layer _head_act] [--size 224]``.
 """
 
 from __future__ import annotations
@@ -20,57 +22,61 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from xai_core.hooks.capture import capture  # noqa: E402
+from xai_core.models.zoo import _build_lite0  # noqa: E402
 from xai_core.relevance import fg_cam  # noqa: E402
 
 
-def _time(fn, runs: int) -> list[tuple[float, float]]:
-    """(wall, process CPU) seconds per run; CPU time is less sensitive to other load."""
-    out = []
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        out.append((time.perf_counter() - t0, time.process_time() - c0))
-    return out
+def _time(fn) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one run; CPU time is less sensitive to other load."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--layer", default="_bn1")
+    parser.add_argument("--layer", default="_head_act")
+    parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from efficientnet_lite_pytorch import EfficientNet
-
     torch.manual_seed(0)
-    model = EfficientNet.from_name("efficientnet-lite0").eval()
-    x = torch.randn(1, 3, 224, 224)
+    model = _build_lite0().eval()  # weights do not change the work done
+    x = torch.randn(1, 3, args.size, args.size)
     cls = 1
 
-    def grad_cam_floor() -> None:
+    def floor() -> None:
         with capture(model, args.layer, grad=True) as cap:
             logits = model(x)
             torch.autograd.grad(logits[0, cls], cap[args.layer])
 
-    def fgcam_input() -> None:
-        fg_cam(model, x, cam_layer=args.layer, target_layer="input", class_idx=[cls])
+    def run(rules: str, k: int):
+        classes = [cls, 2, 3][:k]
+        return lambda: fg_cam(model, x, cam_layer=args.layer, target_layer="input", class_idx=classes, rules=rules)
 
-    def fgcam_input_k3() -> None:
-        fg_cam(model, x, cam_layer=args.layer, target_layer="input", class_idx=[cls, 2, 3])
-
-    for fn in (grad_cam_floor, fgcam_input, fgcam_input_k3):  # warm-up
+    cases = {
+        "floor": floor,
+        "authors K=1": run("authors", 1),
+        "canonized K=1": run("canonized", 1),
+        "authors K=3": run("authors", 3),
+        "canonized K=3": run("canonized", 3),
+    }
+    for fn in cases.values():  # warm-up (and the canonizer's one-off structure trace)
         fn()
-    floor, fg, fg3 = [], [], []
-    for _ in range(args.runs):  # interleaved, so load changes hit all three alike
-        floor += _time(grad_cam_floor, 1)
-        fg += _time(fgcam_input, 1)
-        fg3 += _time(fgcam_input_k3, 1)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, runs {args.runs}, layer {args.layer}")
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+    for _ in range(args.runs):  # interleaved, so load changes hit all alike
+        for name, fn in cases.items():
+            times[name].append(_time(fn))
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, runs {args.runs}, "
+        f"layer {args.layer} -> input, {args.size}x{args.size}, batch 1"
+    )
     for i, kind in enumerate(("wall", "CPU")):
-        f, g, g3 = (statistics.median(t[i] for t in ts) for ts in (floor, fg, fg3))
-        print(f"[{kind}] Grad-CAM forward+backward floor : {f * 1000:8.1f} ms (median)")
-        print(f"[{kind}] FG-CAM to input, K=1            : {g * 1000:8.1f} ms  ratio {g / f:.2f}x (target <= 4x)")
-        print(f"[{kind}] FG-CAM to input, K=3            : {g3 * 1000:8.1f} ms  ratio {g3 / f:.2f}x")
+        med = {name: statistics.median(t[i] for t in ts) for name, ts in times.items()}
+        print(f"[{kind}] floor (forward + backward to {args.layer}): {med['floor'] * 1000:8.1f} ms")
+        for name in list(cases)[1:]:
+            print(f"[{kind}] FG-CAM {name:<14}: {med[name] * 1000:8.1f} ms  ratio {med[name] / med['floor']:.2f}x")
 
 
 if __name__ == "__main__":

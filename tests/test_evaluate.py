@@ -163,7 +163,7 @@ def test_cached_fg_score_cam_equals_fg_cam_with_score_base():
                 class_idx=[3],
                 base="score_cam",
                 denoise=denoise,
-            )[0]
+            ).relevance[0, 0]
             torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6)
     assert Job(parse_method("fg_cam"), "input") == Job(parse_method("fg_cam"), "input")
 

@@ -67,7 +67,8 @@ def test_golden_cases(golden: dict, vgg: nn.Module, case_no: int) -> None:
         base=case["base_cam"],
         denoise=case["denoising"],
         score_batch_size=64,
-    )
+        rules="authors",
+    ).relevance[0]
     assert out.shape == case["explanation"].shape
     _close(out, case["explanation"])
 
@@ -82,9 +83,9 @@ def test_golden_components_and_denoising(golden: dict, vgg: nn.Module, comp_no: 
         (grads,) = torch.autograd.grad(logits[0, cls], cap[CAM])
     acts = cap[CAM].detach()
     if comp["base_cam"] == "grad_cam":
-        comps = grad_cam_components(acts, grads)
+        comps = grad_cam_components(acts, grads[:, None])[0]
     else:
-        comps = score_cam_weights(vgg, x, acts, [cls], batch_size=24)[:, :, None, None] * acts
+        comps = score_cam_weights(vgg, x, acts, torch.tensor([[cls]]), batch_size=24)[0, :, :, None, None] * acts
     _close(comps, comp["I"])
     _close(denoise_components(comp["I"])[0], comp["I_denoised"])
     assert int(0.1 * comp["svd_num_singular_values"]) == comp["svd_rank_kept"]
@@ -97,7 +98,8 @@ def test_golden_layer_trace_and_conservation(golden: dict, vgg: nn.Module) -> No
     start_sum = trace["steps"][0]["sum"]
     for step in trace["steps"][1:]:
         target = _target(step["after_layer"] - 1)  # after layer k's step = at the output of layer k-1
-        rel = propagate_relevance(vgg, x, comp["I"], start_layer=CAM, target_layer=target)
+        rel = propagate_relevance(vgg, x, comp["I"][None], start_layer=CAM, target_layer=target, rules="authors")
+        rel = rel.relevance[0]
         assert list(rel.shape) == step["shape"]
         assert rel.sum().item() == pytest.approx(step["sum"], rel=1e-5)
         assert rel.sum().item() == pytest.approx(start_sum, rel=1e-5)  # conserved all the way
@@ -108,9 +110,9 @@ def test_golden_layer_trace_and_conservation(golden: dict, vgg: nn.Module) -> No
 
 def test_classes_batched_equal_separate(golden: dict, vgg: nn.Module) -> None:
     x = golden["inputs"]["real"]
-    both = fg_cam(vgg, x, cam_layer=CAM, target_layer="features.3", class_idx=[5, 4], denoise=True)
+    both = fg_cam(vgg, x, cam_layer=CAM, target_layer="features.3", class_idx=[5, 4], denoise=True).relevance[0]
     for k, c in enumerate([5, 4]):
-        one = fg_cam(vgg, x, cam_layer=CAM, target_layer="features.3", class_idx=[c], denoise=True)
+        one = fg_cam(vgg, x, cam_layer=CAM, target_layer="features.3", class_idx=[c], denoise=True).relevance[0]
         _close(both[k : k + 1], one)
 
 
@@ -268,8 +270,9 @@ ARCHS = {
 }
 
 
+@pytest.mark.parametrize("rules", ["canonized", "authors"])
 @pytest.mark.parametrize("arch", list(ARCHS))
-def test_architectures_all_targets(arch: str) -> None:
+def test_architectures_all_targets(arch: str, rules: str) -> None:
     """Maps at every offered target's resolution, finite, not constant; conserved where the
     rules are (no bias in the z steps, no pooling drop): |sum_a - sum_b| <= tol * sum|R_a| + 1e-6 * |sum_a|.
 
@@ -288,7 +291,7 @@ def test_architectures_all_targets(arch: str) -> None:
     sums = {}
     for t in layers:
         classes = [0, 1] if t.name in ("input", cam) else [1]  # K-batching checked at both ends
-        rel = fg_cam(model, x, cam_layer=cam, target_layer=t.name, class_idx=classes)
+        rel = fg_cam(model, x, cam_layer=cam, target_layer=t.name, class_idx=classes, rules=rules).relevance[0]
         assert rel.shape == (len(classes), *t.shape[1:]), t.label
         assert torch.isfinite(rel).all(), t.label
         assert (rel.flatten(1).std(dim=1) > 0).all(), t.label
@@ -308,8 +311,8 @@ def test_efficientnet_shared_activation_and_denoise() -> None:
     x = torch.randn(1, 3, 64, 64)
     with pytest.raises(LayerError, match="more than once"):
         fg_cam(model, x, cam_layer="_swish", target_layer="input", class_idx=[0])
-    rel = fg_cam(model, x, cam_layer="_blocks.10", target_layer="_blocks.2", class_idx=[3], denoise=True)
-    assert rel.shape == (1, 16, 16) and torch.isfinite(rel).all()
+    rel = fg_cam(model, x, cam_layer="_blocks.10", target_layer="_blocks.2", class_idx=[3], denoise=True).relevance
+    assert rel.shape == (1, 1, 16, 16) and torch.isfinite(rel).all()
 
 
 # ----------------------------------------------------------------------------- real weights
@@ -347,7 +350,7 @@ def test_real_lite0_dog_upper_cat_lower() -> None:
         logits = model(x)[0]
     assert int(logits.argmax()) == 243  # bull mastiff
     cat = 281 + int(logits[281:286].argmax())  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-    rel = fg_cam(model, x, cam_layer="_bn1", target_layer="input", class_idx=[243, cat])
+    rel = fg_cam(model, x, cam_layer="_bn1", target_layer="input", class_idx=[243, cat]).relevance[0]
     pos = rel.clamp(min=0)
     upper, lower = pos[:, :112].sum(dim=(1, 2)), pos[:, 112:].sum(dim=(1, 2))
     assert upper[0] > lower[0], "dog relevance should sit in the upper half"

@@ -66,11 +66,20 @@ def _no_bias(module: nn.Module):
     return fn
 
 
+def _prop(model: nn.Module, x: torch.Tensor, r: torch.Tensor, rules: str = "authors", **kw) -> torch.Tensor:
+    """``propagate_relevance`` for one image: ``r`` ``[K, ...]`` in, ``[K, ...]`` out.
+
+    The per-rule tests use the plain rules (``"authors"``): the canonized set adds
+    refinements for units without positive contributions, tested in test_canonizers.py.
+    """
+    return propagate_relevance(model, x, r[None], rules=rules, **kw).relevance[0]
+
+
 def _ours(module: nn.Module, x: torch.Tensor, r_out: torch.Tensor, *, first: bool) -> torch.Tensor:
     """Relevance at the module's input from our hooked rules (one class)."""
     model = nn.Sequential(module) if first else nn.Sequential(Copy(), module)
     start = "0" if first else "1"
-    return propagate_relevance(model, x, r_out, start_layer=start, target_layer="input")
+    return _prop(model, x, r_out, start_layer=start, target_layer="input")
 
 
 def _setup(seed: int):
@@ -156,7 +165,7 @@ def test_linear_rule_matches_matrix_form() -> None:
     r_out = torch.randn(1, 4, dtype=dtype)
     # Linear works on [1, N]; go through a flatten so the public API's [1, C, H, W] check holds.
     model = nn.Sequential(nn.Flatten(), Copy(), module)
-    ours = propagate_relevance(model, x.view(1, 6, 1, 1), r_out, start_layer="2").view(1, 6)
+    ours = _prop(model, x.view(1, 6, 1, 1), r_out, start_layer="2").view(1, 6)
     torch.testing.assert_close(ours, ref_zplus(module, x, r_out), atol=1e-6, rtol=1e-6)
 
 
@@ -212,10 +221,10 @@ def test_residual_addition_splits_in_proportion() -> None:
     s = torch.relu(a + b)
     r_out = torch.rand(2, 3, 6, 6, dtype=dtype) * s  # two "classes", zero where the ReLU is off
     for name, part in (("a", a), ("b", b)):
-        ours = propagate_relevance(model, x, r_out, start_layer="relu", target_layer=name)
+        ours = _prop(model, x, r_out, start_layer="relu", target_layer=name)
         expected = part * r_out / torch.where(s > 0, a + b, torch.ones_like(s)) * (s > 0)
         torch.testing.assert_close(ours, expected, atol=1e-9, rtol=1e-7)
-    total = propagate_relevance(model, x, r_out, start_layer="relu", target_layer="input")
+    total = _prop(model, x, r_out, start_layer="relu", target_layer="input")
     torch.testing.assert_close(total.sum(dim=(1, 2, 3)), r_out.sum(dim=(1, 2, 3)), atol=1e-8, rtol=1e-8)
 
 
@@ -224,8 +233,8 @@ def test_concatenation_routes_channels() -> None:
     model = Concat().to(dtype)
     x = torch.randn(1, 3, 5, 5, dtype=dtype)
     r_out = torch.randn(1, 6, 5, 5, dtype=dtype)
-    ra = propagate_relevance(model, x, r_out, start_layer="out", target_layer="a")
-    rb = propagate_relevance(model, x, r_out, start_layer="out", target_layer="b")
+    ra = _prop(model, x, r_out, start_layer="out", target_layer="a")
+    rb = _prop(model, x, r_out, start_layer="out", target_layer="b")
     torch.testing.assert_close(ra, r_out[:, :2], atol=1e-9, rtol=1e-9)
     torch.testing.assert_close(rb, r_out[:, 2:], atol=1e-9, rtol=1e-9)
 
@@ -299,8 +308,10 @@ def tiny() -> tuple[nn.Module, torch.Tensor]:
 def test_lrp_starts_at_logit_and_conserves(tiny) -> None:
     model, x = tiny
     logits = model(x)[0]
-    maps = lrp(model, x, class_idx=[0, 3], variant="lrp")
-    assert maps.shape == (2, 10, 12)
+    res = lrp(model, x, class_idx=[0, 3], variant="lrp")
+    maps = res.relevance[0]
+    assert res.relevance.shape == (1, 2, 10, 12) and res.class_idx.tolist() == [[0, 3]]
+    torch.testing.assert_close(res.logits[0], logits.detach())
     torch.testing.assert_close(maps.sum(dim=(1, 2)), logits[[0, 3]].detach(), rtol=1e-6, atol=1e-9)
 
 
@@ -309,25 +320,25 @@ def test_clrp_and_sglrp_are_lrp_of_their_start_vectors(tiny) -> None:
     gradient. By linearity both are combinations of the per-class LRP maps."""
     model, x = tiny
     n = 5
-    per_class = lrp(model, x, class_idx=range(n), variant="lrp")  # [N, H, W], start y_n at n
+    per_class = lrp(model, x, class_idx=list(range(n)), variant="lrp").relevance[0]  # [n, H, W], start y_n at n
     logits = model(x).detach()
     y = logits[0]
     for variant in ("clrp", "sglrp"):
-        start = start_relevance(logits, [2], variant)[0]
+        start = start_relevance(logits, [2], variant)[0, 0]
         expected = (start / y)[:, None, None].mul(per_class).sum(0)
-        ours = lrp(model, x, class_idx=[2], variant=variant)[0]
+        ours = lrp(model, x, class_idx=[2], variant=variant).relevance[0, 0]
         torch.testing.assert_close(ours, expected, atol=1e-9, rtol=1e-6)
     p = torch.softmax(y, 0)
-    sg = start_relevance(logits, [2], "sglrp")[0]
+    sg = start_relevance(logits, [2], "sglrp")[0, 0]
     assert sg[2] == pytest.approx((p[2] * (1 - p[2])).item()) and sg[0] == pytest.approx((-p[2] * p[0]).item())
-    cl = start_relevance(logits, [2], "clrp")[0]
+    cl = start_relevance(logits, [2], "clrp")[0, 0]
     assert cl.sum().item() == pytest.approx(0.0, abs=1e-9) and cl[2] == y[2]
 
 
 def test_lrp_target_layer_and_errors(tiny) -> None:
     model, x = tiny
-    at_pool = lrp(model, x, class_idx=[1], target_layer="features.3")
-    assert at_pool.shape == (1, 5, 6)
+    at_pool = lrp(model, x, class_idx=[1], target_layer="features.3").relevance
+    assert at_pool.shape == (1, 1, 5, 6)
     with pytest.raises(MethodError, match="variant"):
         lrp(model, x, class_idx=[1], variant="lrp_eps")
     with pytest.raises(MethodError, match="out of range"):

@@ -377,7 +377,9 @@ class MapMaker:
         else:
             from xai_core.relevance import lrp
 
-            relevance = lrp(self.model.module, x, class_idx=[class_idx], variant=m.base, target_layer=job.layer)[0]
+            relevance = lrp(
+                self.model.module, x, class_idx=[class_idx], variant=m.base, target_layer=job.layer
+            ).relevance[0, 0]
         relevance = relevance.detach().to(torch.float64)
         if job.layer == INPUT:
             return relevance, True
@@ -396,7 +398,7 @@ class MapMaker:
         if m.base == "grad_cam":
             return fg_cam(
                 module, x, cam_layer=self.cam_layer, target_layer=layer, class_idx=[class_idx], denoise=m.denoise
-            )[0]
+            ).relevance[0, 0]
         key = ("d" if m.denoise else "", class_idx)
         if key not in self._score_components:
             plain = ("", class_idx)
@@ -406,14 +408,22 @@ class MapMaker:
                 with capture(module, self.cam_layer, grad=False) as cap, torch.inference_mode():
                     module(x)
                 acts = cap[self.cam_layer]
-                weights = score_cam_weights(module, x, acts, [class_idx], batch_size=self.batch_size)
+                weights = score_cam_weights(
+                    module,
+                    x,
+                    acts,
+                    torch.tensor([[class_idx]], device=x.device),
+                    probabilities=self.model.probabilities,
+                    batch_size=self.batch_size,
+                )[0]
                 self._score_components[plain] = weights[:, :, None, None] * acts
             if m.denoise:
                 self._score_components[key] = denoise_components(self._score_components[plain])
         comps = self._score_components[key]
         if layer == self.cam_layer:
             return comps.sum(dim=1)[0]
-        return propagate_relevance(module, x, comps, start_layer=self.cam_layer, target_layer=layer).sum(dim=1)[0]
+        rel = propagate_relevance(module, x, comps[None], start_layer=self.cam_layer, target_layer=layer).relevance
+        return rel[0].sum(dim=1)[0]
 
 
 # ----------------------------------------------------------------------------- CSV

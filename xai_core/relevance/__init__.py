@@ -13,15 +13,19 @@ attached by module type inside a ``with`` block and removed in ``finally``
 (``composite.py``); the only canonizer switches ``inplace`` activations off and back.
 """
 
-from xai_core.relevance.composite import RULES, relevance_rules, rule_for
+from xai_core.relevance.canonizers import BatchNormFold, canonized, find_batchnorm_folds, fold_batchnorms
+from xai_core.relevance.composite import RULE_SETS, RULES, relevance_rules, rule_for
 from xai_core.relevance.fgcam import (
     BASES,
+    ClassSpec,
+    RelevanceResult,
     TargetLayer,
     denoise_components,
     fg_cam,
     fgcam_target_layers,
     grad_cam_components,
     propagate_relevance,
+    resolve_classes,
     score_cam_weights,
 )
 from xai_core.relevance.lrp import VARIANTS, lrp, start_relevance
@@ -29,6 +33,14 @@ from xai_core.relevance.lrp import VARIANTS, lrp, start_relevance
 __all__ = [
     "BASES",
     "RULES",
+    "RULE_SETS",
+    "BatchNormFold",
+    "ClassSpec",
+    "RelevanceResult",
+    "canonized",
+    "find_batchnorm_folds",
+    "fold_batchnorms",
+    "resolve_classes",
     "VARIANTS",
     "TargetLayer",
     "denoise_components",

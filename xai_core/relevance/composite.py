@@ -20,13 +20,15 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.layers import resolve_layer
-from xai_core.relevance import rules
+from xai_core.relevance import rules as rules_
+from xai_core.relevance.canonizers import canonized, no_inplace
 
 IDENTITY_TYPES: tuple[type[nn.Module], ...] = (
     nn.BatchNorm1d,
@@ -77,6 +79,12 @@ class RelevancePass:
         start_leaf: the detached leaf the rest of the network ran on (for true gradients).
         target: output of the target layer (differentiate the rule graph w.r.t. it).
         bounds: ``(low, high)`` images of the z^B rule, one pair per conv that took the model input.
+        constant: ``id(tensor) -> (tensor, mask)``: units of a hooked tensor that are constants
+            of the forward pass (a convolution's output where its inputs were all zero, so it
+            equals its bias; carried through element-wise activations). Canonized rules only.
+        fusable: ``id(tensor) -> (tensor, rule, conv input)`` for hidden-conv outputs, so an
+            element-wise activation right after (a folded BatchNorm passes the very tensor
+            on) runs the conv's rule in the same autograd node. Canonized rules only.
         calls: module name -> number of calls seen while the rules were active.
     """
 
@@ -84,24 +92,44 @@ class RelevancePass:
     start_leaf: torch.Tensor | None = None
     target: torch.Tensor | None = None
     bounds: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    constant: dict[int, tuple[torch.Tensor, Any]] = field(default_factory=dict)
+    fusable: dict[int, tuple[torch.Tensor, Any, torch.Tensor]] = field(default_factory=dict)
     active: bool = True
     calls: dict[str, int] = field(default_factory=dict)
     unsupported: list[str] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def _no_inplace(model: nn.Module) -> Iterator[None]:
-    """Canonizer: set ``inplace=False`` on every module that has the flag; undone on exit."""
-    changed = []
+#: Rule sets: "canonized" folds BatchNorm into the adjacent layer and holds squeeze-excitation
+#: gates constant (the default, keeps the evidence on real weights); "authors" passes
+#: BatchNorm through as identity with no canonization (the official FG-CAM code).
+RULE_SETS = ("canonized", "authors")
+
+
+def check_rule_set(rules_name: str) -> str:
+    """Return ``rules_name`` if valid, else raise :class:`MethodError` naming the choices."""
+    if rules_name not in RULE_SETS:
+        raise MethodError(f"Unknown rule set {rules_name!r}. Valid choices: {', '.join(RULE_SETS)}.")
+    return rules_name
+
+
+def gate_modules(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
+    """Squeeze-excitation blocks: ``(torchvision SqueezeExcitation modules, gate-producing convs)``.
+
+    torchvision's ``SqueezeExcitation`` returns ``scale(input) * input``; the
+    efficientnet_pytorch ``MBConvBlock`` computes ``sigmoid(_se_expand(...)) * x`` inline,
+    so there the gate is held constant by detaching ``_se_expand``'s output.
+    """
     try:
-        for module in model.modules():
-            if getattr(module, "inplace", False) is True:
-                module.inplace = False
-                changed.append(module)
-        yield
-    finally:
-        for module in changed:
-            module.inplace = True
+        from torchvision.ops.misc import SqueezeExcitation
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        SqueezeExcitation = ()  # type: ignore[assignment]  # noqa: N806
+    se_blocks = [m for m in model.modules() if SqueezeExcitation and isinstance(m, SqueezeExcitation)]
+    se_convs = [
+        m._se_expand
+        for m in model.modules()
+        if getattr(m, "has_se", False) is True and isinstance(getattr(m, "_se_expand", None), nn.Module)
+    ]
+    return se_blocks, se_convs
 
 
 @contextlib.contextmanager
@@ -111,6 +139,7 @@ def relevance_rules(
     *,
     start_layer: str | None = None,
     target_layer: str | None = None,
+    rules: str = "canonized",
 ) -> Iterator[RelevancePass]:
     """Hook the rules for one forward pass of ``x`` (the exact tensor object passed to the model).
 
@@ -120,17 +149,28 @@ def relevance_rules(
     (``state.start_leaf``), so gradients of the logits w.r.t. it are the model's true
     gradients. The caller must hold ``model_lock`` and have the model in eval mode.
 
+    With ``rules="canonized"`` the canonizers of :mod:`xai_core.relevance.canonizers` run
+    for the block (BatchNorms folded into their convolutions, which then need no hook
+    at all: a folded BatchNorm is an exact identity and its plain gradient is the
+    identity rule) and squeeze-excitation gates are constants of the forward pass.
+    With ``rules="authors"`` every BatchNorm takes the identity rule.
+
     Yields:
         The :class:`RelevancePass`, filled by the forward pass run in the block.
 
     Raises:
         LayerError: when the start or target layer runs more than once.
     """
+    check_rule_set(rules)
     state = RelevancePass()
     start_mod = resolve_layer(model, start_layer) if start_layer is not None else None
     target_mod = resolve_layer(model, target_layer) if target_layer not in (None, "input") else None
     handles = []
     names = {m: n for n, m in model.named_modules()}
+    canon = rules == "canonized"
+    se_blocks, se_convs = gate_modules(model) if canon else ([], [])
+    gate_convs = set(se_convs)
+    se_scales: dict[nn.Module, torch.Tensor] = {}
 
     grad_modes: list[bool] = []
 
@@ -144,28 +184,86 @@ def relevance_rules(
     def rule_hook(module: nn.Module, inputs: tuple, output: object, *, kind: str) -> torch.Tensor | None:
         if grad_modes:
             torch.set_grad_enabled(grad_modes.pop())
-        name = names.get(module, "?")
         if not state.active or not isinstance(output, torch.Tensor) or not inputs:
             return None
+        if module in gate_convs:  # efficientnet_pytorch SE: sigmoid(constant) * x
+            return output.detach()
         inp = inputs[0]
         if not isinstance(inp, torch.Tensor) or not inp.requires_grad:
             return None
+        name = names.get(module, "?")
         state.calls[name] = state.calls.get(name, 0) + 1
         xd = inp.detach()
         if kind == "identity":
-            return rules.apply_rule(functools.partial(rules.identity_grad, xd, output.detach()), output, inp)
+            producer = state.fusable.get(id(inp)) if canon else None
+            if producer is not None and producer[0] is inp:
+                # conv -> (folded BatchNorm) -> activation: the identity rule gives R at the conv
+                # output = R at the activation output, so one node does both steps: the conv's
+                # rule with the activation's output as its relevance-carrying output.
+                rule, conv_inp = producer[1], producer[2]
+                fused = rule.with_output(output.detach())
+                new = rules_.apply_rule(fused, output, conv_inp)
+                state.constant[id(new)] = (new, fused.unsupported)
+                return new
+            new = rules_.apply_rule(functools.partial(rules_.identity_grad, xd, output.detach()), output, inp)
+            return _carry_constant(inp, new)
         if kind == "pool":
-            return rules.apply_rule(functools.partial(rules.pool_grad, module, xd, output.detach()), output, inp)
+            return rules_.apply_rule(functools.partial(rules_.pool_grad, module, xd, output.detach()), output, inp)
         if kind == "linear":
-            fn = functools.partial(rules.zplus_linear_grad, module, xd, output.detach())
-            return rules.apply_rule(fn, output, inp)
+            fn = functools.partial(rules_.zplus_linear_grad, module, xd, output.detach(), weight=module.weight.detach())
+            return rules_.apply_rule(fn, output, inp)
+        weight = module.weight.detach()  # as used now: a canonizer may be undone before the backward
         if inp is x:  # the conv that takes the image: z^B with per-image global bounds
-            low = torch.full_like(xd, xd.min().item()).requires_grad_(True)
-            high = torch.full_like(xd, xd.max().item()).requires_grad_(True)
+            low = xd.amin(dim=tuple(range(1, xd.dim())), keepdim=True).expand_as(xd).clone().requires_grad_(True)
+            high = xd.amax(dim=tuple(range(1, xd.dim())), keepdim=True).expand_as(xd).clone().requires_grad_(True)
             state.bounds.append((low, high))
-            fn = functools.partial(rules.zbox_conv_grads, module, xd, low.detach(), high.detach(), output.detach())
-            return rules.apply_rule(fn, output, inp, low, high)
-        return rules.apply_rule(functools.partial(rules.zplus_conv_grad, module, xd, output.detach()), output, inp)
+            fn = functools.partial(
+                rules_.zbox_conv_grads, module, xd, low.detach(), high.detach(), output.detach(), weight=weight
+            )
+            new = rules_.apply_rule(fn, output, inp, low, high)
+            _mark_constant(module, output, new)
+            return new
+        if not canon:
+            fn = functools.partial(rules_.zplus_conv_grad, module, xd, output.detach(), weight=weight)
+            return rules_.apply_rule(fn, output, inp)
+        hit = state.constant.get(id(inp))
+        rule = rules_.ZPlusConv(module, xd, output.detach(), weight=weight, constant=None if hit is None else hit[1])
+        new = rules_.apply_rule(rule, output, inp)
+        state.constant[id(new)] = (new, rule.unsupported)
+        state.fusable[id(new)] = (new, rule, inp)
+        return new
+
+    def _mark_constant(module: nn.Module, output: torch.Tensor, new: torch.Tensor) -> None:
+        # The first conv: a unit equal to its bias exactly has only zero inputs in its receptive field.
+        if canon and module.bias is not None and output.dim() == 4:
+            mask = output.detach() == module.bias.detach()[:, None, None]
+            state.constant[id(new)] = (new, lambda: mask)
+
+    def _carry_constant(inp: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        hit = state.constant.get(id(inp))
+        if hit is not None and new.shape == inp.shape:  # element-wise: the same units carry no evidence
+            state.constant[id(new)] = (new, hit[1])
+        return new
+
+    def relu_hook(_module: nn.Module, inputs: tuple, output: object) -> None:
+        if state.active and inputs and isinstance(output, torch.Tensor) and id(inputs[0]) in state.constant:
+            _carry_constant(inputs[0], output)
+
+    def se_pre_hook(_module: nn.Module, _inputs: tuple) -> None:
+        grad_modes.append(torch.is_grad_enabled())
+        if state.active:
+            torch.set_grad_enabled(False)
+
+    def se_scale_hook(module: nn.Module, _inputs: tuple, output: object, *, block: nn.Module) -> None:
+        if isinstance(output, torch.Tensor):
+            se_scales[block] = output.detach()
+
+    def se_hook(module: nn.Module, inputs: tuple, output: object) -> torch.Tensor | None:
+        torch.set_grad_enabled(grad_modes.pop())
+        scale = se_scales.pop(module, None)
+        if not state.active or scale is None or not inputs or not isinstance(inputs[0], torch.Tensor):
+            return None
+        return _carry_constant(inputs[0], scale * inputs[0])  # a constant gate: relevance stays on the branch
 
     def leaf_hook(module: nn.Module, _inputs: tuple, _output: object) -> None:
         # A leaf with parameters and no rule between start and target would silently be
@@ -200,17 +298,28 @@ def relevance_rules(
         state.target = output
         return output.clone()  # later in-place ops must not rewrite the target tensor
 
-    with _no_inplace(model):
+    canonizers = canonized(model, x) if canon else _authors(model)
+    with canonizers as folded:
+        folded_names = set(folded)
         try:
-            for module in model.modules():
+            for name, module in model.named_modules():
                 kind = rule_for(module)
-                if kind == "gradient":
+                if kind == "gradient" and canon:  # plain gradient; only follows constant units
+                    handles.append(module.register_forward_hook(relu_hook))
                     continue
+                if kind == "gradient" or (kind == "identity" and name in folded_names):
+                    continue  # plain gradient: ReLU, and folded BatchNorms (exact identities)
                 if kind is not None:
                     handles.append(module.register_forward_pre_hook(pre_hook))
                     handles.append(module.register_forward_hook(functools.partial(rule_hook, kind=kind)))
                 elif not list(module.children()) and not isinstance(module, _PASS_TYPES):
                     handles.append(module.register_forward_hook(leaf_hook))
+            for block in se_blocks:
+                handles.append(block.register_forward_pre_hook(se_pre_hook))
+                handles.append(
+                    block.scale_activation.register_forward_hook(functools.partial(se_scale_hook, block=block))
+                )
+                handles.append(block.register_forward_hook(se_hook))
             if target_mod is not None:
                 handles.append(target_mod.register_forward_hook(target_hook))
             if start_mod is not None:
@@ -219,6 +328,14 @@ def relevance_rules(
         finally:
             for handle in handles:
                 handle.remove()
+            if grad_modes:  # an exception inside a hooked module: restore the grad mode it saved
+                torch.set_grad_enabled(grad_modes[0])
+
+
+@contextlib.contextmanager
+def _authors(model: nn.Module) -> Iterator[tuple[str, ...]]:
+    with no_inplace(model):
+        yield ()
 
 
 def check_supported(state: RelevancePass) -> None:

@@ -18,13 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
-from xai_core.relevance.composite import check_supported, relevance_rules, rule_for
+from xai_core.relevance.composite import RelevancePass, check_rule_set, check_supported, relevance_rules, rule_for
 from xai_core.relevance.rules import safe_divide
 
 BASES = ("grad_cam", "score_cam")
@@ -46,6 +45,78 @@ class TargetLayer:
     shape: tuple[int, ...]
 
 
+# ----------------------------------------------------------------------------- results and classes
+
+#: Classes to explain: one list for every image (``[K]``), one row per image (``[N, K]``,
+#: a LongTensor or nested lists), or a callable mapping the logits ``[N, n]`` of the same
+#: forward pass to a ``[N, K]`` LongTensor (for example the top-K).
+ClassSpec = torch.Tensor | Sequence[int] | Sequence[Sequence[int]] | Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RelevanceResult:
+    """Relevance maps of a batch and what they explain.
+
+    Attributes:
+        relevance: signed relevance ``[N, K, h, w]`` (channel-summed) or
+            ``[N, K, C, h, w]`` (:func:`propagate_relevance`), on the input's device.
+        class_idx: the explained classes ``[N, K]`` (LongTensor), row n for image n.
+        logits: the model's output ``[N, n_outputs]`` from the same forward pass (detached;
+            computed with the canonized model, equal to the original up to float rounding).
+    """
+
+    relevance: torch.Tensor
+    class_idx: torch.Tensor
+    logits: torch.Tensor
+
+
+def resolve_classes(class_idx: ClassSpec, logits: torch.Tensor) -> torch.Tensor:
+    """The ``[N, K]`` LongTensor of classes for logits ``[N, n]``, on the logits' device.
+
+    Raises:
+        MethodError: empty, wrongly shaped or out-of-range classes.
+    """
+    n_img, n_out = logits.shape
+    if callable(class_idx):
+        idx = class_idx(logits.detach())
+        if not isinstance(idx, torch.Tensor):
+            idx = torch.as_tensor(idx)
+    elif isinstance(class_idx, torch.Tensor):
+        idx = class_idx
+    else:
+        try:
+            idx = torch.as_tensor(class_idx)
+        except (TypeError, ValueError) as err:
+            raise MethodError(f"class_idx must be a [K] or [N, K] list of class indices; got {class_idx!r}.") from err
+    if idx.dtype.is_floating_point or idx.dtype == torch.bool:
+        raise MethodError(f"class_idx must hold integer class indices, got dtype {idx.dtype}.")
+    idx = idx.to(device=logits.device, dtype=torch.long)
+    if idx.dim() == 1:
+        idx = idx[None].expand(n_img, -1)
+    if idx.dim() != 2 or idx.shape[0] != n_img or idx.shape[1] == 0:
+        raise MethodError(
+            f"class_idx must give K >= 1 classes per image, as [K] or [{n_img}, K]; got shape {tuple(idx.shape)}."
+        )
+    bad = idx[(idx < 0) | (idx >= n_out)]
+    if bad.numel():
+        raise MethodError(
+            f"class_idx {sorted(set(bad.tolist()))} out of range: the model has {n_out} outputs (0..{n_out - 1})."
+        )
+    return idx.contiguous()
+
+
+def check_input(x: torch.Tensor) -> None:
+    """Raise :class:`MethodError` unless ``x`` is an ``[N, C, H, W]`` tensor with N >= 1."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] < 1:
+        raise MethodError(f"x must be an [N, C, H, W] tensor, got {tuple(getattr(x, 'shape', ()))}.")
+
+
+def check_logits(logits: torch.Tensor, n_img: int) -> None:
+    """Raise :class:`MethodError` unless the model returned logits ``[n_img, n]``."""
+    if logits.dim() != 2 or logits.shape[0] != n_img:
+        raise MethodError(f"The model must return logits [{n_img}, n]; got shape {tuple(logits.shape)}.")
+
+
 # ----------------------------------------------------------------------------- components
 
 
@@ -53,64 +124,47 @@ def grad_cam_components(activations: torch.Tensor, grads: torch.Tensor) -> torch
     """Grad-CAM explanation components ``I = mean_ij(dy_c/dA) * A``, not channel-summed.
 
     Args:
-        activations: ``A`` ``[1, C, h, w]``.
-        grads: ``dy_c/dA`` for K classes ``[K, C, h, w]``.
+        activations: ``A`` ``[N, C, h, w]``.
+        grads: ``dy_c/dA`` for K classes per image, ``[N, K, C, h, w]``.
 
     Returns:
-        ``I`` ``[K, C, h, w]``.
+        ``I`` ``[N, K, C, h, w]``.
     """
-    weights = grads.mean(dim=(2, 3), keepdim=True)
-    return weights * activations
+    weights = grads.mean(dim=(-2, -1), keepdim=True)
+    return weights * activations[:, None]
 
 
 def score_cam_weights(
     model: nn.Module,
     x: torch.Tensor,
     activations: torch.Tensor,
-    class_idx: Sequence[int],
+    class_idx: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
     *,
+    probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 32,
     progress: Progress | None = None,
 ) -> torch.Tensor:
-    """Score-CAM channel weights: softmax probability of each class for ``x * M_c``.
+    """Score-CAM channel weights ``[N, K, C]`` of the FG-CAM Score-CAM base.
 
-    ``M_c`` is ``A_c`` upsampled (bilinear, ``align_corners=False``) to the input size
-    and min-max scaled to [0, 1]; a constant channel gives an all-zero mask (the
-    official code divides by ``max - min`` and adds 1e-9 only for all-zero channels).
-    The masked inputs run in batches under ``torch.inference_mode``.
-
-    Args:
-        model: the network, already in eval mode.
-        x: input ``[1, C_in, H, W]``.
-        activations: ``A`` ``[1, C, h, w]``.
-        class_idx: the K classes.
-        batch_size: masked inputs per forward pass.
-        progress: called as ``progress(done, total)`` after each batch.
-
-    Returns:
-        Weights ``[K, C]``.
+    :func:`xai_core.methods.score.score_cam_weights` (the one implementation), with
+    classes given as ``[K]`` for every image or ``[N, K]`` and softmax by default.
     """
-    if batch_size < 1:
-        raise MethodError(f"score_batch_size must be >= 1, got {batch_size}.")
-    idx = torch.as_tensor(list(class_idx), device=x.device)
-    with torch.inference_mode():
-        up = F.interpolate(activations.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
-        flat = up.flatten(1)
-        lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
-        masks = safe_divide(up - lo[:, None, None], (hi - lo)[:, None, None])  # [C, H, W]
-        n = masks.shape[0]
-        out = []
-        for start in range(0, n, batch_size):
-            m = masks[start : start + batch_size]
-            logits = model(x.detach() * m[:, None])
-            out.append(torch.softmax(logits.float(), dim=1)[:, idx])
-            if progress is not None:
-                progress(min(start + batch_size, n), n)
-    return torch.cat(out).T.clone().to(activations.dtype)
+    from xai_core.methods.score import score_cam_weights as weights_of
+
+    idx = class_idx if isinstance(class_idx, torch.Tensor) else torch.as_tensor(class_idx)
+    idx = idx.to(device=x.device, dtype=torch.long)
+    if idx.dim() == 1:
+        idx = idx[None].expand(x.shape[0], -1)
+    probs = probabilities if probabilities is not None else _softmax
+    return weights_of(model, x, activations, idx, probabilities=probs, batch_size=batch_size, progress=progress)
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits, dim=-1)
 
 
 def denoise_components(components: torch.Tensor) -> torch.Tensor:
-    """FG-CAM_D denoising of explanation components, one class at a time.
+    """FG-CAM_D denoising of explanation components, one map at a time.
 
     Each ``I_k`` is reshaped to ``M`` ``[C, h*w]``; its rows are centred, ``M`` is
     decomposed by SVD and rebuilt from the first ``int(0.1 * n)`` components (n = number
@@ -118,36 +172,21 @@ def denoise_components(components: torch.Tensor) -> torch.Tensor:
     nothing is kept and the result is zero.
 
     Args:
-        components: ``I`` ``[K, C, h, w]``.
+        components: ``I`` ``[..., C, h, w]`` (any leading dimensions, e.g. ``[N, K]``).
 
     Returns:
-        Denoised components ``[K, C, h, w]``.
+        Denoised components of the same shape.
     """
-    k, c, h, w = components.shape
-    m = torch.nan_to_num(components).reshape(k, c, h * w)
+    *lead, c, h, w = components.shape
+    m = torch.nan_to_num(components).reshape(-1, c, h * w)
     m = m - m.mean(dim=2, keepdim=True)
     u, s, vh = torch.linalg.svd(m, full_matrices=False)
     d = int(0.1 * s.shape[-1])
     rebuilt = (u[..., :d] * s[..., None, :d]) @ vh[..., :d, :]
-    return rebuilt.reshape(k, c, h, w)
+    return rebuilt.reshape(*lead, c, h, w)
 
 
 # ----------------------------------------------------------------------------- public API
-
-
-def _check_inputs(model: nn.Module, x: torch.Tensor, class_idx: Sequence[int]) -> list[int]:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[0] != 1:
-        raise MethodError(f"x must be a [1, C, H, W] tensor, got {tuple(getattr(x, 'shape', ()))}.")
-    classes = [int(c) for c in class_idx]
-    if not classes:
-        raise MethodError("class_idx is empty; give at least one class index.")
-    return classes
-
-
-def _check_classes(classes: list[int], n: int) -> None:
-    bad = [c for c in classes if not 0 <= c < n]
-    if bad:
-        raise MethodError(f"class_idx {bad} out of range: the model has {n} outputs (0..{n - 1}).")
 
 
 def fg_cam(
@@ -156,78 +195,110 @@ def fg_cam(
     *,
     cam_layer: str,
     target_layer: str,
-    class_idx: Sequence[int],
+    class_idx: ClassSpec,
     base: str = "grad_cam",
     denoise: bool = False,
+    rules: str = "canonized",
+    probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
     score_batch_size: int = 32,
     progress: Progress | None = None,
-) -> torch.Tensor:
-    """FG-CAM relevance of K classes at the output of ``target_layer``.
+) -> RelevanceResult:
+    """FG-CAM relevance of K classes per image at the output of ``target_layer``.
+
+    One hooked forward pass of the whole batch gives the logits, the true gradients at
+    the CAM layer and the rule graph below it; the ``N * K`` maps go down that graph in
+    one batched backward.
 
     Args:
-        model: the network (any mode; left as found: mode, ``requires_grad``, no hooks,
-            no parameter ``.grad``).
-        x: input ``[1, C, H, W]``.
-        cam_layer: layer L whose output ``A`` ``[1, C, h, w]`` gives the components.
+        model: the network (any mode; left as found: mode, ``requires_grad``, parameters
+            bit-for-bit, no hooks, no parameter ``.grad``).
+        x: input ``[N, C, H, W]``; every tensor made here lives on its device.
+        cam_layer: layer L whose output ``A`` ``[N, C, h, w]`` gives the components.
         target_layer: module name whose output the relevance is brought to, ``cam_layer``
             itself (no propagation: the channel sum of the components), or ``"input"``.
-        class_idx: the K classes to explain.
+        class_idx: the classes, see :data:`ClassSpec` (a callable gets the logits of
+            this very forward pass, e.g. ``lambda z: z.topk(3).indices``).
         base: ``"grad_cam"`` or ``"score_cam"``.
         denoise: apply FG-CAM_D's SVD denoising to the components.
+        rules: ``"canonized"`` (default: BatchNorm folded into the adjacent convolution,
+            squeeze-excitation gates constant; keeps the evidence on real weights) or
+            ``"authors"`` (BatchNorm as identity, the official code; the golden cases).
+        probabilities: the model's logits-to-probabilities function for the Score-CAM
+            base (default softmax; sigmoid for multi-label X-ray models).
         score_batch_size: masked inputs per forward pass (Score-CAM only).
         progress: ``progress(done, total)`` callback for the Score-CAM masks.
 
     Returns:
-        Signed relevance summed over channels, ``[K, h_t, w_t]`` (``[K, H, W]`` for "input").
+        :class:`RelevanceResult` with signed relevance summed over channels
+        ``[N, K, h_t, w_t]`` (``[N, K, H, W]`` for "input").
 
     Raises:
-        MethodError: unknown base, bad input or class, or a layer without a rule on the way.
+        MethodError: unknown base or rule set, bad input or class, or a layer without a rule on the way.
         LayerNotFoundError: unknown layer name.
         LayerError: a layer that runs twice, or a target that is not below the CAM layer.
     """
     if base not in BASES:
         raise MethodError(f"Unknown FG-CAM base {base!r}. Valid choices: {', '.join(BASES)}.")
-    classes = _check_inputs(model, x, class_idx)
+    check_rule_set(rules)
+    check_input(x)
     resolve_layer(model, cam_layer)
     if target_layer != "input":
         resolve_layer(model, target_layer)
     at_cam = target_layer == cam_layer
+    n_img = x.shape[0]
     x_in = x.detach().clone().requires_grad_(True)
     with model_lock(model), eval_mode(model, freeze_params=True), torch.enable_grad():
-        with relevance_rules(model, x_in, start_layer=cam_layer, target_layer=None if at_cam else target_layer) as st:
+        target = None if at_cam else target_layer
+        with relevance_rules(model, x_in, start_layer=cam_layer, target_layer=target, rules=rules) as st:
             logits = model(x_in)
-        if st.start is None:
-            raise LayerError(f"CAM layer {cam_layer!r} did not run during the forward pass.")
-        if logits.dim() != 2:
-            raise MethodError(f"The model must return logits [1, N]; got shape {tuple(logits.shape)}.")
-        _check_classes(classes, logits.shape[1])
-        check_supported(st)
-        acts = st.start_leaf.detach()
-        k = len(classes)
-        if base == "grad_cam":
-            eye = torch.zeros(k, *logits.shape, dtype=logits.dtype, device=logits.device)
-            eye[torch.arange(k), 0, classes] = 1
-            (grads,) = torch.autograd.grad(logits, st.start_leaf, eye, is_grads_batched=True)
-            comps = grad_cam_components(acts, grads[:, 0])
-        else:
+            if st.start is None:
+                raise LayerError(f"CAM layer {cam_layer!r} did not run during the forward pass.")
+            check_logits(logits, n_img)
+            classes = resolve_classes(class_idx, logits)
+            check_supported(st)
+            acts = st.start_leaf.detach()
+            if base == "grad_cam":  # true gradients above L: one batched backward for the N * K rows
+                k = classes.shape[1]
+                eye = torch.zeros(k, *logits.shape, dtype=logits.dtype, device=logits.device)
+                eye.scatter_(2, classes.T[:, :, None], 1.0)  # row k: class_idx[n, k] of image n
+                if k == 1:
+                    grads = torch.autograd.grad(logits, st.start_leaf, eye[0])[0][None]
+                else:
+                    (grads,) = torch.autograd.grad(logits, st.start_leaf, eye, is_grads_batched=True)
+                comps = grad_cam_components(acts, grads.transpose(0, 1))
+            out_logits = logits.detach()
             del logits
-            weights = score_cam_weights(model, x, acts, classes, batch_size=score_batch_size, progress=progress)
-            comps = weights[:, :, None, None] * acts
+        if base == "score_cam":  # masked passes on the restored model, no hooks
+            probs = probabilities if probabilities is not None else _softmax
+            weights = score_cam_weights(
+                model, x.detach(), acts, classes, probabilities=probs, batch_size=score_batch_size, progress=progress
+            )
+            comps = weights[..., None, None] * acts[:, None]
         if denoise:
             comps = denoise_components(comps)
         if at_cam:
-            return comps.sum(dim=1).detach()
-        return _propagate(st, x_in, comps, target_layer, cam_layer)
+            relevance = comps.sum(dim=2).detach()
+        else:
+            relevance = propagate_pass(st, x_in, comps, target_layer, cam_layer)
+    return RelevanceResult(relevance, classes, out_logits)
 
 
-def _propagate(
-    st, x_in: torch.Tensor, relevance: torch.Tensor, target_layer: str, start_name: str, *, sum_channels: bool = True
+def propagate_pass(
+    st: RelevancePass,
+    x_in: torch.Tensor,
+    relevance: torch.Tensor,
+    target_layer: str,
+    start_name: str,
+    *,
+    sum_channels: bool = True,
 ) -> torch.Tensor:
-    """Send relevance ``[K, ...]`` at ``st.start`` down the rule graph to the target's output.
+    """Send relevance ``[N, K, ...]`` at ``st.start`` down the rule graph to the target's output.
 
-    Returns ``[K, h_t, w_t]`` (channel sum) or ``[K, C_t, h_t, w_t]``.
+    The rule functions captured the weights the forward pass used, so this may run
+    after the canonizers are undone. Returns ``[N, K, h_t, w_t]`` (channel sum) or
+    ``[N, K, C_t, h_t, w_t]``.
     """
-    g0 = safe_divide(relevance, st.start.detach())[:, None]  # [K, 1, ...]; R = a * g
+    g0 = safe_divide(relevance, st.start.detach()[:, None]).transpose(0, 1)  # [K, N, ...]; R = a * g
     if target_layer == "input":
         inputs = [x_in] + [b for pair in st.bounds for b in pair]
     else:
@@ -237,7 +308,7 @@ def _propagate(
                 "input and the CAM layer (fgcam_target_layers lists them)."
             )
         inputs = [st.target]
-    if g0.shape[0] == 1:  # one class: a plain backward, no vmap overhead
+    if g0.shape[0] == 1:  # one class per image: a plain backward, no vmap overhead
         grads = torch.autograd.grad(st.start, inputs, g0[0], allow_unused=True)
         grads = tuple(g if g is None else g[None] for g in grads)
     else:
@@ -246,8 +317,8 @@ def _propagate(
         raise LayerError(
             f"No relevance reaches {target_layer!r} from {start_name!r}: it is not on the path to that layer."
         )
-    total = sum(t.detach() * g for t, g in zip(inputs, grads) if g is not None)[:, 0]
-    return (total.sum(dim=1) if sum_channels else total).detach()
+    total = sum(t.detach() * g for t, g in zip(inputs, grads) if g is not None).transpose(0, 1)  # [N, K, ...]
+    return (total.sum(dim=2) if sum_channels else total).detach()
 
 
 def propagate_relevance(
@@ -257,36 +328,46 @@ def propagate_relevance(
     *,
     start_layer: str,
     target_layer: str = "input",
-) -> torch.Tensor:
+    rules: str = "canonized",
+) -> RelevanceResult:
     """Bring a given relevance at ``start_layer``'s output down to ``target_layer`` (FG-CAM step 3).
 
     Args:
         model: the network (left as found).
-        x: input ``[1, C, H, W]``.
-        relevance: ``[K, C, h, w]``, the relevance at the output of ``start_layer``
-            (for example explanation components), K maps propagated in one backward.
+        x: input ``[N, C, H, W]``.
+        relevance: ``[N, K, C, h, w]``, the relevance at the output of ``start_layer``
+            (for example explanation components), all ``N * K`` maps in one backward.
         start_layer: the layer the relevance lives at; its own rule is the first step.
         target_layer: module name or ``"input"``.
+        rules: ``"canonized"`` or ``"authors"`` (see :func:`fg_cam`).
 
     Returns:
-        Relevance per channel at the target's output, ``[K, C_t, h_t, w_t]``.
+        :class:`RelevanceResult`: relevance per channel at the target's output
+        ``[N, K, C_t, h_t, w_t]``; ``class_idx`` is ``arange(K)`` per image (the rows given).
     """
-    _check_inputs(model, x, [0])
+    check_input(x)
+    check_rule_set(rules)
     resolve_layer(model, start_layer)
     x_in = x.detach().clone().requires_grad_(True)
     with model_lock(model), eval_mode(model, freeze_params=True), torch.enable_grad():
-        with relevance_rules(model, x_in, start_layer=start_layer, target_layer=target_layer) as st:
-            model(x_in)
-        if st.start is None:
-            raise LayerError(f"Layer {start_layer!r} did not run during the forward pass.")
-        check_supported(st)
-        if tuple(relevance.shape[1:]) != tuple(st.start.shape[1:]):
-            expected = ", ".join(map(str, st.start.shape[1:]))
-            raise MethodError(
-                f"relevance has shape {tuple(relevance.shape)}; expected [K, {expected}] "
-                f"to match the output of {start_layer!r}."
-            )
-        return _propagate(st, x_in, relevance.to(st.start.dtype), target_layer, start_layer, sum_channels=False)
+        with relevance_rules(model, x_in, start_layer=start_layer, target_layer=target_layer, rules=rules) as st:
+            logits = model(x_in)
+            if st.start is None:
+                raise LayerError(f"Layer {start_layer!r} did not run during the forward pass.")
+            check_supported(st)
+            expected = (x.shape[0], "K", *st.start.shape[1:])
+            if relevance.dim() != st.start.dim() + 1 or (
+                relevance.shape[0] != x.shape[0] or tuple(relevance.shape[2:]) != tuple(st.start.shape[1:])
+            ):
+                raise MethodError(
+                    f"relevance has shape {tuple(relevance.shape)}; expected {list(expected)} "
+                    f"to match the output of {start_layer!r}."
+                )
+            rel = relevance.to(device=st.start.device, dtype=st.start.dtype)
+            out = propagate_pass(st, x_in, rel, target_layer, start_layer, sum_channels=False)
+    k = relevance.shape[1]
+    classes = torch.arange(k, device=x.device).expand(x.shape[0], k)
+    return RelevanceResult(out, classes, logits.detach() if isinstance(logits, torch.Tensor) else logits)
 
 
 def fgcam_target_layers(model: nn.Module, example: torch.Tensor, cam_layer: str) -> list[TargetLayer]:

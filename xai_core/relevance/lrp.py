@@ -25,58 +25,69 @@ from torch import nn
 from xai_core.errors import MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
-from xai_core.relevance.composite import check_supported, relevance_rules
-from xai_core.relevance.fgcam import _check_classes, _check_inputs, _propagate
+from xai_core.relevance.composite import check_rule_set, check_supported, relevance_rules
+from xai_core.relevance.fgcam import (
+    ClassSpec,
+    RelevanceResult,
+    check_input,
+    check_logits,
+    propagate_pass,
+    resolve_classes,
+)
 
 VARIANTS = ("lrp", "clrp", "sglrp")
 
 
-def start_relevance(logits: torch.Tensor, class_idx: Sequence[int], variant: str) -> torch.Tensor:
-    """Starting relevance at the logits for K classes.
+def start_relevance(logits: torch.Tensor, class_idx: torch.Tensor | Sequence[int], variant: str) -> torch.Tensor:
+    """Starting relevance at the logits for K classes per image.
 
     Args:
-        logits: ``[1, N]``.
-        class_idx: the K target classes.
+        logits: ``[N, n]``.
+        class_idx: ``[N, K]`` LongTensor (or ``[K]``, the same classes for every image).
         variant: ``"lrp"``, ``"clrp"`` or ``"sglrp"``.
 
     Returns:
-        ``[K, N]`` relevance vectors.
+        ``[N, K, n]`` relevance vectors.
     """
-    y = logits.detach()[0]
-    n = y.shape[0]
-    idx = torch.as_tensor(list(class_idx), device=y.device)
-    onehot = torch.nn.functional.one_hot(idx, n).to(y.dtype)  # [K, N]
-    y_t = y[idx][:, None]
+    y = logits.detach()
+    n = y.shape[1]
+    idx = resolve_classes(class_idx, y)  # [N, K]
+    onehot = torch.nn.functional.one_hot(idx, n).to(y.dtype)  # [N, K, n]
+    y_t = y.gather(1, idx)[..., None]  # [N, K, 1]
     if variant == "lrp":
         return onehot * y_t
     if variant == "clrp":
         if n < 2:
             raise MethodError("CLRP needs at least 2 outputs (its dual target is all other classes).")
         return y_t * (onehot - (1 - onehot) / (n - 1))
-    p = torch.softmax(y, dim=0)
-    p_t = p[idx][:, None]
-    return onehot * p_t * (1 - p_t) - (1 - onehot) * p_t * p[None, :]
+    p = torch.softmax(y, dim=1)
+    p_t = p.gather(1, idx)[..., None]
+    return onehot * p_t * (1 - p_t) - (1 - onehot) * p_t * p[:, None, :]
 
 
 def lrp(
     model: nn.Module,
     x: torch.Tensor,
     *,
-    class_idx: Sequence[int],
+    class_idx: ClassSpec,
     variant: str = "lrp",
     target_layer: str = "input",
-) -> torch.Tensor:
-    """LRP / CLRP / SGLRP relevance of K classes, summed over channels.
+    rules: str = "canonized",
+) -> RelevanceResult:
+    """LRP / CLRP / SGLRP relevance of K classes per image, summed over channels.
 
     Args:
         model: the network (left as found, as for :func:`~xai_core.relevance.fg_cam`).
-        x: input ``[1, C, H, W]``.
-        class_idx: the K classes.
+        x: input ``[N, C, H, W]``.
+        class_idx: the classes (see :data:`~xai_core.relevance.fgcam.ClassSpec`; a callable
+            gets the logits of the same forward pass).
         variant: ``"lrp"``, ``"clrp"`` or ``"sglrp"``.
         target_layer: module name whose output receives the relevance, or ``"input"``.
+        rules: ``"canonized"`` (BatchNorm folded, default) or ``"authors"`` (BatchNorm as identity).
 
     Returns:
-        Signed relevance ``[K, h, w]`` at the target's resolution.
+        :class:`~xai_core.relevance.fgcam.RelevanceResult`, relevance ``[N, K, h, w]`` at
+        the target's resolution.
 
     Raises:
         MethodError: unknown variant, bad input or class, or a parameterised layer with no rule.
@@ -84,16 +95,18 @@ def lrp(
     """
     if variant not in VARIANTS:
         raise MethodError(f"Unknown LRP variant {variant!r}. Valid choices: {', '.join(VARIANTS)}.")
-    classes = _check_inputs(model, x, class_idx)
+    check_rule_set(rules)
+    check_input(x)
     if target_layer != "input":
         resolve_layer(model, target_layer)
     x_in = x.detach().clone().requires_grad_(True)
     with model_lock(model), eval_mode(model, freeze_params=True), torch.enable_grad():
-        with relevance_rules(model, x_in, target_layer=target_layer) as st:
+        with relevance_rules(model, x_in, target_layer=target_layer, rules=rules) as st:
             logits = model(x_in)
-        if logits.dim() != 2 or logits.shape[0] != 1:
-            raise MethodError(f"The model must return logits [1, N]; got shape {tuple(logits.shape)}.")
-        _check_classes(classes, logits.shape[1])
-        check_supported(st)
-        st.start = logits
-        return _propagate(st, x_in, start_relevance(logits, classes, variant), target_layer, "the logits")
+            check_logits(logits, x.shape[0])
+            classes = resolve_classes(class_idx, logits)
+            check_supported(st)
+            st.start = logits
+            start = start_relevance(logits, classes, variant)
+            relevance = propagate_pass(st, x_in, start, target_layer, "the logits")
+    return RelevanceResult(relevance, classes, logits.detach())

@@ -21,6 +21,7 @@ branches only look at forward tensors (never at the batched ``g``).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -103,7 +104,7 @@ def identity_grad(x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor) -> torc
     """Identity rule (BatchNorm, ReLU, ReLU6, SiLU, ...): ``R_in = R_out``.
 
     Args:
-        x: module input ``[1, C, h, w]``.
+        x: module input ``[N, C, h, w]``.
         y: module output, same shape.
         g_out: signal at the output, same shape.
 
@@ -118,7 +119,7 @@ def pool_grad(module: nn.Module, x: torch.Tensor, y: torch.Tensor, g_out: torch.
     """LRP-0 on the clamped input for max/avg/adaptive-avg pooling.
 
     ``X = clamp(x, min=0)``, ``Y = pool(X)``, ``s = R_out / Y`` (0 where Y = 0),
-    ``R_in = X * (dY/dX)^T s``. Shapes: x ``[1, C, H, W]``, y and g_out ``[1, C, h, w]``.
+    ``R_in = X * (dY/dX)^T s``. Shapes: x ``[N, C, H, W]``, y and g_out ``[N, C, h, w]``.
     """
     xt = x.clamp(min=0)
     if isinstance(module, nn.MaxPool2d):
@@ -156,33 +157,104 @@ def _pair(v: Any) -> list[int]:
     return list(v) if isinstance(v, (tuple, list)) else [int(v), int(v)]
 
 
-def zplus_conv_grad(module: nn.Conv2d, x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor:
-    """Hidden-conv z+/z- rule, bias ignored (groups and depthwise supported).
+class ZPlusConv:
+    """Hidden-conv z+/z- rule, bias ignored (groups and depthwise supported), as a callable.
 
-    ``z = conv(x+, w+) + conv(x-, w-)``, ``s = R_out / z``,
-    ``R_in = x+ * conv^T(w+, s) + x- * conv^T(w-, s)``.
-    Shapes: x ``[1, C_in, H, W]``, y and g_out ``[1, C_out, h, w]``.
+    ``z = conv(x+, w+) + conv(x-, w-)`` (the positive contributions), ``s = R_out / z``,
+    ``R_in = x+ * conv^T(w+, s) + x- * conv^T(w-, s)``. ``rule(g_out) -> g_in``.
+
+    The ``"canonized"`` rule set (docs/fgcam.md) passes ``constant``: a lazy mask of input
+    units that carry no evidence, because the layer below gave them no positive
+    contribution (:meth:`unsupported` of that layer's rule): their value is their folded
+    BatchNorm shift, at most reduced by their inputs, i.e. a bias. Like this layer's own
+    bias they take no relevance: ``x`` is zeroed there before the rule, and the relevance
+    goes to the units that carry evidence.
+
+    Shapes: x ``[N, C_in, H, W]``, y and g_out ``[N, C_out, h, w]``. ``weight`` is the
+    kernel the forward pass used (taken at forward time, so a canonizer that is undone
+    before the backward does not change it); default ``module.weight``.
     """
-    geo = _conv_geometry(module)
-    pad = geo[0]
-    xp_full = _pad(x, pad)
-    w = module.weight
-    wp = w.clamp(min=0)
-    has_neg = bool((x < 0).any())  # inputs after ReLU/ReLU6 have none: skip the x- branch
-    z = _conv(xp_full.clamp(min=0) if has_neg else xp_full, wp, geo)
-    if has_neg:
-        wn = w.clamp(max=0)
-        z = z + _conv(xp_full.clamp(max=0), wn, geo)
-    s = g_out * safe_divide(y, z)
-    # R_in = x+ * cp + x- * cn, so g_in = cp where x > 0 and cn where x < 0 (in place on fresh tensors)
-    g = _conv_t(xp_full.shape, wp, s, geo).masked_fill_(xp_full <= 0, 0.0)
-    if has_neg:
-        g = g + _conv_t(xp_full.shape, wn, s, geo).masked_fill_(xp_full >= 0, 0.0)
-    return _unpad(g, pad)
+
+    def __init__(
+        self,
+        module: nn.Conv2d,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        weight: torch.Tensor | None = None,
+        constant: Any = None,
+    ) -> None:
+        self.geo = _conv_geometry(module)
+        self.x, self.y = x, y
+        self.w = module.weight.detach() if weight is None else weight
+        self.constant = constant
+        self._parts: tuple[torch.Tensor, ...] | None = None
+
+    def _forward_parts(self) -> tuple[torch.Tensor, ...]:
+        """``(x_padded, x+, x- or None, z)``, computed once from forward tensors only.
+
+        The rule of the layer above may ask for :meth:`unsupported` first.
+        """
+        if self._parts is None:
+            x = self.x
+            if self.constant is not None:
+                x = x.masked_fill(self.constant(), 0.0)
+            xp_full = _pad(x, self.geo[0])
+            has_neg = bool((x < 0).any())  # inputs after ReLU/ReLU6 have none: skip the x- branch
+            xpos = xp_full.clamp(min=0) if has_neg else xp_full
+            xneg = xp_full.clamp(max=0) if has_neg else None
+            z = _conv(xpos, self.w.clamp(min=0), self.geo)
+            if has_neg:
+                z = z + _conv(xneg, self.w.clamp(max=0), self.geo)
+            self._parts = (xp_full, xpos, xneg, z)
+        return self._parts
+
+    def with_output(self, y: torch.Tensor) -> ZPlusConv:
+        """The same rule with relevance read from ``y`` (an identity-rule activation's output)."""
+        other = copy.copy(self)
+        other.y = y
+        return other
+
+    def unsupported(self) -> torch.Tensor:
+        """Output units with no positive contribution (``z == 0``): their value is the bias's."""
+        return self._forward_parts()[3] == 0
+
+    def __call__(self, g_out: torch.Tensor) -> torch.Tensor:
+        """The signal at the input for ``g_out`` at the output (then frees the forward tensors)."""
+        geo, pad = self.geo, self.geo[0]
+        xp_full, xpos, xneg, z = self._forward_parts()
+        wp, wn = self.w.clamp(min=0), self.w.clamp(max=0)
+        s = g_out * safe_divide(self.y, z)
+        # R_in = x+ * cp + x- * cn, so g_in = cp where x > 0 and cn where x < 0 (in place on fresh tensors)
+        g = _conv_t(xp_full.shape, wp, s, geo).masked_fill_(xp_full <= 0, 0.0)
+        if xneg is not None:
+            g = g + _conv_t(xp_full.shape, wn, s, geo).masked_fill_(xp_full >= 0, 0.0)
+        self._parts = None  # free the forward tensors once the backward has used them
+        self.x = self.y = None
+        return _unpad(g, pad)  # 0 at constant units: x was zeroed there
+
+
+def zplus_conv_grad(
+    module: nn.Conv2d,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    g_out: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The plain z+/z- rule of :class:`ZPlusConv` (the authors' rule), as a function."""
+    return ZPlusConv(module, x, y, weight=weight)(g_out)
 
 
 def zbox_conv_grads(
-    module: nn.Conv2d, x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor
+    module: nn.Conv2d,
+    x: torch.Tensor,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    y: torch.Tensor,
+    g_out: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """z^B rule for the convolution that takes the image, bias ignored.
 
@@ -194,7 +266,7 @@ def zbox_conv_grads(
     geo = _conv_geometry(module)
     pad = geo[0]
     xf, lf, hf = _pad(x, pad), _pad(low, pad), _pad(high, pad)
-    w = module.weight
+    w = module.weight.detach() if weight is None else weight
     wp, wn = w.clamp(min=0), w.clamp(max=0)
     z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
     s = g_out * safe_divide(y, z)
@@ -205,9 +277,11 @@ def zbox_conv_grads(
     )
 
 
-def zplus_linear_grad(module: nn.Linear, x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor:
-    """z+/z- rule for a Linear layer (LRP head), bias ignored. x ``[1, in]``, y ``[1, out]``."""
-    w = module.weight
+def zplus_linear_grad(
+    module: nn.Linear, x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor, *, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """z+/z- rule for a Linear layer (LRP head), bias ignored. x ``[N, in]``, y ``[N, out]``."""
+    w = module.weight.detach() if weight is None else weight
     wp, wn = w.clamp(min=0), w.clamp(max=0)
     xp, xn = x.clamp(min=0), x.clamp(max=0)
     z = F.linear(xp, wp) + F.linear(xn, wn)
@@ -239,7 +313,7 @@ class _RuleFunction(torch.autograd.Function):
 
 
 def apply_rule(grad_fn: Any, y: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
-    """Tensor equal to ``y`` (``[1, ...]``), differentiable w.r.t. ``inputs`` by ``grad_fn``.
+    """Tensor equal to ``y`` (``[N, ...]``), differentiable w.r.t. ``inputs`` by ``grad_fn``.
 
     Args:
         grad_fn: callable ``g_out -> g_in`` (or a tuple, one per input).

@@ -1,0 +1,98 @@
+"""FG-CAM evidence on real weights: how much relevance survives and where it lands.
+
+EfficientNet-Lite0 with its real ImageNet weights (offline), the ImageNet sample images
+in ``samples/imagenet``, the top-1 class, Grad-CAM base at ``--cam-layer``. For each
+target (the input, ``_blocks.4``, ``_blocks.10``) and each rule set it prints, as
+medians (min..max) over the images:
+
+- kept: ``sum(FG-CAM map at the target) / sum(components)``, the share of the
+  components' total relevance that reaches the target (1 = conserved);
+- corr: Pearson correlation of the target map, average-pooled to the CAM's grid, with
+  the Grad-CAM map (the components summed over channels, signed) it refines;
+- corr+: the same with both maps' negative parts set to 0 (the usual ReLU'd Grad-CAM).
+
+``authors`` is the official code's rule set (BatchNorm as identity, today's default
+before issue 12); ``canonized`` is the new default. Printed, not asserted.
+
+Run: ``python benchmarks/fgcam_quality.py [--cam-layer _head_act] [--threads 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import xai_core  # noqa: E402
+from xai_core.relevance import RULE_SETS, fg_cam  # noqa: E402
+
+TARGETS = ("input", "_blocks.4", "_blocks.10")
+EXTENSIONS = {".jpg", ".jpeg", ".png"}
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise Pearson correlation of ``[N, d]`` tensors."""
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30)
+
+
+def _load_batch(model: xai_core.LoadedModel, folder: Path) -> tuple[list[str], torch.Tensor]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)
+    tensors = [xai_core.prepare(xai_core.read_image(p), model.spec.preprocessing).tensor for p in files]
+    return [p.name for p in files], torch.cat(tensors)
+
+
+def _summary(values: torch.Tensor) -> str:
+    v = values.tolist()
+    return f"{statistics.median(v):6.3f} ({min(v):6.3f}..{max(v):6.3f})"
+
+
+def measure(model: torch.nn.Module, x: torch.Tensor, cam_layer: str, rules: str) -> dict[str, dict[str, torch.Tensor]]:
+    """Per target: kept, corr and corr+ per image (tensors of length N)."""
+    top1 = lambda logits: logits.argmax(dim=1, keepdim=True)  # noqa: E731 - the classes of this forward pass
+    cam = fg_cam(model, x, cam_layer=cam_layer, target_layer=cam_layer, class_idx=top1, rules=rules)
+    grad_cam = cam.relevance[:, 0]  # [N, h, w], signed channel sum of the components
+    total = grad_cam.flatten(1).sum(1)
+    out = {}
+    for target in TARGETS:
+        res = fg_cam(model, x, cam_layer=cam_layer, target_layer=target, class_idx=cam.class_idx, rules=rules)
+        fine = res.relevance[:, 0]
+        pooled = F.adaptive_avg_pool2d(fine[:, None], grad_cam.shape[-2:])[:, 0]
+        out[target] = {
+            "kept": fine.flatten(1).sum(1) / total,
+            "corr": _pearson(pooled.flatten(1), grad_cam.flatten(1)),
+            "corr+": _pearson(pooled.clamp_min(0).flatten(1), grad_cam.clamp_min(0).flatten(1)),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cam-layer", default="_head_act")
+    parser.add_argument("--images", type=Path, default=ROOT / "samples" / "imagenet")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = xai_core.load_model("efficientnet_lite0")
+    names, x = _load_batch(model, args.images)
+    print(f"EfficientNet-Lite0 (real weights), {len(names)} images from {args.images}, top-1 class, ")
+    print(f"Grad-CAM base at {args.cam_layer}; median (min..max) over the images")
+    results = {rules: measure(model.module, x, args.cam_layer, rules) for rules in reversed(RULE_SETS)}
+    header = f"{'target':<11} {'metric':<6} " + " ".join(f"{r:<26}" for r in results)
+    print(header)
+    for target in TARGETS:
+        for metric in ("kept", "corr", "corr+"):
+            row = " ".join(f"{_summary(results[r][target][metric]):<26}" for r in results)
+            print(f"{target:<11} {metric:<6} {row}")
+
+
+if __name__ == "__main__":
+    main()
