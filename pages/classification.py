@@ -164,18 +164,12 @@ if fine is not None:
     b.image(fine_img, caption=f"FG-CAM fused, top {k}, at {fine.layer} ({fine.seconds:.1f} s)", width="stretch")
     with c:
         show_legend(xc.legend(fine, k))
-    fine_maps = [
-        views.on_image(
-            fine,
-            xc.render_map(fine, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed),
-            picture,
-            display,
-        )
-        for i in range(k)
-    ]
+    # Relevance as the LRP community shows it: one symmetric scale for the K classes, clipped
+    # at a high percentile of |R| (a few extreme edge pixels would otherwise wash it out).
+    fine_maps = views.relevance_maps(fine)
     fine_caps = [f"FG-CAM {i + 1}. {r['label']}" for i, r in enumerate(xc.legend(fine, k))]
     image_grid(fine_maps, fine_caps, columns=5)
-    views.map_scale(display)
+    st.caption(f"Per-class FG-CAM maps: {views.relevance_caption()}.")
     view["panels"] += [(fine_img, f"FG-CAM fused at {fine.layer}"), *zip(fine_maps, fine_caps)]
     settings["fg_cam"] = {"target_layer": fine.layer, "base": base, "denoise": denoise}
 
