@@ -248,6 +248,8 @@ class SessionResult:
     observations: list[Observation] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    #: complete-looking reads that changed within the confirmation delay (not observations).
+    transients: list[str] = field(default_factory=list)
 
 
 _CAPTION = re.compile(r"^(\d+)\. (.+) \((\d+(?:\.\d+)?)%\)$")
@@ -290,17 +292,49 @@ def _view_src(state: dict) -> str:
     return next((i["src"] for i in state["imgs"] if i["caption"].startswith("What the model saw")), "")
 
 
+#: A complete-looking page is read again after this delay (the app idle throughout); only a
+#: page that reads the same twice is observed. Streamlit's browser client marks elements of
+#: an older run as stale only while a run is in progress, and removes them in a later React
+#: update after the run ends: in between, an idle page can briefly hold elements of two runs.
+CONFIRM_S = 0.8
+
+
+def _digest(state: dict) -> tuple:
+    return (state["top"], tuple((i["caption"], i["src"]) for i in state["imgs"]))
+
+
+def _complete(state: dict, want: tuple[str, int, str], not_view: str | None) -> bool:
+    method, k, activation = want
+    fused_prefix = f"FM-G-CAM fused map, top {k} ({METHODS[method]} at "
+    fused = [i for i in state["imgs"] if i["caption"].startswith(fused_prefix)]
+    n_maps = sum(1 for i in state["imgs"] if _CAPTION.match(i["caption"]))
+    return bool(
+        fused
+        and fused[0]["src"]
+        and not state["stale"]
+        and n_maps == k
+        and state["top"]
+        and f"Activation: {activation}," in state["hasActivation"]
+        and (not_view is None or _view_src(state) not in ("", not_view))
+    )
+
+
 async def _wait_for(
-    page, want: tuple[str, int, str], *, not_view: str | None = None, timeout_s: float = STEP_TIMEOUT_S
+    page,
+    want: tuple[str, int, str],
+    *,
+    not_view: str | None = None,
+    timeout_s: float = STEP_TIMEOUT_S,
+    transients: list[str] | None = None,
 ) -> dict:
-    """Wait until the page is idle and complete for ``want`` (method, K, activation).
+    """Wait until the page is idle, complete for ``want`` (method, K, activation) and stable.
 
     Complete: no stale element left from the previous run, the fused map captioned for
     ``want``, K per-class maps, the top class, and (``not_view``) an input view other
-    than the one shown before an upload.
+    than the one shown before an upload. Stable: the same again :data:`CONFIRM_S` later
+    with the app idle in between. A complete read that changes is recorded in
+    ``transients`` (what it showed), never taken as an observation.
     """
-    method, k, activation = want
-    fused_prefix = f"FM-G-CAM fused map, top {k} ({METHODS[method]} at "
     deadline = time.monotonic() + timeout_s
     await asyncio.sleep(0.3)  # let the rerun start (the status widget shows up)
     while time.monotonic() < deadline:
@@ -308,26 +342,36 @@ async def _wait_for(
         state = await _read_state(page)
         if state["errors"]:
             return state
-        fused = [i for i in state["imgs"] if i["caption"].startswith(fused_prefix)]
-        n_maps = sum(1 for i in state["imgs"] if _CAPTION.match(i["caption"]))
-        if (
-            fused
-            and fused[0]["src"]
-            and not state["stale"]
-            and n_maps == k
-            and state["top"]
-            and f"Activation: {activation}," in state["hasActivation"]
-            and (not_view is None or _view_src(state) not in ("", not_view))
-        ):
-            return state
+        if _complete(state, want, not_view):
+            await asyncio.sleep(CONFIRM_S)
+            running = await page.locator('[data-testid="stStatusWidget"]').count() > 0
+            again = await _read_state(page)
+            if not running and _digest(again) == _digest(state):
+                return again
+            if transients is not None and not running:
+                first = [i["caption"] for i in state["imgs"] if _CAPTION.match(i["caption"])][:1]
+                transients.append(
+                    f"{want}: read {state['top']!r} / {first} with view {_view_src(state)[-40:]}, "
+                    f"{CONFIRM_S} s later {again['top']!r} with view {_view_src(again)[-40:]}"
+                )
         await asyncio.sleep(0.2)
     raise TimeoutError(f"the page did not show {want}")
 
 
 async def _select(page, label: str, option: str) -> None:
+    """Open the select box and pick ``option``; a menu closed by a rerun is opened again."""
     box = page.locator('[data-testid="stSelectbox"]', has_text=label).first
-    await box.click()
-    await page.get_by_role("option", name=option, exact=True).first.click()
+    for attempt in range(3):
+        await box.click()
+        choice = page.get_by_role("option", name=option, exact=True).first
+        try:
+            await choice.wait_for(timeout=20_000 if attempt < 2 else STEP_TIMEOUT_S * 1000)
+            await choice.click()
+            return
+        except Exception:  # noqa: BLE001 - the menu closed (a rerun redrew the box): open it again
+            if attempt == 2:
+                raise
+            await page.keyboard.press("Escape")
 
 
 async def run_session(
@@ -383,7 +427,7 @@ async def run_session(
                     names = list(METHODS)
                     config[0] = names[(names.index(config[0]) + 1) % len(names)]
                     await _select(page, "Base method", METHODS[config[0]])
-                state = await _wait_for(page, tuple(config), not_view=not_view)
+                state = await _wait_for(page, tuple(config), not_view=not_view, transients=res.transients)
             except Exception as err:  # noqa: BLE001 - recorded, the session goes on
                 res.errors.append(f"step {step_no} ({step}): {type(err).__name__}: {str(err)[:200]}")
                 step_no += 1
@@ -532,6 +576,7 @@ def run(sessions: int = 8, duration: float = 180, max_steps: int = 10_000, log_d
         "iterations": len(latencies),
         "errors": sum(len(r.errors) for r in results),
         "mismatches": sum(len(r.mismatches) for r in results),
+        "transients": sum(len(r.transients) for r in results),
         "p50_s": round(statistics.median(latencies), 2) if latencies else None,
         "p95_s": round(q[18], 2) if latencies else None,
         "rss_start_mb": round(rss[0] / 2**20),
@@ -554,15 +599,24 @@ def run(sessions: int = 8, duration: float = 180, max_steps: int = 10_000, log_d
     print()
     print(
         f"sessions {summary['sessions']} | iterations {summary['iterations']} | errors {summary['errors']} | "
-        f"mismatches {summary['mismatches']} | latency p50 {summary['p50_s']} s, p95 {summary['p95_s']} s | "
+        f"mismatches {summary['mismatches']} | transient reads {summary['transients']} | "
+        f"latency p50 {summary['p50_s']} s, p95 {summary['p95_s']} s | "
         f"server RSS start {summary['rss_start_mb']} MB, peak {summary['rss_peak_mb']} MB, "
         f"end {summary['rss_end_mb']} MB | {summary['duration_s']} s"
     )
     for r in results:
         for e in (r.errors + r.mismatches)[:5]:
             print(f"  session {r.index} ({r.image}): {e}")
+        for t in r.transients[:5]:
+            print(f"  session {r.index} ({r.image}): transient (not observed): {t}")
     summary["per_session"] = [
-        {"image": r.image, "iterations": len(r.observations), "errors": r.errors[:20], "mismatches": r.mismatches[:20]}
+        {
+            "image": r.image,
+            "iterations": len(r.observations),
+            "errors": r.errors[:20],
+            "mismatches": r.mismatches[:20],
+            "transients": r.transients[:20],
+        }
         for r in results
     ]
     return summary

@@ -6,25 +6,28 @@ import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute, figures, views
-from pages._ui.state import ensure_routed, key
+from pages._ui.running import MISSING, Work, asked, obtain, request
+from pages._ui.state import ensure_routed, key, remember, seed
 from pages._ui.widgets import (
     attempt,
-    explain_top_classes,
+    explain_classes,
     explanation_sidebar,
     image_grid,
     image_source,
-    progress_callback,
     show_legend,
+    size_warning,
+    slow_estimate,
 )
+from xai_core.select import join, rows_of, subset
 
 ensure_routed()
 
 PAGE = "cls"
 
 st.title("Classification: why did the model say that?")
-st.markdown(
-    "Upload an image or pick a sample. The model's top classes are explained together: the **FM-G-CAM** "
-    "fused map colours each region by the class whose evidence dominates there, beside each class's own map."
+st.caption(
+    "The model's top classes explained together: the **FM-G-CAM** fused map colours each region by the class whose "
+    "evidence dominates there, beside each class's own map. Search any class in the sidebar to explain it too."
 )
 
 image = image_source(PAGE, "imagenet", default_sample="cat_dog.png")
@@ -32,7 +35,7 @@ image = image_source(PAGE, "imagenet", default_sample="cat_dog.png")
 setup = explanation_sidebar(PAGE, "imagenet")
 if setup is None:
     st.stop()
-choice, model, layer, method, params, display, k_max = setup
+model, layer, display = setup.model, setup.layer, setup.display
 
 if image is None:
     st.info("Upload an image or choose a sample to start.")
@@ -41,101 +44,134 @@ if image is None:
 picture = attempt(compute.read_image, image.digest, image.data, _name=image.name)
 if picture is None:
     st.stop()
+size_warning(picture.size, model)
 
-exp = explain_top_classes(PAGE, setup, image.digest, picture, "classes")
-spec = xc.get_method(method)
-requested = st.session_state.setdefault(key(PAGE, "requested"), set())
-if exp is None:
+explained = explain_classes(PAGE, setup, image.digest, picture, "classes")
+if explained is None:
     st.stop()
+full, shown, chart = explained
+spec = xc.get_method(setup.method)
 
-k = min(display.k, exp.k_max)
+view = views.fused_view(PAGE, shown, display, original=picture)
+settings = views.settings_dict(shown, display, model, image.name)
+
 chart_col, info_col = st.columns([3, 2])
 with chart_col:
-    st.plotly_chart(figures.predictions_chart(exp, k), key=key(PAGE, "predictions"))
+    st.plotly_chart(
+        figures.predictions_chart(chart, shown.k_max, title="Top predictions (coloured: in the fused map)"),
+        key=key(PAGE, "predictions"),
+    )
 with info_col:
-    top = exp.predictions[0]
+    top = full.predictions[0]
     st.markdown(f"### Top class: {top[1]}\n**{100 * top[2]:.1f}%** probability")
     st.caption(
         f"{model.spec.label} · weights: {model.weights_source} · {spec.label} at `{layer}` · "
-        f"{exp.k_max} classes computed in {exp.seconds:.2f} s (moving K, colours or activation reuses them)."
+        f"{full.k_max} classes computed in one pass in {full.seconds:.2f} s (moving K, colours or activation "
+        "reuses them)."
     )
-
-st.subheader("FM-G-CAM: the top classes in one map")
-view = views.fused_view(PAGE, exp, display)
-settings = views.settings_dict(exp, display, model, image.name)
 
 # ----------------------------------------------------------------------------- FG-CAM
 st.subheader("Fine-grained: FG-CAM")
 st.markdown(
     "FG-CAM (Qiu et al., *Empowering CAM-Based Methods with Capability to Generate Fine-Grained and "
-    "High-Faithfulness Explanations*, AAAI 2024) brings each class's Grad-CAM components down through the "
-    "network with relevance rules, to a "
-    "shallower layer or the input pixels: same class evidence, much finer detail. The FG-CAM maps of the "
-    "top classes are then fused with FM-G-CAM."
+    "High-Faithfulness Explanations*, AAAI 2024) brings each class's CAM components down through the "
+    "network with relevance rules, to a shallower layer or the input pixels: same class evidence, much finer "
+    "detail. It is computed for the classes on screen only, and for more when K grows."
 )
-targets = attempt(compute.fgcam_layers, choice.model_id, layer, _model=model)
+targets = attempt(compute.fgcam_layers, setup.choice.model_id, layer, _model=model)
 fine = None
 if targets:
     names = [t[0] for t in targets]
     labels = dict(targets)
+    bases = compute.fgcam_bases()
     c1, c2, c3 = st.columns([2, 1, 1])
+    target_widget = key(PAGE, f"fg_target.{setup.choice.key}.{layer}")
+    seed(target_widget, f"fg_target.{setup.choice.key}.{layer}", names[-1], valid=lambda v: v in names)
     target = c1.selectbox(
         "FG-CAM target layer",
         names,
-        index=len(names) - 1,
         format_func=labels.get,
-        key=key(PAGE, f"fg_target.{choice.key}.{layer}"),
+        key=target_widget,
+        on_change=remember,
+        args=(target_widget, f"fg_target.{setup.choice.key}.{layer}"),
         help="Where the relevance is brought to: 'input' gives pixel-level maps.",
     )
+    seed(key(PAGE, "fg_base"), "fg_base", bases[0], valid=lambda v: v in bases)
     base = c2.selectbox(
         "FG-CAM base",
-        ["grad_cam", "score_cam"],
-        format_func={"grad_cam": "Grad-CAM", "score_cam": "Score-CAM (slow)"}.get,
+        bases,
+        format_func=lambda b: xc.get_method(b).label + (" (slow)" if xc.get_method(b).slow else ""),
         key=key(PAGE, "fg_base"),
+        on_change=remember,
+        args=(key(PAGE, "fg_base"), "fg_base"),
     )
-    denoise = c3.toggle("Denoise (FG-CAM_D)", key=key(PAGE, "fg_denoise"))
-    fg_request = (image.digest, choice.model_id, layer, target, exp.class_idx, base, denoise)
-    if fg_request not in requested:
-        st.caption(f"Computes FG-CAM for the {exp.k_max} classes above (about 10-60 s on a CPU).")
-        if st.button("Compute FG-CAM", key=key(PAGE, "run_fg")):
-            requested.add(fg_request)
-            st.rerun()
-    if fg_request in requested:
-        fg_bar = st.progress(0.0, text="FG-CAM...") if base == "score_cam" else None
-        with st.spinner(f"FG-CAM of {exp.k_max} classes down to {target}..."):
-            result = attempt(
-                compute.compute_fgcam,
-                image.digest,
-                choice.model_id,
-                layer,
-                target,
-                exp.class_idx,
-                base,
-                denoise,
-                _exp=exp,
-                _model=model,
-                _progress=progress_callback(fg_bar) if fg_bar else None,
-            )
-        if fg_bar is not None:
-            fg_bar.empty()
-        if result is not None:
-            fine = result
+    seed(key(PAGE, "fg_denoise"), "fg_denoise", False)
+    denoise = c3.toggle(
+        "Denoise (FG-CAM_D)",
+        key=key(PAGE, "fg_denoise"),
+        on_change=remember,
+        args=(key(PAGE, "fg_denoise"), "fg_denoise"),
+    )
+    model_id = setup.choice.model_id
+    config = ("fgcam-config", image.digest, model_id, layer, target, base, denoise)
+    classes = shown.class_idx
+    parts = {c: compute.fgcam_key(image.digest, model_id, layer, target, base, denoise, c) for c in classes}
+    from pages._ui.jobs import STORE
+
+    missing = [c for c in classes if STORE.get(parts[c]) is MISSING]
+    slow_base = xc.get_method(base).slow
+    result = None
+    if missing:
+        pending = subset(full, rows_of(full, missing))
+        estimate, how = (None, "")
+        if slow_base:
+            pred = attempt(compute.predictions, image.digest, model_id, _image=picture, _model=model)
+            estimate, how = slow_estimate(model_id, model, layer, pred) if pred else (None, "")
+        work = Work(
+            ("fgcam-run", image.digest, model_id, layer, target, base, denoise, tuple(missing)),
+            compute.fgcam_work(model, pending, image.digest, model_id, target, base, denoise),
+            f"FG-CAM of {len(missing)} {'class' if len(missing) == 1 else 'classes'} to {labels.get(target, target)}",
+            slow=True,
+            unit="masks" if slow_base else "",
+            estimate=estimate,
+            how=how,
+            rate_key=(model_id, "masks") if slow_base else None,
+        )
+        if asked(config):
+            request(work.key)  # FG-CAM was asked for here: extend it to the new classes at once
+        elif not slow_base:
+            st.caption(f"Computes FG-CAM for the {len(missing)} classes on screen (about 5-60 s on a CPU).")
+        result = attempt(obtain, work, button="Compute FG-CAM")
+        if result is not None and result is not MISSING:
+            request(config)
+    if result is not MISSING and all(STORE.get(parts[c]) is not MISSING for c in classes):
+        request(config)
+        fine = attempt(join, [STORE.get(parts[c]) for c in classes])
 
 if fine is not None:
-    fine_fused = fine.fused(k, normalise=display.normalise, activation=display.activation)
-    fine_img = xc.render_fused(fine, fine_fused, alpha=max(display.alpha, 0.05), colormap=display.colormap)
+    k = fine.k_max
+    fine_fused = fine.fused(
+        k, normalise=display.normalise, activation=display.activation, brightness=display.brightness
+    )
+    fine_img = views.on_image(
+        fine,
+        xc.render_fused(fine, fine_fused, alpha=max(display.alpha, 0.05), colormap=display.colormap),
+        picture,
+        display,
+    )
     a, b, c = st.columns(3)
     a.image(view["fused"], caption=f"FM-G-CAM ({spec.label} at {layer})", width="stretch")
     b.image(fine_img, caption=f"FG-CAM fused, top {k}, at {fine.layer} ({fine.seconds:.1f} s)", width="stretch")
     with c:
         show_legend(xc.legend(fine, k))
-    fine_maps = [
-        xc.render_map(fine, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed) for i in range(k)
-    ]
+    # Relevance as the LRP community shows it: one symmetric scale for the K classes, clipped
+    # at a high percentile of |R| (a few extreme edge pixels would otherwise wash it out).
+    fine_maps = views.relevance_maps(fine)
     fine_caps = [f"FG-CAM {i + 1}. {r['label']}" for i, r in enumerate(xc.legend(fine, k))]
     image_grid(fine_maps, fine_caps, columns=5)
+    st.caption(f"Per-class FG-CAM maps: {views.relevance_caption()}.")
     view["panels"] += [(fine_img, f"FG-CAM fused at {fine.layer}"), *zip(fine_maps, fine_caps)]
     settings["fg_cam"] = {"target_layer": fine.layer, "base": base, "denoise": denoise}
 
 st.subheader("Downloads")
-views.downloads(PAGE, exp, view, settings, title=f"{image.name}: {model.spec.label}, {spec.label} at {layer}")
+views.downloads(PAGE, shown, view, settings, title=f"{image.name}: {model.spec.label}, {spec.label} at {layer}")

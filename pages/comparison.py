@@ -6,18 +6,23 @@ import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute, figures
-from pages._ui.state import ensure_routed, key
+from pages._ui.running import MISSING, Work, obtain
+from pages._ui.state import ensure_routed, key, remember, seed
 from pages._ui.widgets import (
     attempt,
+    cam_methods,
+    class_picker,
+    device_note,
     image_grid,
     image_source,
     layer_picker,
     load_model_or_explain,
+    map_display_controls,
     method_params,
     model_picker,
-    progress_callback,
+    size_warning,
+    slow_estimate,
 )
-from xai_core.render.colour import COLORMAPS
 
 ensure_routed()
 
@@ -46,25 +51,37 @@ model = load_model_or_explain(choice, weights_file)
 if model is None:
     st.stop()
 
-methods = xc.list_methods()
+methods = cam_methods()  # every CAM-family method of the registry, at one layer
+labels = {m.key: m.label for m in methods}
 fast = [m.key for m in methods if not m.slow]
 slow = [m.key for m in methods if m.slow]
-labels = {m.key: m.label for m in methods}
 with st.sidebar:
+    device_note(model)
     layer = layer_picker(PAGE, model, choice)
-    chosen = st.multiselect("Methods", fast, default=fast, format_func=labels.get, key=key(PAGE, "methods"))
-    include_slow = st.toggle(f"Include slow methods ({', '.join(labels[m] for m in slow)})", key=key(PAGE, "slow"))
+    seed(key(PAGE, "methods"), "cmp_methods", fast, valid=lambda v: isinstance(v, list) and set(v) <= set(fast))
+    chosen = st.multiselect(
+        "Methods",
+        fast,
+        format_func=labels.get,
+        key=key(PAGE, "methods"),
+        on_change=remember,
+        args=(key(PAGE, "methods"), "cmp_methods"),
+    )
+    seed(key(PAGE, "slow"), "cmp_slow", False)
+    include_slow = st.toggle(
+        f"Include slow methods ({', '.join(labels[m] for m in slow)})",
+        key=key(PAGE, "slow"),
+        on_change=remember,
+        args=(key(PAGE, "slow"), "cmp_slow"),
+        help="They run one masked forward pass per feature map, after you press their Compute button.",
+    )
     slow_params = {}
     if include_slow:
-        st.warning("Slow methods run one forward pass per feature map: expect a minute or more each on a CPU.")
         for m in slow:
-            slow_params[m] = method_params(PAGE, xc.get_method(m))
+            slow_params[m] = method_params(PAGE, xc.get_method(m), name_method=True)
+    classes, _ = class_picker(PAGE, "imagenet", model)
     st.header("Display")
-    colormap = st.selectbox(
-        "Colour map", list(COLORMAPS), index=list(COLORMAPS).index("jet"), key=key(PAGE, "colormap")
-    )
-    alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=key(PAGE, "alpha"))
-    signed = st.toggle("Signed maps (red +, blue -)", key=key(PAGE, "signed"))
+    colormap, alpha, signed = map_display_controls(PAGE)
 
 if image is None:
     st.info("Upload an image or choose a sample to start.")
@@ -72,69 +89,69 @@ if image is None:
 picture = attempt(compute.read_image, image.digest, image.data, _name=image.name)
 if picture is None:
     st.stop()
+size_warning(picture.size, model)
+pred = attempt(compute.predictions, image.digest, choice.model_id, _image=picture, _model=model)
+if pred is None:
+    st.stop()
+# The explained class: the first class chosen in the sidebar, else the model's top class.
+cls = classes[0] if classes else pred.order[0]
 
+fg_base = compute.fgcam_bases()[0]  # FG-CAM's default base
 targets = attempt(compute.fgcam_layers, choice.model_id, layer, _model=model) or []
 target_labels = dict(targets)
 target_names = [t[0] for t in targets if t[0] != layer]
-default_targets = [t for t in target_names if t == "input"] + target_names[1:2]
+default_targets = list(dict.fromkeys([t for t in target_names if t == "input"] + target_names[1:2]))
+fg_widget = key(PAGE, f"fg_targets.{choice.key}.{layer}")
+seed(fg_widget, f"cmp_fg_targets.{choice.key}.{layer}", default_targets, valid=lambda v: set(v) <= set(target_names))
 fg_targets = st.multiselect(
-    "FG-CAM target layers (Grad-CAM components brought down to these layers)",
+    f"FG-CAM target layers ({labels.get(fg_base, fg_base)} components brought down to these layers)",
     target_names,
-    default=default_targets,
     format_func=target_labels.get,
-    key=key(PAGE, f"fg_targets.{choice.key}.{layer}"),
+    key=fg_widget,
+    on_change=remember,
+    args=(fg_widget, f"cmp_fg_targets.{choice.key}.{layer}"),
 )
 
 runs = [(m, ()) for m in chosen] + ([(m, slow_params[m]) for m in slow] if include_slow else [])
-bar = st.progress(0.0, text="Computing...")
 results: dict[str, xc.Explanation] = {}
-total = len(runs) + len(fg_targets)
-for i, (method, params) in enumerate(runs):
-    bar.progress(i / max(total, 1), text=f"{labels[method]} ({i + 1} of {total})")
-    exp = attempt(
-        compute.compute_explanation,
-        image.digest,
-        choice.model_id,
-        layer,
-        method,
-        params,
-        1,
-        _image=picture,
-        _model=model,
-        _progress=progress_callback(bar) if xc.get_method(method).slow else None,
+for method, params in runs:
+    spec = xc.get_method(method)
+    estimate, how = slow_estimate(choice.model_id, model, layer, pred) if spec.slow else (None, "")
+    work = Work(
+        compute.explanation_key(image.digest, choice.model_id, layer, method, params, (cls,)),
+        compute.explanation_work(model, picture, layer, method, params, (cls,)),
+        spec.label,
+        slow=spec.slow,
+        unit="masks" if spec.slow else "",
+        estimate=estimate,
+        how=how,
+        rate_key=(choice.model_id, "masks") if spec.slow else None,
     )
-    if exp is not None:
+    exp = attempt(obtain, work, button=f"Compute {spec.label}", primary=False)
+    if exp is not None and exp is not MISSING:
         results[labels[method]] = exp
 
-base = results.get("Grad-CAM") or attempt(
-    compute.compute_explanation, image.digest, choice.model_id, layer, "grad_cam", (), 1, _image=picture, _model=model
+base_key = compute.explanation_key(image.digest, choice.model_id, layer, fg_base, (), (cls,))
+base = results.get(labels.get(fg_base, "")) or attempt(
+    obtain,
+    Work(base_key, compute.explanation_work(model, picture, layer, fg_base, (), (cls,)), labels.get(fg_base, fg_base)),
 )
-for j, target in enumerate(fg_targets):
-    bar.progress((len(runs) + j) / max(total, 1), text=f"FG-CAM to {target} ({len(runs) + j + 1} of {total})")
-    if base is None:
+for target in fg_targets:
+    if base is None or base is MISSING:
         break
-    out = attempt(
-        compute.compute_fgcam,
-        image.digest,
-        choice.model_id,
-        layer,
-        target,
-        base.class_idx[:1],
-        "grad_cam",
-        False,
-        _exp=base,
-        _model=model,
-    )
-    if out is not None:
+    part = compute.fgcam_key(image.digest, choice.model_id, layer, target, fg_base, False, cls)
+    run = compute.fgcam_work(model, base, image.digest, choice.model_id, target, fg_base, False)
+    work = Work(("fgcam-run", *part), run, f"FG-CAM to {target_labels.get(target, target)}")
+    out = attempt(obtain, work)
+    if out is not None and out is not MISSING:
         results[f"FG-CAM → {target}"] = out
-bar.empty()
 
 if not results:
     st.info("Choose at least one method.")
     st.stop()
 
 first = next(iter(results.values()))
-cls, name, prob = first.predictions[0]
+_, name, prob = first.predictions[0]
 st.subheader(f"Explaining **{name}** ({100 * prob:.1f}%) at `{layer}`")
 pictures = [first.prepared.view] + [
     xc.render_map(e, 0, colormap=colormap, alpha=alpha, signed=signed) for e in results.values()
@@ -186,7 +203,7 @@ if request in requested and to_score:
             {"method": label, **{SCORE_LABELS[k]: round(ev.scores[k], 4) for k in SCORE_LABELS}}
             for label, ev in scored.items()
         ]
-        st.dataframe(table, hide_index=True, width="stretch", key=key(PAGE, "table"))
+        st.table(table)  # a static table wraps its headers: no column is cut on a laptop screen
         left, right = st.columns(2)
         left.plotly_chart(figures.curves_figure(scored, "insertion"), key=key(PAGE, "insertion"))
         right.plotly_chart(figures.curves_figure(scored, "deletion"), key=key(PAGE, "deletion"))

@@ -82,6 +82,7 @@ def test_classification_sample_and_display_changes_reuse_maps():
     assert at.selectbox(key="cls.sample").value == "cat_dog.png"
     assert at.get("plotly_chart"), "predictions chart missing"
     assert len(at.get("download_button")) == 3
+    assert any("Running on the CPU" in c.value for c in at.sidebar.caption), "the sidebar names the device"
     captions = [c for img in at.image for c in img.captions]
     assert sum(c[:3] in {"1. ", "2. ", "3. "} for c in captions) == 3  # K = 3 per-class maps
     runs = state.model_runs()
@@ -97,7 +98,7 @@ def test_classification_sample_and_display_changes_reuse_maps():
     _no_errors(at)
     assert _fused(at) != fused, "changing the activation must change the fused map"
 
-    at.sidebar.selectbox(key="cls.colormap").set_value("viridis").run()
+    at.sidebar.selectbox(key="cls.colormap").set_value("jet").run()
     _no_errors(at)
     assert _first_class_map(at) != single, "changing the colour map must change the per-class maps"
 
@@ -119,8 +120,8 @@ def test_classification_upload_and_fgcam():
     assert "sea snake" in _image_by_caption(at, "1. ").captions[0]
 
     at.selectbox(key="cls.fg_target.efficientnet_lite0._head_act").set_value("_blocks.4")
-    at.sidebar.slider(key="cls.k").set_value(2)
-    at.button(key="cls.run_fg").click().run()
+    at.sidebar.slider(key="cls.k").set_value(2).run()
+    _button(at, "Compute FG-CAM").click().run()
     _no_errors(at)
     fine = _image_by_caption(at, "FG-CAM fused, top 2")
     assert fine.value[0]
@@ -175,10 +176,12 @@ def test_xray_random_weights_dicom_sample():
 
 def test_comparison_grid_and_faithfulness():
     import xai_core as xc
+    from pages._ui.widgets import cam_methods
 
     at = _open("pages/comparison.py")
     captions = [c for img in at.image for c in img.captions]
-    for spec in xc.list_methods():
+    assert {m.key for m in cam_methods()} < {m.key for m in xc.list_methods()}
+    for spec in cam_methods():
         if not spec.slow:
             assert any(c.startswith(f"{spec.label}: ") and c.endswith(" s") for c in captions), spec.label
     assert any(c.startswith("FG-CAM → input") for c in captions)
@@ -187,7 +190,207 @@ def test_comparison_grid_and_faithfulness():
     at.select_slider(key="cmp.steps").set_value(14)
     at.button(key="cmp.run_metrics").click().run()
     _no_errors(at)
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["method"]) == ["Grad-CAM"]
-    assert 0.0 <= float(table["Insertion AUC ↑"][0]) <= 1.0
+    assert 0.0 <= float(table["Insertion AUC ↑"].iloc[0]) <= 1.0
     assert len(at.get("plotly_chart")) == 2
+
+
+# ----------------------------------------------------------------------------- issue 14
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [c for img in at.image for c in img.captions]
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_image_and_choices_follow_the_session_across_pages():
+    """Issue 14 item 2: an upload and K set on Classification survive a visit to Comparison and back."""
+    at = _open("pages/classification.py")
+    data = (ROOT / "samples" / "imagenet" / "ILSVRC2012_val_00000001.JPEG").read_bytes()
+    at.file_uploader(key="cls.upload").set_value(("snake.jpg", data, "image/jpeg")).run()
+    at.sidebar.slider(key="cls.k").set_value(5).run()
+    at.sidebar.selectbox(key="cls.activation").set_value("gelu").run()
+    _no_errors(at)
+    assert "sea snake" in _image_by_caption(at, "1. ").captions[0]
+
+    at.switch_page("pages/comparison.py").run()
+    _no_errors(at)
+    assert any("snake.jpg" in c.value for c in at.caption), "the comparison page uses the uploaded image"
+    assert "sea snake" in at.subheader[0].value
+
+    at.switch_page("pages/classification.py").run()
+    _no_errors(at)
+    assert at.sidebar.slider(key="cls.k").value == 5
+    assert at.sidebar.selectbox(key="cls.activation").value == "gelu"
+    assert _image_by_caption(at, "FM-G-CAM fused map, top 5")
+    assert "sea snake" in _image_by_caption(at, "1. ").captions[0]
+
+
+def test_explain_a_class_outside_the_top_ten():
+    """Issue 14 item 3: a cat class outside the top 10 on the dog-and-cat sample, in one pass,
+    joining or replacing the top K. (With EfficientNet-Lite0 "tabby" is 9th; "Egyptian cat" is not
+    in the top 10.)
+    """
+    import xai_core as xc
+
+    at = _open("pages/classification.py")
+    assert at.selectbox(key="cls.sample").value == "cat_dog.png"
+    model = xc.load_model("efficientnet_lite0")
+    top10 = xc.explain(model, xc.read_image(ROOT / "samples" / "imagenet" / "cat_dog.png"), top_k=10).class_idx
+    cat = model.labels.index("Egyptian cat")
+    tabby = model.labels.index("tabby")
+    assert cat not in top10
+    runs = state.model_runs()
+    picker = at.sidebar.multiselect(key="cls.classes.efficientnet_lite0")
+    picker.set_value([cat, tabby]).run()
+    _no_errors(at)
+    assert state.model_runs() == runs + 1, "the chosen classes join the top K in one pass"
+    caps = _captions(at)
+    assert any(c.startswith("4. Egyptian cat (") for c in caps), caps
+    assert any(c.startswith("5. tabby (") for c in caps), caps
+    assert _image_by_caption(at, "FM-G-CAM fused map, top 5")
+
+    at.sidebar.radio(key="cls.class_mode").set_value("replace").run()
+    _no_errors(at)
+    caps = [c for c in _captions(at) if c[:1].isdigit()]
+    assert [c.split(" (")[0] for c in caps] == ["1. Egyptian cat", "2. tabby"], caps
+    assert state.model_runs() == runs + 1, "choosing what to show reuses the computed maps"
+
+
+def test_slow_result_shows_again_after_switching_method():
+    """Issue 14 defect 1: a Score-CAM result is shown again (not an error) after moving away and back."""
+    at = _open("pages/classification.py")
+    at.sidebar.selectbox(key="cls.layer.efficientnet_lite0").set_value("_blocks.0").run()
+    at.sidebar.selectbox(key="cls.method").set_value("score_cam").run()
+    _no_errors(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "on this machine" in warning and "masks" in warning, warning
+    _button(at, "Compute Score-CAM").click().run()
+    _no_errors(at)
+    fused = _fused(at)
+    runs = state.model_runs()
+
+    at.sidebar.selectbox(key="cls.method").set_value("grad_cam").run()
+    _no_errors(at)
+    at.sidebar.selectbox(key="cls.method").set_value("score_cam").run()
+    _no_errors(at)
+    assert _fused(at) == fused
+    at.sidebar.selectbox(key="cls.colormap").set_value("jet").run()
+    at.sidebar.slider(key="cls.k").set_value(4).run()
+    _no_errors(at)
+    assert _image_by_caption(at, "FM-G-CAM fused map, top 4 (Score-CAM")
+    assert state.model_runs() == runs, "both results came from the store (Grad-CAM at this layer ran before)"
+
+    fresh = _open("pages/classification.py")  # a new session with the same image and choices
+    fresh.sidebar.selectbox(key="cls.layer.efficientnet_lite0").set_value("_blocks.0").run()
+    fresh.sidebar.selectbox(key="cls.method").set_value("score_cam").run()
+    _no_errors(fresh)
+    assert _fused(fresh) == fused, "a new session shows the stored Score-CAM result at once"
+
+
+def test_fgcam_only_for_the_classes_on_screen_and_extended():
+    """Issue 12 item 4: FG-CAM runs for the K classes shown; moving K up computes only the new ones."""
+    at = _open("pages/classification.py")
+    at.selectbox(key="cls.fg_target.efficientnet_lite0._head_act").set_value("_blocks.15").run()
+    at.sidebar.slider(key="cls.k").set_value(2).run()
+    runs = state.model_runs()
+    _button(at, "Compute FG-CAM").click().run()
+    _no_errors(at)
+    assert _image_by_caption(at, "FG-CAM fused, top 2")
+    assert state.model_runs() == runs + 1
+    at.sidebar.slider(key="cls.k").set_value(3).run()
+    _no_errors(at)
+    assert _image_by_caption(at, "FG-CAM fused, top 3"), "FG-CAM is extended without another button press"
+    assert state.model_runs() == runs + 2
+    at.sidebar.slider(key="cls.k").set_value(2).run()
+    assert _image_by_caption(at, "FG-CAM fused, top 2")
+    assert state.model_runs() == runs + 2
+
+
+def test_small_items_downloads_tiny_image_end_activation():
+    """Issue 14 item 7: downloads named after the image, tiny images warned, End activation explained."""
+    import io
+
+    from PIL import Image
+
+    from pages._ui.views import download_stem
+
+    assert download_stem({"image": "cat_dog.png", "method": "grad_cam", "k": 3}) == "cat_dog_grad_cam_k3"
+    assert download_stem(
+        {"image": "../x y.jpg", "method": "score_cam", "k": 2, "fg_cam": {"target_layer": "input"}}
+    ) == ("x_y_score_cam_fg_cam_input_k2")
+    at = _open("pages/classification.py")
+    at.sidebar.selectbox(key="cls.activation").set_value("elu").run()
+    assert any("ELU draws what ReLU draws here" in c.value for c in at.caption)
+    at.sidebar.toggle(key="cls.on_original").set_value(True).run()
+    _no_errors(at)
+    assert _image_by_caption(at, "What the model saw (full image)")
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, format="PNG")
+    at.file_uploader(key="cls.upload").set_value(("tiny.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception
+    assert any("only 8x8 pixels" in w.value for w in at.warning)
+
+
+def test_xray_shows_the_image_and_how_it_was_read_without_weights():
+    """Issue 14 item 6: no weights, yet the uploaded image and the reading record are shown."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/xray.py").run()
+    at.selectbox(key="xray.sample").set_value("fake_monochrome1.dcm").run()
+    assert not at.exception
+    if at.error:  # offline: no weights
+        assert _image_by_caption(at, "fake_monochrome1.dcm as read")
+        assert any("How the file was read" in m.value for m in at.markdown)
+        assert "MONOCHROME1" in " ".join(m.value for m in at.markdown)
+
+
+def test_job_stop_keeps_finished_results():
+    """Issue 14 item 5: Stop ends a Score-CAM run within a second of the next batch; finished results stay."""
+    import time
+
+    import xai_core as xc
+    from pages._ui.jobs import JobStore
+
+    store = JobStore()
+    model = xc.load_model("efficientnet_lite0")
+    image = xc.read_image(ROOT / "samples" / "imagenet" / "cat_dog.png")
+    store.put("done", "a finished result")
+
+    def work(progress):
+        return xc.explain(model, image, method="score_cam", layer="_head_act", top_k=2, batch_size=8, progress=progress)
+
+    job = store.submit("slow", work, label="Score-CAM of 2 classes", unit="masks")
+    deadline = time.monotonic() + 120
+    while job.done == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.total > 100 and "masks" in job.status() and "left" in job.status()
+    stopped_at = time.monotonic()
+    store.stop("slow")
+    assert job.finished.wait(30)
+    assert job.stopped and job.done < job.total
+    assert time.monotonic() - stopped_at < 5.0  # one batch of 8 masks, on a busy shared CPU
+    assert store.get("done") == "a finished result"
+    assert store.job("slow") is None
+
+
+def test_xray_warns_about_a_non_chest_modality():
+    """Issue 14 item 6: the reader's modality warning is shown on the page (with or without weights)."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(ROOT / "samples" / "xray" / "fake_monochrome1.dcm")
+    ds.Modality = "US"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/xray.py").run()
+    at.file_uploader(key="xray.upload").set_value(("probe.dcm", buf.getvalue(), "application/dicom")).run()
+    assert not at.exception
+    assert any("Modality is US (ultrasound)" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert _image_by_caption(at, "probe.dcm as read")

@@ -385,8 +385,8 @@ def test_bad_weights_uploads(offline, weight_files: dict[str, bytes], page: str)
         _no_exception(at)
         errors = _errors(at)
         assert len(errors) == 1, (name, errors)
-        if name != "empty.pt":  # the message names the user's file, not a temporary one
-            assert name in errors[0], errors[0]
+        assert name in errors[0], errors[0]  # the message names the user's file...
+        assert "xai-weights-" not in errors[0] and tempfile.gettempdir() not in errors[0], errors[0]  # ...no temp path
         _check_clear(errors[0], fragment)
         assert not _has_fused(at)
         assert not marker.exists(), f"{name}: code in the weights file ran"

@@ -17,6 +17,7 @@ import io
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,9 +57,11 @@ def _safe_file_name(name: str, fallback: str) -> str:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
-def _load(key: str, weights: str, digest: str, _data: bytes | None = None, _name: str = "") -> xc.LoadedModel:
+def _load(
+    key: str, weights: str, digest: str, device: str, _data: bytes | None = None, _name: str = ""
+) -> xc.LoadedModel:
     if weights == "random":
-        return xc.build_model(key, weights=None)
+        return xc.build_model(key, weights=None, device=device)
     if weights == "file":
         # build_model reads the file with torch.load(weights_only=True); the temporary
         # copy is removed as soon as it is read. It carries the uploaded file's (sanitised)
@@ -67,13 +70,18 @@ def _load(key: str, weights: str, digest: str, _data: bytes | None = None, _name
             path = os.path.join(tmp, _safe_file_name(_name, f"{digest[:16]}.pt"))
             with open(path, "wb") as fh:
                 fh.write(_data or b"")
-            return xc.build_model(key, weights=path)
-    return xc.build_model(key)
+            return xc.build_model(key, weights=path, device=device)
+    return xc.build_model(key, device=device)
 
 
 def load_model(choice: ModelChoice, weights_file: bytes | None = None) -> xc.LoadedModel:
-    """The model for ``choice`` (built once per process and weights). Raises WeightsError."""
-    return _load(choice.key, choice.weights, choice.digest, weights_file, choice.name)
+    """The model for ``choice`` on the server's device (``XAI_DEVICE``, default the CPU), built once.
+
+    Raises:
+        WeightsError: the weights are missing or unusable.
+        DeviceError: ``XAI_DEVICE`` names a device this machine does not have.
+    """
+    return _load(choice.key, choice.weights, choice.digest, xc.default_device(), weights_file, choice.name)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -124,53 +132,88 @@ def thumbnail(path: str, size: int = 240):
 # ----------------------------------------------------------------------------- explanations
 
 
-@st.cache_data(max_entries=48, show_spinner=False)
-def compute_explanation(
-    digest: str,
-    model_id: str,
-    layer: str,
-    method: str,
-    params: tuple[tuple[str, object], ...],
-    k_max: int,
-    class_idx: tuple[int, ...] | None = None,
-    *,
-    _image,
-    _model: xc.LoadedModel,
-    _progress: Callable[[int, int], None] | None = None,
-) -> xc.Explanation:
-    """Raw maps of the top ``k_max`` classes (or ``class_idx``): one model run per new key."""
-    count_model_run()
-    return xc.explain(
-        _model,
-        _image,
-        method=method,
-        layer=layer,
-        top_k=k_max,
-        class_idx=list(class_idx) if class_idx else None,
-        progress=_progress,
-        **dict(params),
-    )
+@dataclass(frozen=True)
+class Predictions:
+    """The model's outputs on one image, and how long one forward pass takes here.
+
+    Attributes:
+        all_probs: probability of every output.
+        order: named outputs, most probable first (the top-K are its first K).
+        forward_seconds: measured time of one forward pass of one image on this
+            machine (a batch of a few copies, divided), for honest time estimates.
+    """
+
+    all_probs: object
+    order: tuple[int, ...]
+    forward_seconds: float
 
 
-@st.cache_data(max_entries=24, show_spinner=False)
-def compute_fgcam(
-    digest: str,
-    model_id: str,
-    cam_layer: str,
-    target_layer: str,
-    class_idx: tuple[int, ...],
-    base: str,
-    denoise: bool,
-    *,
-    _exp: xc.Explanation,
-    _model: xc.LoadedModel,
-    _progress: Callable[[int, int], None] | None = None,
-) -> xc.Explanation:
-    """FG-CAM maps of the first ``len(class_idx)`` classes of ``_exp`` at ``target_layer``."""
+@st.cache_data(max_entries=32, show_spinner=False)
+def predictions(digest: str, model_id: str, *, _image, _model: xc.LoadedModel) -> Predictions:
+    """One forward pass of the image (cached per image and weights), timed."""
+    from xai_core.select import top_classes
+
     count_model_run()
-    return xc.explain_fine(
-        _model, _exp, target_layer=target_layer, base=base, denoise=denoise, k=len(class_idx), progress=_progress
-    )
+    prepared = xc.prepare(_image, _model.spec.preprocessing)
+    probs = _model.predict(prepared.tensor)[0]
+    batch = prepared.tensor.expand(4, -1, -1, -1).contiguous()
+    start = time.perf_counter()
+    _model.predict(batch)
+    per_image = (time.perf_counter() - start) / 4
+    order = top_classes(probs.cpu().numpy(), _model.labels, _model.n_valid)
+    return Predictions(probs.cpu().numpy(), tuple(order), per_image)
+
+
+def explanation_key(
+    digest: str, model_id: str, layer: str, method: str, params: tuple, class_idx: tuple[int, ...]
+) -> tuple:
+    """The store key of one explanation (what the old ``st.cache_data`` hashed)."""
+    return ("explain", digest, model_id, layer, method, params, tuple(class_idx))
+
+
+def explanation_work(
+    model: xc.LoadedModel, image, layer: str, method: str, params: tuple, class_idx: tuple[int, ...]
+) -> Callable[[Callable[[int, int], None]], xc.Explanation]:
+    """``work(progress)``: every class of ``class_idx`` explained in one pass (no Streamlit inside)."""
+
+    def work(progress: Callable[[int, int], None]) -> xc.Explanation:
+        count_model_run()
+        return xc.explain(
+            model, image, method=method, layer=layer, class_idx=list(class_idx), progress=progress, **dict(params)
+        )
+
+    return work
+
+
+def fgcam_key(digest: str, model_id: str, cam_layer: str, target: str, base: str, denoise: bool, cls: int) -> tuple:
+    """Store key of one class's FG-CAM map (classes are computed together, stored one by one)."""
+    return ("fgcam", digest, model_id, cam_layer, target, base, denoise, int(cls))
+
+
+def fgcam_work(
+    model: xc.LoadedModel, exp: xc.Explanation, digest: str, model_id: str, target: str, base: str, denoise: bool
+) -> Callable[[Callable[[int, int], None]], xc.Explanation]:
+    """``work(progress)``: FG-CAM of every class of ``exp`` in one pass, each class stored on its own."""
+    from xai_core.select import subset
+
+    def work(progress: Callable[[int, int], None]) -> xc.Explanation:
+        from pages._ui.jobs import STORE
+
+        count_model_run()
+        fine = xc.explain_fine(model, exp, target_layer=target, base=base, denoise=denoise, progress=progress)
+        for i, cls in enumerate(fine.class_idx):
+            STORE.put(fgcam_key(digest, model_id, exp.layer, target, base, denoise, cls), subset(fine, [i]))
+        return fine
+
+    return work
+
+
+def layer_channels(model: xc.LoadedModel, layer: str) -> int:
+    """Feature maps of ``layer`` (the masks a perturbation method runs), 0 if unknown."""
+    for info in model.layers:
+        if info.name == layer:
+            return int(info.shape[0])
+    return 0
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -196,3 +239,18 @@ def compute_metrics(
     return evaluate_map(
         _model.predict, _exp.prepared.tensor, _exp.saliency(0), class_idx, pixels_per_step=max(1, round(h * w / steps))
     )
+
+
+def fgcam_bases() -> tuple[str, ...]:
+    """The CAM methods FG-CAM can start from (the registry's ``fg_cam`` entry, when there is one)."""
+    get_explainer = getattr(xc, "get_explainer", None)
+    if get_explainer is not None:
+        try:
+            for p in get_explainer("fg_cam").params:
+                if p.name == "base" and p.choices:
+                    return tuple(p.choices)
+        except xc.XaiCoreError:
+            pass
+    from xai_core.relevance.fgcam import BASES
+
+    return tuple(BASES)

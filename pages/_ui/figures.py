@@ -23,11 +23,11 @@ def _layout(fig: go.Figure, height: int) -> go.Figure:
 
 
 def predictions_chart(exp: xc.Explanation, k: int, title: str = "Top predictions") -> go.Figure:
-    """Horizontal bars of the K_max explained classes; the K fused ones in their legend colour."""
-    rows = xc.legend(exp, exp.k_max)
-    labels = [f"{r['label']}" for r in rows][::-1]
-    probs = [100 * r["probability"] for r in rows][::-1]
-    colours = [r["colour"] if i < k else "#c9ced6" for i, r in enumerate(rows)][::-1]
+    """Horizontal bars of the explained classes; the first ``k`` (the fused ones) in their legend colour."""
+    coloured = [r["colour"] for r in xc.legend(exp, k)]
+    labels = list(exp.labels)[::-1]
+    probs = [100 * p for p in exp.probs][::-1]
+    colours = [coloured[i] if i < k else "#c9ced6" for i in range(exp.k_max)][::-1]
     fig = go.Figure(
         go.Bar(
             x=probs,
@@ -42,7 +42,7 @@ def predictions_chart(exp: xc.Explanation, k: int, title: str = "Top predictions
     )
     fig.update_xaxes(title="probability (%)", range=[0, max(probs) * 1.2 + 1])
     fig.update_layout(title=title)
-    return _layout(fig, 60 + 34 * len(rows))
+    return _layout(fig, 60 + 34 * exp.k_max)
 
 
 def xray_outputs_chart(model: xc.LoadedModel, probs: Sequence[float], flagged: Sequence[bool | None]) -> go.Figure:
@@ -80,9 +80,12 @@ def xray_outputs_chart(model: xc.LoadedModel, probs: Sequence[float], flagged: S
     fig.update_xaxes(title="output (%)", range=[0, 118])
     fig.update_layout(
         title="All pathology outputs (red: above the model's operating threshold)",
-        legend=dict(orientation="h", y=-0.08),
+        # The legend sits above the plot, clear of the x axis title below it.
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
     )
-    return _layout(fig, 90 + 28 * len(rows))
+    _layout(fig, 120 + 28 * len(rows))
+    fig.update_layout(margin=dict(l=10, r=10, t=80, b=10))
+    return fig
 
 
 def fused_hover_figure(exp: xc.Explanation, fused: xc.FusedMap, picture: np.ndarray, k: int) -> go.Figure:

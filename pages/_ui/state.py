@@ -75,3 +75,56 @@ def ensure_routed() -> None:
 
     runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
     st.stop()
+
+
+# ----------------------------------------------------------------------------- shared choices
+#
+# One image and one set of choices per browser session, used by every page. Streamlit
+# forgets a widget's value when a run does not draw that widget (moving to another page),
+# so each choice also lives under a plain session key, ``shared.<name>``, that no widget
+# owns. A widget is seeded from it before it is drawn (:func:`seed`) and writes back to
+# it when the user changes it (``on_change=remember, args=(widget_key, name)``).
+
+SHARED_PREFIX = "shared."
+
+
+def shared_key(name: str) -> str:
+    """The session key holding the shared value of choice ``name``."""
+    return SHARED_PREFIX + name
+
+
+def shared(name: str, default: object = None) -> object:
+    """The session's shared value of ``name`` (``default`` if never chosen)."""
+    import streamlit as st
+
+    return st.session_state.get(shared_key(name), default)
+
+
+def set_shared(name: str, value: object) -> None:
+    import streamlit as st
+
+    st.session_state[shared_key(name)] = value
+
+
+def seed(widget_key: str, name: str, default: object, valid=None) -> None:
+    """Give the widget ``widget_key`` the shared value of ``name`` (else ``default``) before it is drawn.
+
+    ``valid(value) -> bool`` rejects a shared value this widget cannot show (a layer of
+    another model, a K above the classes computed); the default is used then.
+    """
+    import streamlit as st
+
+    value = st.session_state.get(shared_key(name), default)
+    if valid is not None and not valid(value):
+        value = default
+    # Only when it differs: a value set through the Session State API is sent to the
+    # browser again, which would close a menu the user has just opened.
+    if widget_key not in st.session_state or st.session_state[widget_key] != value:
+        st.session_state[widget_key] = value
+
+
+def remember(widget_key: str, name: str) -> None:
+    """``on_change`` callback: store the widget's new value as the shared choice ``name``."""
+    import streamlit as st
+
+    st.session_state[shared_key(name)] = st.session_state[widget_key]

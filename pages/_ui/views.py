@@ -2,54 +2,153 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 import xai_core as xc
 from pages._ui import figures
 from pages._ui.state import key
-from pages._ui.widgets import Display, image_grid, show_legend
+from pages._ui.widgets import ACTIVATION_LABELS, Display, image_grid, show_legend
+
+#: Largest change (on the fused map's 0-1 scale) that an activation may make and still look like ReLU.
+VISIBLE_CHANGE = 0.02
+
+
+def activation_change(exp: xc.Explanation, k: int, normalise: str, activation: str) -> float:
+    """How much ``activation`` changes the K-class fused map compared with ReLU (0-1 scale, model-free).
+
+    ReLU, ELU and GELU differ only where negative evidence survives the fusion's filter
+    (a position whose strongest class is negative), and GELU also bends small positive values.
+    """
+    relu = exp.fused(k, normalise=normalise, activation="relu").maps
+    other = exp.fused(k, normalise=normalise, activation=activation).maps
+    return float((other - relu).abs().max())
+
+
+def full_image(original) -> np.ndarray:
+    """The uploaded image as ``uint8 [H, W, 3]`` (a PIL image, or an X-ray's ``[H, W]`` values in [0, 1])."""
+    from PIL import Image
+
+    from xai_core.images import to_rgb
+
+    if not isinstance(original, Image.Image):  # an X-ray as read: grey values in [0, 1]
+        original = Image.fromarray((np.clip(np.asarray(original, dtype=np.float32), 0, 1) * 255 + 0.5).astype(np.uint8))
+    return np.asarray(to_rgb(original))
+
+
+def horizontal(bar: np.ndarray) -> np.ndarray:
+    """A vertical colour bar (high values at the top) turned to run left (low) to right (high)."""
+    return np.ascontiguousarray(np.rot90(bar, k=-1))
+
+
+def map_scale(display: Display) -> None:
+    """The colour scale of the single-class maps shown above it."""
+    kind = "signed" if display.signed else "single"
+    scale = xc.colour_scale(kind, colormap_name=None if display.signed else display.colormap, length=320, width=14)
+    ticks = "  ·  ".join(text for _, text in scale.ticks)
+    st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title} ({ticks})", width=320)
+
+
+def relevance_maps(fine: xc.Explanation) -> list[np.ndarray]:
+    """FG-CAM maps of every class, signed, on one percentile-clipped symmetric scale (legible relevance)."""
+    from xai_core.render.relevance import relevance_limit, render_relevance
+
+    stack = np.asarray(fine.cams.detach().cpu())
+    limit = relevance_limit(stack)
+    return [render_relevance(stack[i], limit=limit) for i in range(len(stack))]
+
+
+def relevance_caption() -> str:
+    from xai_core.render.relevance import scale_label
+
+    return scale_label()
+
+
+def on_image(exp: xc.Explanation, picture, original, display: Display):
+    """``picture`` (drawn on the model's view) placed on the full uploaded image when asked."""
+    if display.on_original and original is not None:
+        return xc.render_on_original(exp, Image.fromarray(full_image(original)), picture, alpha=1.0)
+    return picture
 
 
 def fused_view(
-    page: str, exp: xc.Explanation, display: Display, *, what: str = "class", whats: str = "classes"
+    page: str,
+    exp: xc.Explanation,
+    display: Display,
+    *,
+    what: str = "class",
+    whats: str = "classes",
+    original=None,
 ) -> dict:
-    """The fused map beside each top class's own map (FM-G-CAM paper, Figures 6 and 7).
+    """The fused map beside each shown class's own map (FM-G-CAM paper, Figures 6 and 7).
 
-    Returns the rendered panels and legend rows, for the PNG download.
+    ``exp`` holds exactly the classes to show (the top K and/or the chosen ones); ``original``
+    is the uploaded image, for "Show maps on the full image". Returns the rendered
+    panels and legend rows, for the PNG download.
     """
-    k = min(display.k, exp.k_max)
+    k = exp.k_max
     method = xc.get_method(exp.method).label if exp.method in xc.METHODS else exp.method
-    fused = exp.fused(k, normalise=display.normalise, activation=display.activation)
-    fused_img = xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap)
+    fused = exp.fused(k, normalise=display.normalise, activation=display.activation, brightness=display.brightness)
+    fused_img = on_image(
+        exp, xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap), original, display
+    )
     rows = xc.legend(exp, k)
     spec = xc.METHODS.get(exp.method)
-    if spec is not None and not spec.class_specific and k > 1:
-        st.info(f"{method} gives the same map for every {what}: the fused map cannot separate them.")
 
+    where = "the whole image" if display.on_original and original is not None else "what the model saw"
     left, middle, right = st.columns([1, 1, 1])
     with left:
-        st.image(exp.prepared.view, caption="What the model saw (resized and centre-cropped)", width="stretch")
+        full = display.on_original and original is not None
+        view = full_image(original) if full else exp.prepared.view
+        st.image(
+            view,
+            caption=f"What the model saw ({'full image' if full else 'resized, centre-cropped'})",
+            width="stretch",
+        )
     with middle:
         st.image(fused_img, caption=f"FM-G-CAM fused map, top {k} ({method} at {exp.layer})", width="stretch")
     with right:
         st.markdown(f"**Fused {whats}**")
         show_legend(rows)
+        scale = xc.colour_scale("fused", colours=xc.class_colours(k), labels=list(exp.labels))
+        st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title}", width=min(36 * k, 220))
         st.caption(
-            f"Each position is coloured by the {what} with the strongest {method} evidence there; brightness "
-            f"is its strength. Activation: {display.activation}, normalisation: {display.normalise}."
+            xc.brightness_caption(display.brightness, normalise=display.normalise, probs=exp.probs, labels=exp.labels)
+            + f" Maps drawn on {where}. End activation: {ACTIVATION_LABELS[display.activation]}."
+            + f" Activation: {display.activation}, normalisation: {display.normalise}."
         )
+        if spec is not None and not spec.class_specific and k > 1:
+            st.info(f"{method} gives the same map for every {what}: the fused map cannot separate them.")
+        if display.activation != "relu" and activation_change(exp, k, display.normalise, display.activation) < (
+            VISIBLE_CHANGE
+        ):
+            st.caption(
+                ":material/info: "
+                + f"{ACTIVATION_LABELS[display.activation]} draws what ReLU draws here: almost no negative evidence "
+                f"survives the fusion at `{exp.layer}` (nearly every position's strongest {what} is positive), "
+                "so there is nothing for the end activation to keep. Shallower layers show the difference.",
+            )
 
     st.markdown(f"#### Each {what}'s own {method} map")
     maps = [
-        xc.render_map(exp, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed) for i in range(k)
+        on_image(
+            exp,
+            xc.render_map(exp, i, colormap=display.colormap, alpha=display.alpha, signed=display.signed),
+            original,
+            display,
+        )
+        for i in range(k)
     ]
     captions = [f"{i + 1}. {r['label']} ({100 * r['probability']:.1f}%)" for i, r in enumerate(rows)]
     image_grid(maps, captions, columns=5)
+    map_scale(display)
 
     with st.expander("Interactive fused map (hover to see the dominant class)", expanded=False):
-        st.plotly_chart(figures.fused_hover_figure(exp, fused, fused_img, k), key=key(page, "hover"))
+        plain = xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap)
+        st.plotly_chart(figures.fused_hover_figure(exp, fused, plain, k), key=key(page, "hover"))
 
-    panels = [(exp.prepared.view, "input"), (fused_img, f"FM-G-CAM, K={k}"), *zip(maps, captions)]
+    panels = [(view, "input"), (fused_img, f"FM-G-CAM, K={k}"), *zip(maps, captions)]
     return {"panels": panels, "legend": rows, "fused": fused_img, "k": k}
 
 
@@ -62,20 +161,32 @@ def settings_dict(exp: xc.Explanation, display: Display, model: xc.LoadedModel, 
         "layer": exp.layer,
         "method": exp.method,
         "method_params": exp.params,
-        "k": min(display.k, exp.k_max),
-        "k_computed": exp.k_max,
+        "k": exp.k_max,
+        "classes": [{"class_idx": c, "label": n} for c, n in zip(exp.class_idx, exp.labels)],
         "activation": display.activation,
         "normalisation": display.normalise,
         "colormap": display.colormap,
         "opacity": display.alpha,
         "signed": display.signed,
+        "on_full_image": display.on_original,
         "xai_core": xc.__version__,
     }
 
 
+def download_stem(settings: dict) -> str:
+    """File name stem of the downloads: image, method, layer, K (``dogs_grad_cam_k3``)."""
+    from pages._ui.compute import _safe_file_name
+
+    image = _safe_file_name(str(settings.get("image", "")).rsplit(".", 1)[0], "image")
+    method = settings.get("method", "")
+    if "fg_cam" in settings:
+        method = f"{method}+fg_cam_{settings['fg_cam']['target_layer']}"
+    return _safe_file_name(f"{image}_{method}_k{settings['k']}", "explanation")
+
+
 def downloads(page: str, exp: xc.Explanation, view: dict, settings: dict, title: str) -> None:
     """Download buttons: the figure as PNG, predictions with settings as JSON and CSV."""
-    stem = f"{settings['model']}_{settings['method']}_k{settings['k']}"
+    stem = download_stem(settings)
     a, b, c = st.columns(3)
     a.download_button(
         "Figure (PNG)",

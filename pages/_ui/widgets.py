@@ -12,7 +12,8 @@ import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute
-from pages._ui.state import K_MAX, PENDING_SAMPLE, SAMPLES, key
+from pages._ui.running import MISSING, Work, obtain
+from pages._ui.state import K_MAX, PENDING_SAMPLE, SAMPLES, key, remember, seed, set_shared, shared
 from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
 from xai_core.images import MAX_UPLOAD_BYTES, image_digest
 from xai_core.render.colour import COLORMAPS
@@ -37,6 +38,7 @@ WEIGHTS_UPLOAD_MB = 200
 SAMPLE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".dcm"}
 
 ACTIVATION_LABELS = {"relu": "ReLU", "elu": "ELU", "gelu": "GELU", "none": "none"}
+BRIGHTNESS_LABELS = {"normalised": "normalised (paper)", "probability": "by probability"}
 NORMALISATION_LABELS = {
     "reference": "L2, reference (FM-G-CAM library)",
     "per_class": "L2, per class",
@@ -77,31 +79,76 @@ def sample_files(family: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
 
 
+def _image_name(family: str) -> str:
+    return f"image.{family}"
+
+
+def _take_upload(widget: str, family: str) -> None:
+    """Uploader ``on_change``: a new file becomes the session's image on every page.
+
+    Removing the file goes back to the sample.
+    """
+    upload = st.session_state.get(widget)
+    if upload is None:
+        set_shared(_image_name(family), None)
+        return
+    data = upload.getvalue()
+    set_shared(_image_name(family), ImageFile(upload.name, data, image_digest(data), False))
+
+
+def _take_sample(widget: str, family: str) -> None:
+    """Sample box ``on_change``: the chosen sample becomes the session's image (an upload is dropped)."""
+    remember(widget, f"sample.{family}")
+    set_shared(_image_name(family), None)
+
+
 def image_source(page: str, family: str, default_sample: str | None = None) -> ImageFile | None:
-    """An uploader plus a sample picker; an uploaded file wins over the sample."""
+    """An uploader plus a sample picker, shared by every page of the session.
+
+    The image last uploaded (on any page) wins over the sample until a sample is chosen
+    or the upload removed; moving between pages keeps it.
+    """
     types = XRAY_TYPES + XRAY_MIME_TYPES if family == "xray" else IMAGE_TYPES + IMAGE_MIME_TYPES
     names = sample_files(family)
     sample_key = key(page, "sample")
     pending = st.session_state.get(PENDING_SAMPLE)
     if pending and pending.get("family") == family and pending.get("name") in names:
-        st.session_state[sample_key] = pending["name"]
+        set_shared(f"sample.{family}", pending["name"])
+        set_shared(_image_name(family), None)
         st.session_state.pop(PENDING_SAMPLE, None)
-    if sample_key not in st.session_state and names:
-        st.session_state[sample_key] = default_sample if default_sample in names else names[0]
+    if names:
+        fallback = default_sample if default_sample in names else names[0]
+        seed(sample_key, f"sample.{family}", fallback, valid=lambda v: v in names)
 
     left, right = st.columns([3, 2])
     with left:
         what = (
             "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
         )
-        upload = st.file_uploader(
-            f"Upload {what}", type=types, key=key(page, "upload"), max_upload_size=IMAGE_UPLOAD_MB
+        upload_key = key(page, "upload")
+        st.file_uploader(
+            f"Upload {what}",
+            type=types,
+            key=upload_key,
+            max_upload_size=IMAGE_UPLOAD_MB,
+            on_change=_take_upload,
+            args=(upload_key, family),
         )
+    uploaded = shared(_image_name(family))
+    current = st.session_state.get(upload_key)
     with right:
-        sample = st.selectbox("...or use a sample", names, key=sample_key, disabled=upload is not None)
-    if upload is not None:
-        data = upload.getvalue()
-        return ImageFile(upload.name, data, image_digest(data), False)
+        sample = st.selectbox(
+            "...or use a sample",
+            names,
+            key=sample_key,
+            on_change=_take_sample,
+            args=(sample_key, family),
+            help="Choosing a sample replaces the uploaded image.",
+        )
+        if uploaded is not None and current is None:
+            st.caption(f"Showing **{html.escape(uploaded.name)}**, uploaded earlier in this session.")
+    if uploaded is not None:
+        return uploaded
     if sample:
         data = (SAMPLES / family / sample).read_bytes()
         return ImageFile(sample, data, image_digest(data), True)
@@ -116,11 +163,15 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
     specs = xc.list_models(family)
     labels = {s.key: s.label for s in specs}
     keys = [s.key for s in specs]
+    widget = key(page, "model")
+    seed(widget, f"model.{family}", keys[0], valid=lambda v: v in keys)
     model_key = st.selectbox(
         "Model",
         keys,
         format_func=labels.get,
-        key=key(page, "model"),
+        key=widget,
+        on_change=remember,
+        args=(widget, f"model.{family}"),
         help="EfficientNet-Lite0's weights ship with a Python package and work offline; "
         "the others are downloaded once.",
     )
@@ -134,7 +185,16 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
         "file": "A local weights file (.pt / .pth state_dict)",
         "random": "Random weights (demo/testing only; outputs are meaningless)",
     }
-    source = st.radio("Weights", list(sources), format_func=sources.get, key=key(page, "weights"))
+    widget = key(page, "weights")
+    seed(widget, f"weights.{model_key}", "default", valid=lambda v: v in sources)
+    source = st.radio(
+        "Weights",
+        list(sources),
+        format_func=sources.get,
+        key=widget,
+        on_change=remember,
+        args=(widget, f"weights.{model_key}"),
+    )
     if source == "file":
         upload = st.file_uploader(
             "Weights file",
@@ -161,7 +221,8 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
     except xc.WeightsError as err:
         if choice.weights == "file":
             st.error(
-                f"**The uploaded weights file cannot be used.** {err} Upload a state_dict saved with "
+                f"**The uploaded weights file {choice.name!r} cannot be used.** {_user_file(str(err), choice.name)} "
+                "Upload a state_dict saved with "
                 "`torch.save(model.state_dict(), path)` for the model picked above, or choose another weights source."
             )
             return None
@@ -183,59 +244,80 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
     return model
 
 
+def _user_file(message: str, name: str) -> str:
+    """``message`` with any server-side path of the uploaded file replaced by the user's file name."""
+    import re
+
+    safe = compute._safe_file_name(name, "")
+    if not safe:
+        return message
+    return re.sub(r"(?:[A-Za-z]:)?[^\s'\"]*[/\\]" + re.escape(safe), name.replace("\\", "/"), message)
+
+
 def layer_picker(page: str, model: xc.LoadedModel, choice: compute.ModelChoice) -> str:
     """Layer select box over ``model.layers`` (default: the spec's default layer)."""
     layers = model.layers
     names = [layer.name for layer in layers]
     labels = {layer.name: layer.label for layer in layers}
     widget = key(page, f"layer.{choice.key}")
-    if widget not in st.session_state or st.session_state[widget] not in names:
-        st.session_state[widget] = model.spec.default_layer if model.spec.default_layer in names else names[-1]
+    default = model.spec.default_layer if model.spec.default_layer in names else names[-1]
+    seed(widget, f"layer.{choice.key}", default, valid=lambda v: v in names)
     return st.selectbox(
         "Layer",
         names,
         format_func=lambda n: labels.get(n, n),
         key=widget,
+        on_change=remember,
+        args=(widget, f"layer.{choice.key}"),
         help="The convolutional layer whose feature maps are explained (default: the last block).",
     )
 
 
-def method_params(page: str, spec) -> tuple[tuple[str, object], ...]:
-    """Widgets for a method's tunable parameters; returns them as a hashable tuple."""
+def method_params(page: str, spec, *, name_method: bool = False) -> tuple[tuple[str, object], ...]:
+    """Widgets for a method's tunable parameters; returns them as a hashable tuple.
+
+    ``name_method`` puts the method's name in each label ("Score-CAM: masks per batch"),
+    for pages that show several methods' parameters together.
+    """
     values: list[tuple[str, object]] = []
     for p in spec.params:
         widget = key(page, f"param.{spec.key}.{p.name}")
+        name = f"param.{spec.key}.{p.name}"
+        label = f"{spec.label}: {p.label[0].lower()}{p.label[1:]}" if name_method else p.label
+        common = dict(key=widget, help=p.help, on_change=remember, args=(widget, name))
         if p.choices:
-            value = st.selectbox(
-                p.label, list(p.choices), index=list(p.choices).index(p.default), key=widget, help=p.help
-            )
+            seed(widget, name, p.default, valid=lambda v, c=p.choices: v in c)
+            value = st.selectbox(label, list(p.choices), **common)
         elif isinstance(p.default, int):
-            value = int(
-                st.number_input(
-                    p.label,
-                    min_value=int(p.minimum or 1),
-                    max_value=int(p.maximum or 10_000),
-                    value=int(p.default),
-                    step=1,
-                    key=widget,
-                    help=p.help,
-                )
-            )
+            lo, hi = int(p.minimum or 1), int(p.maximum or 10_000)
+            seed(widget, name, int(p.default), valid=lambda v, lo=lo, hi=hi: isinstance(v, int) and lo <= v <= hi)
+            value = int(st.number_input(label, min_value=lo, max_value=hi, step=1, **common))
         else:
-            value = st.number_input(p.label, value=float(p.default), key=widget, help=p.help)
+            seed(widget, name, float(p.default), valid=lambda v: isinstance(v, float))
+            value = st.number_input(label, **common)
         values.append((p.name, value))
     return tuple(values)
 
 
+def cam_methods() -> list:
+    """The registry's CAM-family methods: one map per class at a layer, the ones FM-G-CAM fuses."""
+    return [m for m in xc.list_methods() if getattr(m, "driver", "cam") == "cam"]
+
+
 def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tuple[str, object], ...]]:
-    """The base CAM method (from ``xai_core.METHODS``) and its parameters."""
-    methods = xc.list_methods()
+    """The base CAM method (from the method registry) and its parameters."""
+    methods = cam_methods()
     labels = {m.key: m.label + (" (slow)" if m.slow else "") for m in methods}
+    keys = [m.key for m in methods]
+    widget = key(page, "method")
+    seed(widget, "method", keys[0], valid=lambda v: v in keys)  # the registry lists its default first
     method = st.selectbox(
         label,
-        [m.key for m in methods],
+        keys,
         format_func=labels.get,
-        key=key(page, "method"),
+        key=widget,
+        on_change=remember,
+        args=(widget, "method"),
         help="The method whose per-class maps FM-G-CAM fuses (the paper uses Grad-CAM).",
     )
     spec = xc.get_method(method)
@@ -253,21 +335,33 @@ class Display:
     colormap: str
     alpha: float
     signed: bool
+    on_original: bool = False
+    brightness: str = "normalised"
+
+
+def _bound(page: str, name: str, default: object, valid=None) -> dict:
+    """Seed widget ``page.name`` from the shared choice ``name``; the widget keyword arguments."""
+    widget = key(page, name)
+    seed(widget, name, default, valid=valid)
+    return dict(key=widget, on_change=remember, args=(widget, name))
 
 
 def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
-    """K, end activation, L2 normalisation, colour map, opacity, signed view."""
+    """K, end activation, L2 normalisation, colour map, opacity, signed view, full image."""
     k_max = max(1, min(K_MAX, k_max))
-    k_key = key(page, "k")
-    if k_key in st.session_state and st.session_state[k_key] > k_max:
-        st.session_state[k_key] = k_max
+    want_k = shared("k", default_k)
+    k_default = min(want_k, k_max) if isinstance(want_k, int) else min(default_k, k_max)
     if k_max > 1:
+        widget = key(page, "k")
+        if st.session_state.get(widget) != k_default:
+            st.session_state[widget] = k_default
         k = st.slider(
             "K: classes fused",
             1,
             k_max,
-            min(default_k, k_max),
-            key=k_key,
+            key=widget,
+            on_change=remember,
+            args=(widget, "k"),
             help=f"Up to {k_max} classes are computed once; moving K does not run the model again.",
         )
     else:
@@ -276,25 +370,92 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
         "End activation",
         list(ACTIVATIONS),
         format_func=ACTIVATION_LABELS.get,
-        key=key(page, "activation"),
         help="Applied after the L2 normalisation (FM-G-CAM: ReLU; ELU/GELU keep some negative evidence).",
+        **_bound(page, "activation", "relu", valid=lambda v: v in ACTIVATIONS),
     )
     normalise = st.selectbox(
         "L2 normalisation",
         list(NORMALISATIONS),
         format_func=NORMALISATION_LABELS.get,
-        key=key(page, "normalise"),
+        **_bound(page, "normalise", "reference", valid=lambda v: v in NORMALISATIONS),
     )
+    brightness = st.radio(
+        "Fused map brightness",
+        list(xc.BRIGHTNESS),
+        format_func=BRIGHTNESS_LABELS.get,
+        horizontal=True,
+        help="Normalised: the paper's drawing (each class on one scale, whatever its probability). "
+        "By probability: each class's map also scaled by its probability relative to the top class shown.",
+        **_bound(page, "brightness", xc.BRIGHTNESS[0], valid=lambda v: v in xc.BRIGHTNESS),
+    )
+    colormap, alpha, signed = map_display_controls(page)
+    on_original = st.toggle(
+        "Show maps on the full image",
+        help="Place the maps on the whole uploaded image (inside the part the model saw) instead of on the "
+        "resized, centre-cropped view.",
+        **_bound(page, "on_original", False),
+    )
+    return Display(k, activation, normalise, colormap, alpha, signed, on_original, brightness)
+
+
+def map_display_controls(page: str) -> tuple[str, float, bool]:
+    """Colour map, opacity and signed view of single-class maps (shared by every page)."""
+    default_map = xc.DEFAULT_COLORMAP
     colormap = st.selectbox(
-        "Colour map (single-class maps)", list(COLORMAPS), index=list(COLORMAPS).index("jet"), key=key(page, "colormap")
+        "Colour map (single-class maps)",
+        list(COLORMAPS),
+        **_bound(page, "colormap", default_map, valid=lambda v: v in COLORMAPS),
     )
-    alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=key(page, "alpha"))
+    alpha = st.slider("Overlay opacity", 0.0, 1.0, step=0.05, **_bound(page, "alpha", 0.5))
     signed = st.toggle(
         "Signed per-class maps (red +, blue -)",
-        key=key(page, "signed"),
         help="Show each class's raw map with its sign instead of ReLU + min-max.",
+        **_bound(page, "signed", False),
     )
-    return Display(k, activation, normalise, colormap, alpha, signed)
+    return colormap, alpha, signed
+
+
+def class_picker(page: str, family: str, model: xc.LoadedModel, what: str = "classes") -> tuple[list[int], str]:
+    """Search-as-you-type over every named output: classes to explain besides (or instead of) the top K.
+
+    Returns the chosen class numbers and ``"join"`` or ``"replace"``.
+    """
+    named = [i for i, name in enumerate(model.labels) if name]
+    labels = model.labels
+    name = f"classes.{model.key}"
+    chosen = st.multiselect(
+        f"Explain {what} I choose",
+        named,
+        format_func=lambda i: labels[i],
+        placeholder="Type to search...",
+        help=f"Any of the model's {len(named)} {what}, computed in the same pass as the top K.",
+        **_bound(page, name, [], valid=lambda v: isinstance(v, list) and all(c in named for c in v)),
+    )
+    mode = "join"
+    if chosen:
+        modes = {"join": "Add to the top K", "replace": "Only these"}
+        mode = st.radio(
+            "In the fused map",
+            list(modes),
+            format_func=modes.get,
+            horizontal=True,
+            **_bound(page, "class_mode", "join", valid=lambda v: v in modes),
+        )
+    return list(chosen), mode
+
+
+def device_note(model: xc.LoadedModel) -> None:
+    """Say where the model runs: the device ``XAI_DEVICE`` chose, a GPU by name."""
+    try:
+        device = str(next(model.module.parameters()).device)
+    except StopIteration:
+        device = "cpu"
+    if device.startswith("cuda"):
+        st.success(f"Running on the GPU (`{device}`)", icon=":material/memory:")
+    elif device != "cpu":
+        st.success(f"Running on `{device}`", icon=":material/memory:")
+    else:
+        st.caption("Running on the CPU (set XAI_DEVICE=cuda to use a GPU).")
 
 
 # ----------------------------------------------------------------------------- output
@@ -310,10 +471,12 @@ class Setup(NamedTuple):
     params: tuple[tuple[str, object], ...]
     display: Display
     k_max: int
+    classes: tuple[int, ...] = ()
+    class_mode: str = "join"
 
 
-def explanation_sidebar(page: str, family: str) -> Setup | None:
-    """Model, layer, base method and display controls in the sidebar (None: no usable model)."""
+def explanation_sidebar(page: str, family: str, what: str = "classes") -> Setup | None:
+    """Model, layer, base method, chosen classes and display controls in the sidebar (None: no usable model)."""
     with st.sidebar:
         st.header("Model")
         choice, weights_file = model_picker(page, family)
@@ -322,11 +485,13 @@ def explanation_sidebar(page: str, family: str) -> Setup | None:
         return None
     k_max = min(K_MAX, model.n_valid)
     with st.sidebar:
+        device_note(model)
         layer = layer_picker(page, model, choice)
         method, params = method_picker(page)
+        classes, mode = class_picker(page, family, model, what)
         st.header("Display")
         display = display_controls(page, k_max)
-    return Setup(choice, model, layer, method, params, display, k_max)
+    return Setup(choice, model, layer, method, params, display, k_max, tuple(classes), mode)
 
 
 def legend_html(rows: list[dict]) -> str:
@@ -354,43 +519,119 @@ def image_grid(images: list, captions: list[str], columns: int = 5) -> None:
             col.image(img, caption=cap, width="stretch")
 
 
-def progress_callback(bar) -> Callable[[int, int], None]:
-    """``progress(done, total)`` for slow methods, driving a ``st.progress`` bar."""
+def slow_estimate(model_id: str, model: xc.LoadedModel, layer: str, pred: compute.Predictions) -> tuple[float, str]:
+    """Seconds a perturbation method will take here, and how that was estimated.
 
-    def report(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(total, 1)), text=f"{done} / {total}")
+    One masked forward pass per feature map of ``layer``; its cost is the rate measured
+    by the last finished slow run of this model in this server, else one forward pass
+    timed on this image.
+    """
+    from pages._ui.jobs import STORE
 
-    return report
+    n = compute.layer_channels(model, layer) or 1
+    rate = STORE.rates.get((model_id, "masks"))
+    if rate:
+        return n * rate, f"up to {n} masks at {1000 * rate:.0f} ms each, measured on the last slow run here"
+    return (
+        n * pred.forward_seconds,
+        f"up to {n} masks, one masked forward pass measured at {1000 * pred.forward_seconds:.0f} ms here",
+    )
 
 
-def explain_top_classes(page: str, setup: Setup, digest: str, image: object, what: str) -> xc.Explanation | None:
-    """Raw maps of the top ``setup.k_max`` classes, computed once per image and settings.
+class Explained(NamedTuple):
+    """One pass over the top K_max classes and the chosen ones, and what the page shows of it.
 
-    Slow methods run only after a button press; what was asked for stays computed (cached)
-    afterwards. ``what`` names the classes in messages ("classes", "pathologies").
+    Attributes:
+        full: every computed class (the top K_max, then chosen classes outside them).
+        shown: the classes of the fused map, in order (top K and/or the chosen ones).
+        chart: ``shown`` first, then the other top classes (for the bar chart).
+    """
+
+    full: xc.Explanation
+    shown: xc.Explanation
+    chart: xc.Explanation
+
+
+def shown_classes(full: xc.Explanation, setup: Setup, n_top: int) -> Explained:
+    """Pick the classes to show from a computed explanation (no model call)."""
+    from xai_core.select import rows_of, subset
+
+    k = min(setup.display.k, n_top)
+    chosen = rows_of(full, setup.classes)
+    if setup.class_mode == "replace" and chosen:
+        rows = chosen
+    else:
+        rows = list(range(k)) + [r for r in chosen if r >= k]
+    rest = [r for r in range(n_top) if r not in rows]
+    return Explained(full, subset(full, rows), subset(full, rows + rest))
+
+
+def explain_classes(page: str, setup: Setup, digest: str, image: object, what: str) -> Explained | None:
+    """Maps of the top ``setup.k_max`` classes and the chosen ones, in one pass per image and settings.
+
+    Slow methods run only after Compute is pressed, with progress and Stop; every result
+    stays in the shared store afterwards. ``what`` names the classes ("classes", "pathologies").
     """
     spec = xc.get_method(setup.method)
-    request = (digest, setup.choice.model_id, setup.layer, setup.method, setup.params)
-    requested = st.session_state.setdefault(key(page, "requested"), set())
-    if spec.slow and request not in requested:
-        st.warning(f"{spec.label} is slow: it runs one forward pass per feature map (a minute or more on a CPU).")
-        if not st.button(f"Compute {spec.label}", type="primary", key=key(page, "run_slow")):
-            st.stop()
-        requested.add(request)
-    bar = st.progress(0.0, text="Explaining...") if spec.slow else None
-    with st.spinner(f"Explaining the top {setup.k_max} {what} with {spec.label}..."):
-        exp = attempt(
-            compute.compute_explanation,
-            digest,
-            setup.choice.model_id,
-            setup.layer,
-            setup.method,
-            setup.params,
-            setup.k_max,
-            _image=image,
-            _model=setup.model,
-            _progress=progress_callback(bar) if bar else None,
+    model_id = setup.choice.model_id
+    pred = attempt(compute.predictions, digest, model_id, _image=image, _model=setup.model)
+    if pred is None:
+        return None
+    top = tuple(pred.order[: setup.k_max])
+    class_idx = top + tuple(c for c in setup.classes if c not in top)
+    n = len(class_idx)
+    estimate, how = slow_estimate(model_id, setup.model, setup.layer, pred) if spec.slow else (None, "")
+    work = Work(
+        compute.explanation_key(digest, model_id, setup.layer, setup.method, setup.params, class_idx),
+        compute.explanation_work(setup.model, image, setup.layer, setup.method, setup.params, class_idx),
+        f"{spec.label} of {n} {what}",
+        slow=spec.slow,
+        unit="masks" if spec.slow else "",
+        estimate=estimate,
+        how=how,
+        rate_key=(model_id, "masks") if spec.slow else None,
+    )
+    full = attempt(obtain, work, button=f"Compute {spec.label}")
+    if full is None or full is MISSING:
+        return None
+    return attempt(shown_classes, full, setup, len(top))
+
+
+def size_warning(size: tuple[int, int], model: xc.LoadedModel) -> None:
+    """Warn when the image is so small that the model sees mostly interpolation (e.g. 8x8)."""
+    w, h = size
+    in_h, in_w = model.spec.preprocessing.input_size
+    if min(w, h) * 4 < min(in_h, in_w):
+        st.warning(
+            f"This image is only {w}x{h} pixels: the model sees it enlarged to {in_w}x{in_h}, mostly "
+            "interpolation, so its predictions and maps say little about the picture. Use a larger image "
+            f"(at least {min(in_h, in_w) // 2} pixels on the short side).",
+            icon=":material/photo_size_select_small:",
         )
-    if bar is not None:
-        bar.empty()
-    return exp
+
+
+def reading_warnings(xray) -> None:
+    """The reader's warnings about the file (a modality or body part that is not a chest radiograph).
+
+    They come from the reader's record (``xray.warnings``, from the DICOM tags).
+    """
+    for text in tuple(getattr(xray, "warnings", ()) or ()):
+        st.warning(text, icon=":material/warning:")
+
+
+def reading_record(xray, name: str, *, compact: bool = False) -> None:
+    """The X-ray as read and how it was read (needs no model); ``compact``: in a closed expander."""
+    title = f"How the file was read: {xray.source_format}, {xray.width}x{xray.height}, {xray.bits}-bit"
+    box = st.expander(title, expanded=False) if compact else st.container()
+    with box:
+        picture, record = st.columns([1, 2])
+        with picture:
+            st.image(xray.pixels, caption=f"{name} as read (bright = dense)", width="stretch", clamp=True)
+        with record:
+            if not compact:
+                st.markdown(f"**{title}**")
+            rec = getattr(xray, "record", None)
+            if rec is not None:
+                st.table({label: [value] for label, value in rec.rows()}, border="horizontal")
+            for note in xray.notes or ("read as is",):
+                st.markdown(f"- {note}")
