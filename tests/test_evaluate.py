@@ -99,7 +99,7 @@ def reference_rows(folder: Path, methods: list[tuple[str, str, int]]) -> list[di
     for path in sorted(folder.iterdir()):
         image = read_image(path)
         x = prepare(image, model.spec.preprocessing).tensor
-        probs = model.predict(x)[0]
+        probs = model.predict(x)[0].cpu()
         top = [int(i) for i in torch.argsort(probs, descending=True, stable=True)[:3]]
         c = top[0]
         for key, layer, k in methods:
@@ -112,9 +112,13 @@ def reference_rows(folder: Path, methods: list[tuple[str, str, int]]) -> list[di
                 exp = explain(model, image, method="grad_cam", layer=layer, class_idx=classes)
                 sal = torch.from_numpy(np.asarray(resize_map(exp.fused(k).maps[0], (32, 32)), dtype=np.float64))
             elif key == "fg_cam":
-                sal = fg_cam(model.module, x, cam_layer="features.4", target_layer=layer, class_idx=[c])[0].double()
+                sal = (
+                    fg_cam(model.module, x, cam_layer="features.4", target_layer=layer, class_idx=[c])
+                    .relevance[0, 0]
+                    .double()
+                )
             else:
-                sal = lrp(model.module, x, class_idx=[c], variant=key, target_layer=layer)[0].double()
+                sal = lrp(model.module, x, class_idx=[c], variant=key, target_layer=layer).relevance[0, 0].double()
             ev = evaluate_map(model.predict, x, sal, c, pixels_per_step=STEP)
             scores = dict(ev.scores)
             if signed:

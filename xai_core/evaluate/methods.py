@@ -263,45 +263,37 @@ def _layer_maps(model, x, method: Method, layer, class_idx, ranked, batch_size) 
 
 
 def _relevance_map(model, x, method: Method, layer, class_idx, cam_layer, batch_size, cache, image_id):
+    from xai_core.api import explain
     from xai_core.render.colour import resize_map
 
     size = tuple(x.shape[-2:])
-    # The registry's relevance entries are partials of their engine function: FG-CAM
-    # entries carry ``denoise``, LRP entries their ``variant``.
-    options = getattr(get_explainer(method.info.key).compute, "keywords", {})
-    if "denoise" in options:
-        relevance = _fg_cam(
-            model, x, method, bool(options["denoise"]), layer, class_idx, cam_layer, batch_size, cache, image_id
+    spec = get_explainer(method.info.key)
+    if "denoise" in getattr(spec.compute, "keywords", {}) and shares_score_components(method) and cache is not None:
+        relevance = _fg_score_cam_shared(
+            model, x, method, spec.compute.keywords["denoise"], layer, class_idx, cam_layer, batch_size, cache, image_id
         )
-    elif "variant" in options:
-        from xai_core.relevance import lrp
-
-        relevance = lrp(model.module, x, class_idx=[class_idx], variant=options["variant"], target_layer=layer)[0]
     else:
-        raise MethodError(f"{method.info.label}: the evaluation has no relevance engine call for this entry.")
+        params = method.registry_params()
+        if any(p.name == "batch_size" for p in spec.params):
+            params["batch_size"] = batch_size
+        relevance = explain(
+            model, x, method=spec.key, layer=cam_layer, class_idx=[int(class_idx)], target_layer=layer, **params
+        )[0].cams[0]
     relevance = relevance.detach().to(torch.float64)
     if layer == INPUT:
         return relevance, True
     return torch.from_numpy(np.asarray(resize_map(relevance.clamp(min=0), size), dtype=np.float64)), False
 
 
-def _fg_cam(
+def _fg_score_cam_shared(
     model, x, method: Method, denoise, layer, class_idx, cam_layer, batch_size, cache, image_id
 ) -> torch.Tensor:
-    from xai_core.relevance import denoise_components, fg_cam, propagate_relevance, score_cam_weights
+    """FG-Score-CAM with the masked passes of one image and class shared across layers and denoising."""
+    from xai_core.methods.score import score_cam_weights
+    from xai_core.relevance import denoise_components, propagate_relevance
 
     module = model.module
-    if not shares_score_components(method) or cache is None:
-        return fg_cam(
-            module,
-            x,
-            cam_layer=cam_layer,
-            target_layer=layer,
-            class_idx=[class_idx],
-            base=str(method.param("base")),
-            denoise=denoise,
-            score_batch_size=batch_size,
-        )[0]
+    rules = str(method.registry_params().get("rules", "canonized"))
     store = cache._store
     key = (image_id, class_idx, cam_layer, denoise)
     if key not in store:
@@ -312,11 +304,15 @@ def _fg_cam(
             with capture(module, cam_layer, grad=False) as cap, torch.inference_mode():
                 module(x)
             acts = cap[cam_layer]
-            weights = score_cam_weights(module, x, acts, [class_idx], batch_size=batch_size)
-            store[plain] = weights[:, :, None, None] * acts
+            classes = torch.tensor([[int(class_idx)]], device=x.device)
+            weights = score_cam_weights(
+                module, x, acts, classes, probabilities=model.probabilities, batch_size=batch_size
+            )  # [1, 1, C]
+            store[plain] = weights[..., None, None] * acts[:, None]  # [1, 1, C, h, w]
         if denoise:
             store[key] = denoise_components(store[plain])
     comps = store[key]
     if layer == cam_layer:
-        return comps.sum(dim=1)[0]
-    return propagate_relevance(module, x, comps, start_layer=cam_layer, target_layer=layer).sum(dim=1)[0]
+        return comps.sum(dim=2)[0, 0]
+    out = propagate_relevance(module, x, comps, start_layer=cam_layer, target_layer=layer, rules=rules)
+    return out.relevance.sum(dim=2)[0, 0]
