@@ -182,7 +182,7 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
         return compute.ModelChoice(model_key), None
     sources = {
         "default": "Default weights (downloaded once, then cached)",
-        "file": "A local weights file (.pt / .pth state_dict)",
+        "file": "A local weights file (.pt / .pth state_dict or .safetensors)",
         "random": "Random weights (demo/testing only; outputs are meaningless)",
     }
     widget = key(page, "weights")
@@ -198,11 +198,11 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
     if source == "file":
         upload = st.file_uploader(
             "Weights file",
-            type=["pt", "pth", "bin", "ckpt"],
+            type=["pt", "pth", "bin", "ckpt", "safetensors"],
             key=key(page, "weights_file"),
             max_upload_size=WEIGHTS_UPLOAD_MB,
-            help="A state_dict saved with torch.save(model.state_dict(), path). Read with weights_only=True: "
-            "files that need arbitrary unpickling are refused.",
+            help="A state_dict saved with torch.save(model.state_dict(), path), read with weights_only=True "
+            "(files that need arbitrary unpickling are refused), or a .safetensors file (never runs code).",
         )
         if upload is None:
             return compute.ModelChoice(model_key, "file", ""), None
