@@ -16,10 +16,11 @@ import pytest
 import torch
 
 import xai_core as xc
+from xai_core.api import explain
 from xai_core.errors import LayerError, MethodError, UnknownNameError, WeightsError
 from xai_core.hooks.capture import capture
 from xai_core.hooks.layers import trace_modules
-from xai_core.methods import METHODS, compute_cams
+from xai_core.methods import EXPLAINERS
 from xai_core.models import build_model, get_spec, list_models, save_safetensors
 from xai_core.models.libraries import auto_default_layer
 from xai_core.models.weights import read_state_dict
@@ -208,17 +209,17 @@ def test_library_models_explain_with_every_fast_method(key: str) -> None:
     model = build_model(key, weights=None)
     torch.manual_seed(0)
     x = torch.randn(1, 3, 64, 80)
-    for method, spec in METHODS.items():
+    for method, spec in EXPLAINERS.items():
         if spec.slow:
             continue
-        kwargs = {"method": method, "layer": model.spec.default_layer, "top_k": 2}
         if method == "cam" and key.startswith("torchvision:mobilenet"):
             with pytest.raises(MethodError, match="CAM needs"):  # an MLP head, not GAP + one linear layer
-                compute_cams(model.module, x, **kwargs)
+                explain(model, x, method=method, top_k=2)
             continue
-        res = compute_cams(model.module, x, probabilities=model.probabilities, **kwargs)
-        assert res.cams.shape == (2, 2, 3), (key, method)  # 64x80 input, stride 32
-        assert torch.isfinite(res.cams).all(), (key, method)
+        exp = explain(model, x, method=method, top_k=2)[0]
+        expected = (2, 2, 3) if spec.resolution == "layer" else (2, 64, 80)  # 64x80 input, stride 32
+        assert exp.cams.shape == expected, (key, method)
+        assert torch.isfinite(exp.cams).all(), (key, method)
 
 
 # ----------------------------------------------------------------------------- weights

@@ -13,7 +13,7 @@ from PIL import Image
 
 import xai_core
 from xai_core.errors import WeightsError
-from xai_core.methods import METHODS, compute_cams
+from xai_core.methods import EXPLAINERS, compute_cams
 from xai_core.models import build_model, get_spec, list_models
 from xai_core.models.weights import read_state_dict
 
@@ -57,31 +57,29 @@ def test_default_layer_is_offered_and_geometry_comes_from_spec(random_models, ke
 
 @pytest.mark.parametrize("key", ARCHS)
 def test_every_method_runs_at_the_default_layer(random_models, key):
-    """Random weights and a small non-square input (the nets are fully convolutional).
+    """Every registered explainer, random weights, a small non-square input (the nets are fully convolutional).
 
     Perturbation methods run one forward pass per channel, so they get a smaller input.
     """
     model = random_models[key]
     c = model.spec.preprocessing.channels
-    for method in METHODS:
-        x = torch.randn(1, c, 32, 48) if METHODS[method].slow else torch.randn(1, c, 64, 80)
+    for method, spec in EXPLAINERS.items():
+        size = (32, 48) if spec.slow else (64, 80)
+        x = torch.randn(1, c, *size)
+        params = {"batch_size": 256} if any(p.name == "batch_size" for p in spec.params) else {}
         if method == "cam" and key in ("vgg16_bn", "mobilenet_v3_large"):
             with pytest.raises(xai_core.MethodError, match="CAM needs"):
-                compute_cams(model.module, x, method=method, layer=model.spec.default_layer, top_k=2)
+                xai_core.explain(model, x, method=method, top_k=2)
             continue
-        params = {"batch_size": 256} if METHODS[method].slow else {}
-        res = compute_cams(
-            model.module,
-            x,
-            method=method,
-            layer=model.spec.default_layer,
-            top_k=2,
-            probabilities=model.probabilities,
-            valid_outputs=model.valid_outputs,
-            **params,
-        )
-        assert res.cams.dim() == 3 and res.cams.shape[0] == 2, (key, method)
-        assert torch.isfinite(res.cams).all(), (key, method)
+        if "relevance_rules" in spec.needs and key == "convnext_tiny":
+            with pytest.raises(xai_core.MethodError, match="No relevance rule for .*LayerNorm"):
+                xai_core.explain(model, x, method=method, top_k=2, **params)
+            continue
+        exp = xai_core.explain(model, x, method=method, top_k=2, **params)[0]
+        assert exp.cams.dim() == 3 and exp.cams.shape[0] == 2, (key, method)
+        if spec.resolution == "input":
+            assert tuple(exp.cams.shape[1:]) == size, (key, method)
+        assert torch.isfinite(exp.cams).all(), (key, method)
 
 
 def test_xray_top_k_skips_unnamed_outputs():
