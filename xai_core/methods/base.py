@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from xai_core.errors import MethodError
-from xai_core.hooks.capture import capture
+from xai_core.errors import LayerError, MethodError
+from xai_core.hooks.capture import capture, eval_mode, model_lock
+from xai_core.hooks.layers import resolve_layer
 from xai_core.methods.context import CamContext, ClassChoice, MapResult, Progress
 from xai_core.methods.smoothing import AUGMENTATIONS, augment, fuse_layers, relu_minmax, to_maps
 
@@ -192,6 +193,52 @@ def _hessian_vector(scores: torch.Tensor, activations: torch.Tensor) -> tuple[to
     return torch.stack(grads, dim=1), torch.stack(hvps, dim=1)
 
 
+class _Outputs(dict):
+    """Captured outputs by layer name, with capture's message for a layer that did not run."""
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self:
+            raise LayerError(f"Layer {name!r} did not run during the forward pass, so nothing was captured.")
+        return dict.__getitem__(self, name)
+
+
+@contextlib.contextmanager
+def _capture_in_graph(module: nn.Module, layers: list[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Several layers' outputs kept *in* the autograd graph (for gradients w.r.t. each of them).
+
+    :func:`~xai_core.hooks.capture.capture` turns each captured output into a fresh leaf,
+    which cuts the graph between two captured layers; here the outputs stay connected
+    (the input is made a leaf that requires grad, so the whole graph is recorded), and
+    the network continues with a copy of each, so in-place operations after a layer cannot
+    rewrite it. The model is left as found (hooks, mode, ``requires_grad``).
+    """
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make(name: str):
+        def hook(_module: nn.Module, _inputs: tuple, output: object) -> torch.Tensor:
+            if not isinstance(output, torch.Tensor):
+                raise LayerError(f"Layer {name!r} returns {type(output).__name__}, not a tensor; choose another layer.")
+            if name in outputs:
+                raise LayerError(
+                    f"Layer {name!r} runs more than once per forward pass (the module is reused), so its "
+                    "output is ambiguous. Choose another layer."
+                )
+            outputs[name] = output
+            return output.clone()
+
+        return hook
+
+    with model_lock(module), eval_mode(module), torch.enable_grad():
+        try:
+            for name in layers:
+                handles.append(resolve_layer(module, name).register_forward_hook(make(name)))
+            yield outputs
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
 def _one_pass(
     module: nn.Module,
     x: torch.Tensor,
@@ -211,8 +258,13 @@ def _one_pass(
 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, list[int]]:
     """One forward (and backward) pass over ``x``: per layer the maps ``[N, K, h, w]``, the classes, logits, C."""
     grad = needs_gradients or hessian
-    with capture(module, layers, grad=grad) as cap:
-        if grad:
+    in_graph = grad and len(layers) > 1
+    with _capture_in_graph(module, layers) if in_graph else capture(module, layers, grad=grad) as cap:
+        if in_graph:
+            with autocast_context(x, autocast):
+                logits = module(x.detach().clone().requires_grad_(True))
+            cap = _Outputs(cap)
+        elif grad:
             with autocast_context(x, autocast):
                 logits = module(x)
         else:
@@ -302,8 +354,9 @@ def run_cams(
             min-max scaled maps, flipped back. The classes are chosen on the plain input.
         eigen_smooth: project the weighted activations on their first principal
             component instead of summing them (pytorch-grad-cam's ``eigen_smooth``).
-        layer_fusion: with several layers, ``"mean"`` (pytorch-grad-cam) or ``"max"``
-            (torchcam) of the ReLU'd, min-max scaled maps at the largest layer resolution.
+        layer_fusion: with several layers, ``"mean"`` (pytorch-grad-cam; maps at the
+            input resolution) or ``"max"`` (torchcam; at the largest layer resolution) of
+            the ReLU'd, min-max scaled maps (:func:`~xai_core.methods.smoothing.fuse_layers`).
         **params: the method's parameters.
 
     Returns:
@@ -329,7 +382,7 @@ def run_cams(
     )
 
     def combine(maps: list[torch.Tensor]) -> torch.Tensor:
-        return maps[0] if len(maps) == 1 else fuse_layers(maps, layer_fusion)
+        return maps[0] if len(maps) == 1 else fuse_layers(maps, layer_fusion, tuple(x.shape[-2:]))
 
     maps, idx, logits, channels = _one_pass(module, x, maths, layers, choose, **kwargs)
     if not aug_smooth:

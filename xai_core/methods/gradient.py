@@ -32,14 +32,18 @@ def grad_cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 
 
 def grad_cam_pp_weights(
-    activations: torch.Tensor, grads: torch.Tensor, g2: torch.Tensor | None = None, g3: torch.Tensor | None = None
+    activations: torch.Tensor,
+    grads: torch.Tensor,
+    g2: torch.Tensor | None = None,
+    g3: torch.Tensor | None = None,
+    eps: float = EPS,
 ) -> torch.Tensor:
     """Grad-CAM++ (Chattopadhay et al., 2018, eq. 19), closed form for an exponential score.
 
     ``a_cij = g^2 / (2 g^2 + (sum_ab A_cab) g^3)`` (0 where ``g^2`` is 0),
-    ``w_c = sum_ij a_cij relu(g_cij)``. ``EPS`` keeps the denominator away from 0.
-    ``g2``/``g3`` replace ``g^2``/``g^3`` (Smooth Grad-CAM++ passes their averages over
-    noisy inputs).
+    ``w_c = sum_ij a_cij relu(g_cij)``. ``eps`` (default ``EPS``, as pytorch-grad-cam)
+    keeps the denominator away from 0. ``g2``/``g3`` replace ``g^2``/``g^3`` (Smooth
+    Grad-CAM++ passes their averages over noisy inputs, and torchcam's ``eps = 1e-8``).
 
     Returns:
         ``[N, K, C]``.
@@ -47,7 +51,7 @@ def grad_cam_pp_weights(
     g2 = grads.pow(2) if g2 is None else g2
     g3 = g2 * grads if g3 is None else g3
     sum_a = activations.sum(dim=(2, 3), keepdim=True)[:, None]  # [N, 1, C, 1, 1]
-    alpha = g2 / (2 * g2 + sum_a * g3 + EPS)
+    alpha = g2 / (2 * g2 + sum_a * g3 + eps)
     alpha = torch.where(g2 != 0, alpha, torch.zeros_like(alpha))
     return (alpha * grads.clamp(min=0)).sum(dim=(3, 4))
 

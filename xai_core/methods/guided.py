@@ -89,7 +89,7 @@ def input_gradients(req: ExplainRequest, *, guided: bool) -> tuple[torch.Tensor,
 
     module = req.module
     with model_lock(module), eval_mode(module), torch.enable_grad():
-        x = req.x.detach().clone().requires_grad_(True)
+        x = req.x.detach().contiguous().clone().requires_grad_(True)
         with guided_relus() if guided else contextlib.nullcontext(), autocast_context(x, req.autocast):
             logits = module(x)
         if logits.dim() != 2:
@@ -157,9 +157,9 @@ def bias_layers(module: nn.Module) -> list[tuple[str, nn.Module, torch.Tensor]]:
     """
     out = []
     for name, m in module.named_modules():
-        if type(m) is nn.Conv2d and m.bias is not None:
+        if isinstance(m, nn.Conv2d) and m.bias is not None:
             out.append((name, m, m.bias.detach()))
-        elif type(m) is nn.BatchNorm2d and m.bias is not None and m.running_mean is not None:
+        elif isinstance(m, nn.BatchNorm2d) and m.bias is not None and m.running_mean is not None:
             scale = m.weight.detach() / torch.sqrt(m.running_var + m.eps)
             out.append((name, m, m.bias.detach() - m.running_mean * scale))
     return out
@@ -217,7 +217,7 @@ def fullgrad(req: ExplainRequest) -> MapResult:
     size = tuple(req.x.shape[-2:])
     layers = bias_layers(module)
     with model_lock(module), eval_mode(module), torch.enable_grad():
-        x = req.x.detach().clone().requires_grad_(True)
+        x = req.x.detach().contiguous().clone().requires_grad_(True)
         with _record(layers) as outputs, autocast_context(x, req.autocast):
             logits = module(x)
         if logits.dim() != 2:

@@ -29,12 +29,18 @@ def image_noise(seed: int, shape: tuple[int, ...], samples: int, std: float, dev
     return torch.stack(draws).to(device)
 
 
+SMOOTH_EPS = 1e-8
+"""torchcam's Smooth Grad-CAM++ denominator guard. It matters: Grad-CAM++'s ``g^2`` is often
+of the order of 1e-8 (a gradient of ``w / (h w)`` behind global average pooling)."""
+
+
 def smooth_grad_cam_pp(ctx: CamContext, *, num_samples: int = 4, std: float = 0.3, seed: int = 0) -> torch.Tensor:
     """Smooth Grad-CAM++ (Omeiza et al., 2019): Grad-CAM++ with derivatives averaged over noisy inputs.
 
     ``D_p = mean_s g_s^p`` over ``num_samples`` inputs ``x + N(0, std^2)`` (p = 1, 2, 3);
     ``alpha = D_2 / (2 D_2 + (sum_ab A_ab) D_3)``, ``w_c = sum_ij alpha_cij relu(D_1,cij)``;
-    the map weights the clean input's activations ``A``. All noisy copies of all images
+    the map weights the clean input's activations ``A`` (``eps`` = :data:`SMOOTH_EPS`
+    in the denominator, as torchcam). All noisy copies of all images
     run in one forward and one batched backward pass.
 
     torchcam's ``SmoothGradCAMpp`` differs in two places (``tests/test_methods_peers.py``
@@ -58,7 +64,7 @@ def smooth_grad_cam_pp(ctx: CamContext, *, num_samples: int = 4, std: float = 0.
         grads = class_gradients(logits.gather(1, ctx.class_idx.repeat(s, 1)), cap[ctx.layer_name])
     grads = grads.float().reshape(s, n, k, *grads.shape[2:])
     d1, d2, d3 = grads.mean(0), grads.pow(2).mean(0), grads.pow(3).mean(0)
-    return grad_cam_pp_weights(ctx.activations, d1, d2, d3)
+    return grad_cam_pp_weights(ctx.activations, d1, d2, d3, eps=SMOOTH_EPS)
 
 
 def torchcam_masks(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

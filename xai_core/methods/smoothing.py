@@ -94,24 +94,35 @@ def augment(x: torch.Tensor, flip: bool, factor: float) -> torch.Tensor:
     return y * factor if factor != 1.0 else y
 
 
-def fuse_layers(maps: list[torch.Tensor], how: str) -> torch.Tensor:
+def fuse_layers(maps: list[torch.Tensor], how: str, input_size: tuple[int, int]) -> torch.Tensor:
     """One map per image and class from the maps of several layers.
 
     Each layer's map is ReLU'd and min-max scaled at its own resolution (as both peers do
-    before fusing), resized (bilinear, ``align_corners=False``) to the largest layer
-    resolution, then averaged and min-max scaled again (``"mean"``, pytorch-grad-cam) or
-    combined by the element-wise maximum (``"max"``, torchcam ``fuse_cams``).
+    before fusing) and resized (bilinear, ``align_corners=False``), then either
+
+    * ``"mean"`` (pytorch-grad-cam's list of target layers): resized to the input
+      resolution, averaged and min-max scaled again; or
+    * ``"max"`` (torchcam ``fuse_cams``): resized to the largest layer resolution and
+      combined by the element-wise maximum.
+
+    Each mode works at its peer's resolution, so the fused maps are the peers' (a map
+    resized twice differs a little from one resized once).
 
     Args:
         maps: ``[N, K, h_l, w_l]`` per layer.
         how: one of :data:`FUSIONS`.
+        input_size: ``(H, W)`` of the input.
 
     Returns:
-        ``[N, K, h, w]`` at the largest resolution, values in [0, 1].
+        ``[N, K, h, w]`` in [0, 1]: at the input resolution (``"mean"``) or at the largest
+        layer resolution (``"max"``).
     """
     if how not in FUSIONS:
         raise MethodError(f"layer_fusion must be one of {', '.join(FUSIONS)}; got {how!r}.")
-    size = max((tuple(m.shape[-2:]) for m in maps), key=lambda s: s[0] * s[1])
+    if how == "mean":
+        size = tuple(input_size)
+    else:
+        size = max((tuple(m.shape[-2:]) for m in maps), key=lambda s: s[0] * s[1])
     scaled = []
     for m in maps:
         m = relu_minmax(m)
