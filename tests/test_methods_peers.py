@@ -65,7 +65,7 @@ PGC_CASES = {
     "fem": ("FEM", {}, {}),
     "shapley_cam": ("ShapleyCAM", {}, {}),
     "grad_cam": ("GradCAM", {"eigen_smooth": True}, {"eigen_smooth": True}),
-    "grad_cam_pp": ("GradCAMPlusPlus", {"eigen_smooth": True}, {"eigen_smooth": True}),
+    "layer_cam": ("LayerCAM", {"eigen_smooth": True}, {"eigen_smooth": True}),
 }
 
 
@@ -73,8 +73,12 @@ PGC_CASES = {
 def test_agrees_with_pytorch_grad_cam(method, arch, imgs):
     cls_name, ours_params, call = PGC_CASES[method]
     for name, i, model, layer, x, c in _each(arch, imgs):
-        ours = processed(run_ours(model, x, layer, method, c, **ours_params), x.shape[-2:])
+        signed = run_ours(model, x, layer, method, c, **ours_params)
+        ours = processed(signed, x.shape[-2:])
         ref = pgc_map(getattr(pgc, cls_name), model, x, model.get_submodule(layer), c, **call)
+        if call.get("eigen_smooth") and corr(ours, ref) < AGREE:
+            # pytorch-grad-cam keeps LAPACK's arbitrary sign (test_pytorch_grad_cam_eigen_smooth_sign_is_arbitrary)
+            ours = processed(-signed, x.shape[-2:])
         assert corr(ours, ref) >= AGREE, (method, name, i, corr(ours, ref))
 
 
@@ -188,6 +192,20 @@ def test_kpca_cam_is_pytorch_grad_cams_projection_up_to_sign(arch, imgs):
 
 
 # ------------------------------------------------------------------ the peers' defects, on constructed cases
+
+
+def test_pytorch_grad_cam_eigen_smooth_sign_is_arbitrary(imgs):
+    """Its ``get_2d_projection`` keeps LAPACK's sign: here (seeded VGG-like net, first sample image,
+    Grad-CAM++) its eigen-smoothed map is the *negative* projection, anti-correlated with the
+    plain Grad-CAM++ map. Ours fixes the sign to agree with the map without smoothing."""
+    model, x = vgg_like(), imgs[0]
+    c = top_class(model, x)
+    layer = model.get_submodule("features.12")
+    theirs = pgc_map(pgc.GradCAMPlusPlus, model, x, layer, c, eigen_smooth=True)
+    plain = pgc_map(pgc.GradCAMPlusPlus, model, x, layer, c)
+    ours = run_ours(model, x, "features.12", "grad_cam_pp", c, eigen_smooth=True)
+    assert corr(theirs, processed(-ours, (224, 224))) >= AGREE  # the same projection, other sign
+    assert corr(theirs, plain) < 0 < corr(processed(ours, (224, 224)), plain)
 
 
 def test_pytorch_grad_cam_kpca_sign_can_highlight_the_inactive_region():
