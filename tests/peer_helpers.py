@@ -137,7 +137,9 @@ def pgc_map(cls_, module, x, layer_modules, cls, targets=None, **call) -> np.nda
 def torchcam_map(cls_, module, x, layer, cls, *, fuse: bool = False, **kwargs) -> torch.Tensor:
     """torchcam's map at its own resolution (ReLU'd, min-max scaled by the library)."""
     names = layer if isinstance(layer, list) else [layer]
-    with cls_(module, target_layer=names if len(names) > 1 else names[0], input_shape=tuple(x.shape[1:]), **kwargs) as ext:
+    with cls_(
+        module, target_layer=names if len(names) > 1 else names[0], input_shape=tuple(x.shape[1:]), **kwargs
+    ) as ext:
         scores = module(x)
         cams = ext(class_idx=cls, scores=scores)
         if fuse:

@@ -43,7 +43,9 @@ def test_random_cam_is_seeded_per_class_and_in_range(tiny):
     assert not torch.allclose(w, random_weights(idx, 6, seed=8, dtype=torch.float32))
     x = torch.randn(1, 3, 10, 10)
     cam = run_ours(tiny, x, "features", "random_cam", 3, seed=7)
-    expected = torch.einsum("c,chw->hw", random_weights(torch.tensor([[3]]), 6, 7, torch.float32)[0, 0], _features(tiny, x)[0])
+    expected = torch.einsum(
+        "c,chw->hw", random_weights(torch.tensor([[3]]), 6, 7, torch.float32)[0, 0], _features(tiny, x)[0]
+    )
     torch.testing.assert_close(cam, expected)
 
 
@@ -113,7 +115,9 @@ def test_principal_projection_sign_follows_the_sum():
     comp[0, 0] = torch.stack([blob, 2 * blob, 0.5 * blob])  # rank one: the projection is the centred blob
     proj = principal_projection(comp)[0, 0]
     assert float(proj[1, 1]) > 0 > float(proj[0, 0])
-    torch.testing.assert_close(proj - proj.mean(), (proj.max() - proj.min()) * (blob - blob.mean()), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        proj - proj.mean(), (proj.max() - proj.min()) * (blob - blob.mean()), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_driver_accepts_weights_components_and_maps():
@@ -163,11 +167,15 @@ def test_multi_layer_fusion_by_hand(tiny):
     x = torch.randn(1, 3, 10, 12)
     maps = [run_ours(tiny, x, name, "grad_cam", 2) for name in ("features.1", "features.3")]
     maps = [relu_minmax(m)[None, None] for m in maps]
-    mean = relu_minmax(torch.stack([F.interpolate(m, size=(10, 12), mode="bilinear", align_corners=False) for m in maps]).mean(0))
+    mean = relu_minmax(
+        torch.stack([F.interpolate(m, size=(10, 12), mode="bilinear", align_corners=False) for m in maps]).mean(0)
+    )
     torch.testing.assert_close(run_ours(tiny, x, ["features.1", "features.3"], "grad_cam", 2), mean[0, 0])
     big = maps[0].shape[-2:]
     peak = torch.maximum(maps[0], F.interpolate(maps[1], size=big, mode="bilinear", align_corners=False))
-    torch.testing.assert_close(run_ours(tiny, x, ["features.1", "features.3"], "grad_cam", 2, layer_fusion="max"), peak[0, 0])
+    torch.testing.assert_close(
+        run_ours(tiny, x, ["features.1", "features.3"], "grad_cam", 2, layer_fusion="max"), peak[0, 0]
+    )
     with pytest.raises(MethodError, match="distinct"):
         run_ours(tiny, x, ["features.1", "features.1"], "grad_cam", 2)
     with pytest.raises(MethodError, match="one layer"):
@@ -234,7 +242,12 @@ def test_fullgrad_on_a_bias_only_network():
     hw = 20
     gz = (net[3].weight[1] / hw).detach()  # dy/dz_c, constant over positions
     gx = torch.einsum("c,ck->k", gz, net[0].weight[:, :, 0, 0].detach())  # dy/dx_k
-    psi = lambda t: (t - t.amin(dim=(-2, -1), keepdim=True)) / (t.amax(dim=(-2, -1), keepdim=True) - t.amin(dim=(-2, -1), keepdim=True) + 1e-7)  # noqa: E731
+
+    def psi(t):
+        return (t - t.amin(dim=(-2, -1), keepdim=True)) / (
+            t.amax(dim=(-2, -1), keepdim=True) - t.amin(dim=(-2, -1), keepdim=True) + 1e-7
+        )  # noqa: E731
+
     input_part = psi((x[0] * gx[:, None, None]).abs()).sum(0)
     bias_part = psi((net[0].bias.detach() * gz)[:, None, None].abs().expand(3, 4, 5)).sum(0)  # constant maps: 0
     torch.testing.assert_close(ours, input_part + bias_part, rtol=1e-5, atol=1e-6)

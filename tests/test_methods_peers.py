@@ -101,7 +101,11 @@ def test_finer_cam_agrees_with_both_peers(arch, imgs):
         assert corr(ours, ref) >= AGREE, ("torchcam", name, i, corr(ours, ref))
 
 
-MULTI = {"resnet18": ["layer3", "layer4"], "vgg_like": ["features.9", "features.12"], "lite0": ["_blocks.10", "_head_act"]}
+MULTI = {
+    "resnet18": ["layer3", "layer4"],
+    "vgg_like": ["features.9", "features.12"],
+    "lite0": ["_blocks.10", "_head_act"],
+}
 
 
 def test_multi_layer_fusion_agrees_with_both_peers(arch, imgs):
@@ -152,7 +156,9 @@ def test_guided_methods_agree_with_pytorch_grad_cam_on_relu_networks(build, laye
         ours = run_ours(model, x, layer, "guided_backprop", c)
         assert corr(ours.numpy(), gb) >= AGREE, (i, corr(ours.numpy(), gb))  # signed maps
         mask = pgc_map(pgc.GradCAM, model, x, model.get_submodule(layer), c)
-        ggc = (GuidedBackpropReLUModel(copy.deepcopy(model), device="cpu")(x.clone(), target_category=c) * mask[..., None])
+        ggc = (
+            GuidedBackpropReLUModel(copy.deepcopy(model), device="cpu")(x.clone(), target_category=c) * mask[..., None]
+        )
         ours = run_ours(model, x, layer, "guided_grad_cam", c)
         assert corr(ours.numpy(), ggc.sum(-1)) >= AGREE, (i, corr(ours.numpy(), ggc.sum(-1)))
 
@@ -236,7 +242,9 @@ def test_torchcam_smooth_grad_cam_pp_maps_the_last_noisy_input():
     from xai_core.methods.smoothing import relu_minmax
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4))
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4)
+    )
     net.eval()
     x = torch.randn(1, 3, 12, 12)
     torch.manual_seed(5)

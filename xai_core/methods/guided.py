@@ -139,7 +139,9 @@ def guided_grad_cam(req: ExplainRequest) -> MapResult:
         autocast=req.autocast,
     )
     idx = cam.class_idx
-    fixed = ExplainRequest(req.module, req.x, req.layer_name, lambda _logits: idx, req.probabilities, None, req.autocast)
+    fixed = ExplainRequest(
+        req.module, req.x, req.layer_name, lambda _logits: idx, req.probabilities, None, req.autocast
+    )
     grads, _, _ = input_gradients(fixed, guided=True)
     mask = F.interpolate(relu_minmax(cam.maps), size=tuple(req.x.shape[-2:]), mode="bilinear", align_corners=False)
     return MapResult((grads * mask[:, :, None]).sum(dim=2), idx, cam.logits, 1)
@@ -149,7 +151,10 @@ def guided_grad_cam(req: ExplainRequest) -> MapResult:
 
 
 def bias_layers(module: nn.Module) -> list[tuple[str, nn.Module, torch.Tensor]]:
-    """``(name, layer, bias [C])`` of every ``Conv2d`` and ``BatchNorm2d`` with a bias.
+    """``(name, layer, bias [C])`` of every ``Conv2d`` and ``BatchNorm2d`` (subclasses too) with a bias.
+
+    pytorch-grad-cam takes the exact types only, so it misses, for example, the biases
+    of ``Conv2dStaticSamePadding`` layers (EfficientNet); Lite0's have none.
 
     A batch norm's bias is the one it adds in eval mode,
     ``beta - running_mean * gamma / sqrt(running_var + eps)`` (FullGrad's, and

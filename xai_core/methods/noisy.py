@@ -23,7 +23,11 @@ from xai_core.methods.gradient import grad_cam_pp_weights
 
 
 def image_noise(seed: int, shape: tuple[int, ...], samples: int, std: float, device: torch.device) -> torch.Tensor:
-    """``samples`` draws of ``N(0, std^2)`` noise of ``shape`` from a generator seeded with ``seed``, ``[S, *shape]``."""
+    """``samples`` draws of ``N(0, std^2)`` noise of ``shape`` from a generator seeded with ``seed``.
+
+    Returns:
+        ``[S, *shape]`` on ``device``.
+    """
     g = torch.Generator().manual_seed(int(seed))
     draws = [torch.randn(shape, generator=g) * std for _ in range(samples)]
     return torch.stack(draws).to(device)
@@ -68,7 +72,7 @@ def smooth_grad_cam_pp(ctx: CamContext, *, num_samples: int = 4, std: float = 0.
 
 
 def torchcam_masks(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """torchcam's Score-CAM masks ``[N, C, H, W]``: per-channel min-max at the layer's resolution, then upsampled."""
+    """Torchcam's Score-CAM masks ``[N, C, H, W]``: per-channel min-max at the layer's resolution, then upsampled."""
     lo = activations.amin(dim=(2, 3), keepdim=True)
     shifted = activations - lo
     scaled = shifted / (shifted.amax(dim=(2, 3), keepdim=True) + 1e-8)

@@ -523,14 +523,31 @@ EXPLAINERS: dict[str, Explainer] = {
             target=_finer_target,
             peers=(_PGC, _TC),
             params=(
-                Param("alpha", "Comparison strength", 1.0, minimum=0.0, maximum=10.0,
-                      help="How much of the similar classes' scores is subtracted (torchcam's gamma, 0.6 by default "
-                      "there; pytorch-grad-cam's alpha, 1)."),
-                Param("references", "Similar classes compared", 3, minimum=1, maximum=100,
-                      help="The classes whose logits are closest to the explained class's."),
-                Param("comparison", "Combine the similar classes by", "mean", choices=gradient.COMPARISONS,
-                      help="'mean': their mean score (torchcam, the paper); 'probability': a probability-weighted "
-                      "mean of the differences (pytorch-grad-cam)."),
+                Param(
+                    "alpha",
+                    "Comparison strength",
+                    1.0,
+                    minimum=0.0,
+                    maximum=10.0,
+                    help="How much of the similar classes' scores is subtracted (torchcam's gamma, 0.6 by default "
+                    "there; pytorch-grad-cam's alpha, 1).",
+                ),
+                Param(
+                    "references",
+                    "Similar classes compared",
+                    3,
+                    minimum=1,
+                    maximum=100,
+                    help="The classes whose logits are closest to the explained class's.",
+                ),
+                Param(
+                    "comparison",
+                    "Combine the similar classes by",
+                    "mean",
+                    choices=gradient.COMPARISONS,
+                    help="'mean': their mean score (torchcam, the paper); 'probability': a probability-weighted "
+                    "mean of the differences (pytorch-grad-cam).",
+                ),
             ),
         ),
         Explainer(
@@ -559,8 +576,14 @@ EXPLAINERS: dict[str, Explainer] = {
             peers=(_PGC,),
             params=(
                 Param("kernel", "Kernel", "sigmoid", choices=activation.KERNELS),
-                Param("gamma", "Kernel coefficient", 0.0, minimum=0.0, maximum=1e6,
-                      help="0: scikit-learn's default, 1 / channels."),
+                Param(
+                    "gamma",
+                    "Kernel coefficient",
+                    0.0,
+                    minimum=0.0,
+                    maximum=1e6,
+                    help="0: scikit-learn's default, 1 / channels.",
+                ),
             ),
         ),
         Explainer(
@@ -604,8 +627,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "RandomCAM",
             "activation",
             _random,
-            "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018 (the random baseline of "
-            "pytorch-grad-cam)",
+            "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018 (the random baseline of pytorch-grad-cam)",
             "A sanity baseline: feature maps weighted by random numbers in [-1, 1] (seeded, per class). A method "
             "whose maps or scores are no better than this one's explains nothing.",
             peers=(_PGC,),
@@ -624,8 +646,14 @@ EXPLAINERS: dict[str, Explainer] = {
             peers=(_TC,),
             params=(
                 Param("num_samples", "Noisy copies", 4, minimum=1, maximum=256),
-                Param("std", "Noise standard deviation", 0.3, minimum=0.0, maximum=10.0,
-                      help="In the units of the prepared (normalised) input."),
+                Param(
+                    "std",
+                    "Noise standard deviation",
+                    0.3,
+                    minimum=0.0,
+                    maximum=10.0,
+                    help="In the units of the prepared (normalised) input.",
+                ),
                 _SEED,
             ),
         ),

@@ -1,6 +1,8 @@
-"""What the CAM driver does around every method: sum, principal-component smoothing,
-test-time augmentation smoothing and multi-layer fusion (pytorch-grad-cam's ``eigen_smooth``,
-``aug_smooth`` and list of target layers; torchcam's ``fuse_cams``).
+"""What the CAM driver does around every method: sums, smoothing and multi-layer fusion.
+
+Principal-component smoothing, test-time augmentation smoothing and multi-layer fusion
+are pytorch-grad-cam's ``eigen_smooth``, ``aug_smooth`` and list of target layers, and
+torchcam's ``fuse_cams``.
 
 A CAM-family method returns one of three things, and :func:`to_maps` turns each into maps:
 

@@ -72,7 +72,9 @@ def noisy_linear_impute(
         XaiCoreError: bad shapes, or an image with every pixel removed.
     """
     if x.dim() != 4 or removed.shape != (x.shape[0], *x.shape[2:]):
-        raise XaiCoreError(f"x must be [N, C, H, W] and removed [N, H, W]; got {tuple(x.shape)}, {tuple(removed.shape)}.")
+        raise XaiCoreError(
+            f"x must be [N, C, H, W] and removed [N, H, W]; got {tuple(x.shape)}, {tuple(removed.shape)}."
+        )
     n, c, h, w = x.shape
     u = removed.to(device=x.device, dtype=torch.bool)
     if bool(u.reshape(n, -1).all(dim=1).any()):
