@@ -197,7 +197,7 @@ def explain(
     images: Image.Image | np.ndarray | Sequence[Image.Image | np.ndarray] | torch.Tensor,
     *,
     method: str = "grad_cam",
-    layer: str | None = None,
+    layer: str | Sequence[str] | None = None,
     top_k: int = 5,
     class_idx: Sequence[int] | Sequence[Sequence[int]] | None = None,
     extra_classes: Sequence[int] | Sequence[Sequence[int]] | None = None,
@@ -219,7 +219,9 @@ def explain(
             or a prepared ``[N, C, H, W]`` tensor (returns a list).
         method: a key of the explainer registry (``xai_core.list_explainers()``).
         layer: dotted layer name; default the model's ``default_layer``. For relevance
-            methods, the layer the CAM components are taken at (FG-CAM).
+            methods, the layer the CAM components are taken at (FG-CAM). CAM-family
+            methods also take a list of names: their maps are fused (parameter
+            ``layer_fusion``), and ``Explanation.layer`` joins the names with ``+``.
         top_k: explain each image's K most likely classes.
         class_idx: explain these classes instead: one list for all images, or one per image.
         extra_classes: classes explained after the top-K (or ``class_idx``): one list for
@@ -298,6 +300,8 @@ def _explain_chunk(
     probs = model.probabilities(result.logits.float()).cpu()
     maps = result.maps.detach().float().cpu()
     where = params.get("target_layer", layer) if spec.resolution == "input" else layer
+    if not isinstance(where, str):  # several layers fused (CAM-family methods)
+        where = "+".join(where)
     used = {**params, "cam_layer": layer} if spec.resolution == "input" else dict(params)
     explanations = []
     for i, (classes, prep) in enumerate(zip(unique_rows(result.class_idx), part)):

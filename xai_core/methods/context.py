@@ -23,7 +23,8 @@ class ExplainRequest:
         module: the network (any mode; every explainer leaves it as found).
         x: prepared inputs ``[N, C_in, H, W]`` on the model's device.
         layer_name: the explained layer (for relevance methods: the layer the CAM
-            components are taken at; the map itself lives at ``target_layer``).
+            components are taken at; the map itself lives at ``target_layer``); CAM-family
+            methods also take several layer names, whose maps the driver fuses.
         choose: picks the explained classes ``[N, K]`` from the logits ``[N, n]`` of the
             method's own forward pass, so top-K needs no extra pass.
         probabilities: the model's logits ``[B, n]`` -> probabilities (softmax or sigmoid).
@@ -34,7 +35,7 @@ class ExplainRequest:
 
     module: nn.Module
     x: torch.Tensor
-    layer_name: str
+    layer_name: str | tuple[str, ...] | list[str]
     choose: ClassChoice
     probabilities: Callable[[torch.Tensor], torch.Tensor]
     progress: Progress | None = None
@@ -78,6 +79,8 @@ class CamContext:
         logits: ``[N, n]`` the model's raw scores on ``x``.
         probabilities: maps logits ``[B, n]`` to class probabilities (softmax or sigmoid).
         progress: optional progress callback.
+        hvp: ``[N, K, C, h, w]`` Hessian-vector products ``H A`` of each class score
+            w.r.t. the activations (for methods whose entry asks for them), else ``None``.
     """
 
     module: nn.Module
@@ -89,6 +92,7 @@ class CamContext:
     logits: torch.Tensor
     probabilities: Callable[[torch.Tensor], torch.Tensor]
     progress: Progress | None = None
+    hvp: torch.Tensor | None = None
 
 
 def as_index_rows(rows: Sequence[Sequence[int]] | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:

@@ -6,9 +6,14 @@ of method names exists.
 
 Adding a method is one function plus one entry:
 
-* a CAM-family method (``driver="cam"``) is ``compute(ctx: CamContext, **params) ->
-  [N, K, h, w]``: the driver (:func:`~xai_core.methods.base.run_cams`) has already run one
-  forward pass and, if ``needs`` holds ``"gradients"``, one batched backward pass;
+* a CAM-family method (``driver="cam"``) is ``compute(ctx: CamContext, **params)``
+  returning channel weights ``[N, K, C]``, per-position components ``[N, K, C, h, w]``
+  or finished maps ``[N, K, h, w]``: the driver (:func:`~xai_core.methods.base.run_cams`)
+  has already run one forward pass and, if ``needs`` holds ``"gradients"``, one batched
+  backward pass (of the class logits, or of the entry's ``target`` scores); it sums the
+  weighted activations and adds what every CAM-family entry offers (the parameters in
+  :data:`CAM_DRIVER_PARAMS`: test-time augmentation and principal-component smoothing,
+  fusion of several layers);
 * any other method (``driver="own"``) is ``compute(req: ExplainRequest, **params) ->
   MapResult`` and runs its own passes (relevance methods, fusions).
 
@@ -27,9 +32,10 @@ import torch
 
 from xai_core.errors import MethodError, UnknownNameError
 from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
-from xai_core.methods import activation, gradient, score
+from xai_core.methods import activation, gradient, guided, noisy, score
 from xai_core.methods.base import run_cams
 from xai_core.methods.context import CamContext, ExplainRequest, MapResult
+from xai_core.methods.smoothing import FUSIONS
 
 NEEDS = frozenset({"gradients", "relevance_rules", "masked_forwards"})
 FAMILIES = ("gradient", "linear", "activation", "perturbation", "relevance", "fusion")
@@ -126,6 +132,11 @@ class Explainer:
         class_specific: False for class-agnostic maps (Eigen-CAM).
         slow: runs many forward passes (the page warns and shows progress).
         per_class_maps: gives one map per class that FM-G-CAM can fuse.
+        target: for CAM-family methods, what is differentiated instead of the class
+            logits, ``target(logits [N, n], class_idx [N, K], params) -> [N, K]``.
+        hessian: the CAM driver also computes ``ctx.hvp`` (Hessian-vector products).
+        peers: the peer libraries that offer the method (``"pytorch-grad-cam"``,
+            ``"torchcam"``), for the feature table.
     """
 
     key: str
@@ -141,6 +152,9 @@ class Explainer:
     class_specific: bool = True
     slow: bool = False
     per_class_maps: bool = True
+    target: Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor] | None = None
+    hessian: bool = False
+    peers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -180,6 +194,8 @@ class Explainer:
     def run(self, req: ExplainRequest, **params: object) -> MapResult:
         """Run on a batch (``params`` already checked by :meth:`check_params`)."""
         if self.driver == "own":
+            if not isinstance(req.layer_name, str):
+                raise MethodError(f"{self.label} explains one layer; only CAM-family methods fuse several layers.")
             return self.compute(req, **params)  # type: ignore[return-value]
         return run_cams(
             req.module,
@@ -192,6 +208,8 @@ class Explainer:
             probabilities=req.probabilities,
             progress=req.progress,
             autocast=req.autocast,
+            target=self.target,
+            hessian=self.hessian,
             **params,
         )
 
@@ -207,6 +225,33 @@ def _from_gradients(maths: Callable[[torch.Tensor, torch.Tensor], torch.Tensor])
     return compute
 
 
+def _finer(ctx: CamContext, *, alpha: float, references: int, comparison: str) -> torch.Tensor:
+    return gradient.grad_cam_weights(ctx.activations, ctx.grads)
+
+
+def _finer_target(logits: torch.Tensor, class_idx: torch.Tensor, params: dict) -> torch.Tensor:
+    return gradient.finer_target(
+        logits, class_idx, alpha=params["alpha"], references=params["references"], comparison=params["comparison"]
+    )
+
+
+def _shapley(ctx: CamContext) -> torch.Tensor:
+    return gradient.shapley_cam_weights(ctx.activations, ctx.grads, ctx.hvp)
+
+
+def _fem(ctx: CamContext, *, k: float) -> torch.Tensor:
+    return activation.fem_weights(ctx.activations, k).expand(-1, ctx.class_idx.shape[1], -1).clone()
+
+
+def _random(ctx: CamContext, *, seed: int) -> torch.Tensor:
+    return activation.random_weights(ctx.class_idx, ctx.activations.shape[1], seed, ctx.activations.dtype)
+
+
+def _kpca(ctx: CamContext, *, kernel: str, gamma: float) -> torch.Tensor:
+    maps = activation.kpca_cam(ctx.activations, kernel=kernel, gamma=gamma)
+    return maps.expand(-1, ctx.class_idx.shape[1], -1, -1).clone()
+
+
 def _cam(ctx: CamContext) -> torch.Tensor:
     from xai_core.hooks.layers import linear_head
 
@@ -218,7 +263,7 @@ def _cam(ctx: CamContext) -> torch.Tensor:
             "Use Grad-CAM, which equals CAM on such models and works on any CNN."
         )
     weight = weight.to(device=ctx.activations.device, dtype=ctx.activations.dtype)
-    return activation.cam(ctx.activations, weight[ctx.class_idx])
+    return weight[ctx.class_idx]
 
 
 def _eigen(ctx: CamContext) -> torch.Tensor:
@@ -339,14 +384,53 @@ def _lrp_entry(key: str, label: str, paper: str, summary: str) -> Explainer:
     )
 
 
+CAM_DRIVER_PARAMS: tuple[Param, ...] = (
+    Param(
+        "aug_smooth",
+        "Test-time augmentation smoothing",
+        False,
+        help="Average the ReLU'd, scaled maps of 6 augmented copies of each image (horizontal flip x brightness "
+        "0.9/1/1.1), as pytorch-grad-cam's aug_smooth: less noisy maps, 6 times the cost.",
+    ),
+    Param(
+        "eigen_smooth",
+        "Principal-component smoothing",
+        False,
+        help="Project the weighted feature maps on their first principal component instead of summing them "
+        "(pytorch-grad-cam's eigen_smooth): less noise. No effect on methods that are already a projection.",
+    ),
+    Param(
+        "layer_fusion",
+        "Fuse several layers by",
+        "mean",
+        choices=FUSIONS,
+        help="When several layers are explained: the mean (pytorch-grad-cam) or the maximum (torchcam fuse_cams) "
+        "of the ReLU'd, min-max scaled maps.",
+    ),
+)
+"""Parameters the CAM driver adds to every ``driver="cam"`` entry (see :func:`~xai_core.methods.base.run_cams`)."""
+
+
+def _with_driver_params(spec: Explainer) -> Explainer:
+    """``spec`` with :data:`CAM_DRIVER_PARAMS` appended if it is a CAM-family entry."""
+    if spec.driver != "cam":
+        return spec
+    names = {p.name for p in spec.params}
+    return replace(spec, params=spec.params + tuple(p for p in CAM_DRIVER_PARAMS if p.name not in names))
+
+
+_PGC, _TC = "pytorch-grad-cam", "torchcam"
+_SEED = Param("seed", "Random seed", 0, minimum=0, maximum=2**31 - 1, help="Seed of the random numbers (reproducible).")
+
+
 EXPLAINERS: dict[str, Explainer] = {
-    spec.key: spec
+    spec.key: _with_driver_params(spec)
     for spec in [
         Explainer(
             "grad_cam",
             "Grad-CAM",
             "gradient",
-            _from_gradients(gradient.grad_cam),
+            _from_gradients(gradient.grad_cam_weights),
             "Selvaraju et al., Grad-CAM, ICCV 2017",
             "Weights each feature map by the average gradient of the class score over it: where the "
             "features that raise the score are.",
@@ -356,7 +440,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "grad_cam_pp",
             "Grad-CAM++",
             "gradient",
-            _from_gradients(gradient.grad_cam_pp),
+            _from_gradients(gradient.grad_cam_pp_weights),
             "Chattopadhay et al., Grad-CAM++, WACV 2018",
             "Weights positive gradients by higher-order terms, so several instances of a class are all lit.",
             needs=frozenset({"gradients"}),
@@ -365,7 +449,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "xgrad_cam",
             "XGrad-CAM",
             "gradient",
-            _from_gradients(gradient.xgrad_cam),
+            _from_gradients(gradient.xgrad_cam_weights),
             "Fu et al., Axiom-based Grad-CAM, BMVC 2020",
             "Gradient times activation, normalised per channel: satisfies the sensitivity and conservation axioms.",
             needs=frozenset({"gradients"}),
@@ -374,7 +458,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "hires_cam",
             "HiResCAM",
             "gradient",
-            _from_gradients(gradient.hires_cam),
+            _from_gradients(gradient.hires_cam_components),
             "Draelos & Carin, HiResCAM, 2020",
             "Element-wise gradient times activation, no averaging: provably shows the locations the score used.",
             needs=frozenset({"gradients"}),
@@ -383,7 +467,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "layer_cam",
             "Layer-CAM",
             "gradient",
-            _from_gradients(gradient.layer_cam),
+            _from_gradients(gradient.layer_cam_components),
             "Jiang et al., LayerCAM, IEEE TIP 2021",
             "Positive gradients weight each position separately: sharper maps, also at shallow layers.",
             needs=frozenset({"gradients"}),
@@ -401,7 +485,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "score_cam",
             "Score-CAM",
             "perturbation",
-            score.score_cam,
+            score.score_cam_channel_weights,
             "Wang et al., Score-CAM, CVPRW 2020",
             "Gradient-free: each feature map, used as a mask on the image, is weighted by the class "
             "probability the model gives the masked image. Slow: one forward pass per channel.",
@@ -422,7 +506,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "ablation_cam",
             "Ablation-CAM",
             "perturbation",
-            score.ablation_cam,
+            score.ablation_cam_weights,
             "Desai & Ramaswamy, Ablation-CAM, WACV 2020",
             "Gradient-free: each feature map is weighted by how much the class score drops when it is "
             "removed. Slow: one partial forward pass per channel.",
@@ -440,6 +524,221 @@ EXPLAINERS: dict[str, Explainer] = {
             "whatever the class (the same map for every class).",
             class_specific=False,
             per_class_maps=False,
+        ),
+        Explainer(
+            "finer_cam",
+            "Finer-CAM",
+            "gradient",
+            _finer,
+            "Zhang et al., Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation, CVPR 2025",
+            "Grad-CAM of the class score minus the scores of the most similar classes (closest logits): the "
+            "details that tell the class apart from its look-alikes, not everything they share.",
+            needs=frozenset({"gradients"}),
+            target=_finer_target,
+            peers=(_PGC, _TC),
+            params=(
+                Param(
+                    "alpha",
+                    "Comparison strength",
+                    1.0,
+                    minimum=0.0,
+                    maximum=10.0,
+                    help="How much of the similar classes' scores is subtracted (torchcam's gamma, 0.6 by default "
+                    "there; pytorch-grad-cam's alpha, 1).",
+                ),
+                Param(
+                    "references",
+                    "Similar classes compared",
+                    3,
+                    minimum=1,
+                    maximum=100,
+                    help="The classes whose logits are closest to the explained class's.",
+                ),
+                Param(
+                    "comparison",
+                    "Combine the similar classes by",
+                    "mean",
+                    choices=gradient.COMPARISONS,
+                    help="'mean': their mean score (torchcam, the paper); 'probability': a probability-weighted "
+                    "mean of the differences (pytorch-grad-cam).",
+                ),
+            ),
+        ),
+        Explainer(
+            "eigen_grad_cam",
+            "EigenGrad-CAM",
+            "gradient",
+            _from_gradients(gradient.eigen_grad_cam),
+            "Gildenblat et al., PyTorch library for CAM methods (pytorch-grad-cam), 2021: Eigen-CAM "
+            "(Muhammad & Yeasin, IJCNN 2020) on gradient x activation",
+            "The first principal component of gradient x activation: Eigen-CAM made class-specific, with less "
+            "noise than the element-wise products.",
+            needs=frozenset({"gradients"}),
+            peers=(_PGC,),
+        ),
+        Explainer(
+            "kpca_cam",
+            "KPCA-CAM",
+            "activation",
+            _kpca,
+            "Karmani et al., KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA, "
+            "MMSP 2024",
+            "The first kernel principal component of the feature maps: Eigen-CAM with a non-linear kernel "
+            "(the same map for every class).",
+            class_specific=False,
+            per_class_maps=False,
+            peers=(_PGC,),
+            params=(
+                Param("kernel", "Kernel", "sigmoid", choices=activation.KERNELS),
+                Param(
+                    "gamma",
+                    "Kernel coefficient",
+                    0.0,
+                    minimum=0.0,
+                    maximum=1e6,
+                    help="0: scikit-learn's default, 1 / channels.",
+                ),
+            ),
+        ),
+        Explainer(
+            "grad_cam_elementwise",
+            "Grad-CAM element-wise",
+            "gradient",
+            _from_gradients(gradient.grad_cam_elementwise_components),
+            "Gildenblat et al., PyTorch library for CAM methods (pytorch-grad-cam), 2021",
+            "Gradient x activation per position with negative products dropped before the channel sum: "
+            "HiResCAM without cancellation between channels.",
+            needs=frozenset({"gradients"}),
+            peers=(_PGC,),
+        ),
+        Explainer(
+            "shapley_cam",
+            "ShapleyCAM",
+            "gradient",
+            _shapley,
+            "Cai, CAMs as Shapley Value-based Explainers (ShapleyCAM), The Visual Computer 2025",
+            "Channel weights from a second-order estimate of each feature map's Shapley value (gradient minus "
+            "half the Hessian-vector product); equals Grad-CAM where the rest of the network is piecewise linear.",
+            needs=frozenset({"gradients"}),
+            hessian=True,
+            peers=(_PGC,),
+        ),
+        Explainer(
+            "fem",
+            "FEM",
+            "activation",
+            _fem,
+            "Fuad et al., Features Understanding in 3D CNNs for Actions Recognition in Video, IPTA 2020",
+            "Gradient-free and class-agnostic: each feature map weighted by the share of its positions above "
+            "mean + k standard deviations, so channels with unusually strong responses dominate.",
+            class_specific=False,
+            per_class_maps=False,
+            peers=(_PGC,),
+            params=(Param("k", "Standard deviations (k-sigma rule)", 2.0, minimum=0.0, maximum=10.0),),
+        ),
+        Explainer(
+            "random_cam",
+            "RandomCAM",
+            "activation",
+            _random,
+            "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018 (the random baseline of pytorch-grad-cam)",
+            "A sanity baseline: feature maps weighted by random numbers in [-1, 1] (seeded, per class). A method "
+            "whose maps or scores are no better than this one's explains nothing.",
+            peers=(_PGC,),
+            params=(_SEED,),
+        ),
+        Explainer(
+            "smooth_grad_cam_pp",
+            "Smooth Grad-CAM++",
+            "gradient",
+            noisy.smooth_grad_cam_pp,
+            "Omeiza et al., Smooth Grad-CAM++: An Enhanced Inference Level Visualization Technique for Deep "
+            "Convolutional Neural Network Models, 2019",
+            "Grad-CAM++ whose derivatives are averaged over noisy copies of the image (SmoothGrad): steadier "
+            "weights, the map still on the clean image's features.",
+            needs=frozenset({"gradients"}),
+            peers=(_TC,),
+            params=(
+                Param("num_samples", "Noisy copies", 4, minimum=1, maximum=256),
+                Param(
+                    "std",
+                    "Noise standard deviation",
+                    0.3,
+                    minimum=0.0,
+                    maximum=10.0,
+                    help="In the units of the prepared (normalised) input.",
+                ),
+                _SEED,
+            ),
+        ),
+        Explainer(
+            "ss_cam",
+            "SS-CAM",
+            "perturbation",
+            noisy.ss_cam,
+            "Wang et al., SS-CAM: Smoothed Score-CAM for Sharper Visual Feature Localization, 2020",
+            "Score-CAM with Gaussian noise added to every mask, scores averaged over samples. Very slow: "
+            "samples x channels forward passes.",
+            needs=frozenset({"masked_forwards"}),
+            slow=True,
+            peers=(_TC,),
+            params=(
+                _BATCH,
+                Param("num_samples", "Noisy samples per mask", 35, minimum=1, maximum=1000),
+                Param("std", "Noise standard deviation", 2.0, minimum=0.0, maximum=100.0),
+                _SEED,
+            ),
+        ),
+        Explainer(
+            "is_cam",
+            "IS-CAM",
+            "perturbation",
+            noisy.is_cam,
+            "Naidu et al., IS-CAM: Integrated Score-CAM for axiomatic-based explanations, 2020",
+            "Score-CAM whose mask scores are integrated along a path of increasing mask strength (as integrated "
+            "gradients): less saturation. Slow: samples x channels forward passes.",
+            needs=frozenset({"masked_forwards"}),
+            slow=True,
+            peers=(_TC,),
+            params=(_BATCH, Param("num_samples", "Integration steps", 10, minimum=1, maximum=1000)),
+        ),
+        Explainer(
+            "fullgrad",
+            "FullGrad",
+            "gradient",
+            guided.fullgrad,
+            "Srinivas & Fleuret, Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019",
+            "Input-gradient x input plus the bias-gradients of every convolution and batch norm, each channel "
+            "scaled and upsampled: a map at the input pixels that uses the whole network (not one layer).",
+            driver="own",
+            needs=frozenset({"gradients"}),
+            resolution="input",
+            peers=(_PGC,),
+        ),
+        Explainer(
+            "guided_backprop",
+            "Guided Backprop",
+            "gradient",
+            guided.guided_backprop,
+            "Springenberg et al., Striving for Simplicity: The All Convolutional Net, ICLR 2015 workshop",
+            "The input gradient with only positive gradients passed back through every ReLU: fine edges and "
+            "textures at the input pixels (weakly class-specific).",
+            driver="own",
+            needs=frozenset({"gradients"}),
+            resolution="input",
+            peers=(_PGC,),
+        ),
+        Explainer(
+            "guided_grad_cam",
+            "Guided Grad-CAM",
+            "gradient",
+            guided.guided_grad_cam,
+            "Selvaraju et al., Grad-CAM, ICCV 2017",
+            "Guided Backprop masked by the upsampled Grad-CAM map: fine detail, only where the class evidence is.",
+            driver="own",
+            needs=frozenset({"gradients"}),
+            resolution="input",
+            peers=(_PGC,),
         ),
         _fg_entry(
             "fg_cam",
@@ -532,7 +831,7 @@ def register_explainer(spec: Explainer, *, replace: bool = False) -> Explainer:
     """Add a method (see README "Adding a method")."""
     if spec.key in EXPLAINERS and not replace:
         raise ValueError(f"A method called {spec.key!r} is already registered.")
-    EXPLAINERS[spec.key] = spec
+    EXPLAINERS[spec.key] = _with_driver_params(spec)
     _refresh_fusion_bases()
     return EXPLAINERS[spec.key]
 

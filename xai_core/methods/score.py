@@ -156,7 +156,12 @@ def score_cam(ctx: CamContext, *, batch_size: int = 32, variant: str = "probabil
     Returns:
         ``[N, K, h, w]`` signed maps.
     """
-    weights = score_cam_weights(
+    return weighted_sum(score_cam_channel_weights(ctx, batch_size=batch_size, variant=variant), ctx.activations)
+
+
+def score_cam_channel_weights(ctx: CamContext, *, batch_size: int = 32, variant: str = "probability") -> torch.Tensor:
+    """Score-CAM's channel weights ``[N, K, C]`` for the CAM driver (:func:`score_cam_weights`)."""
+    return score_cam_weights(
         ctx.module,
         ctx.x,
         ctx.activations,
@@ -166,7 +171,6 @@ def score_cam(ctx: CamContext, *, batch_size: int = 32, variant: str = "probabil
         progress=ctx.progress,
         variant=variant,
     )
-    return weighted_sum(weights, ctx.activations)
 
 
 def _forward_replaced(ctx: CamContext, image: int, replacement: torch.Tensor) -> torch.Tensor:
@@ -201,6 +205,11 @@ def _ablation_batches(ctx: CamContext, image: torch.Tensor, channel: torch.Tenso
 
 
 def ablation_cam(ctx: CamContext, *, batch_size: int = 32, upstream_once: bool = True) -> torch.Tensor:
+    """Ablation-CAM maps ``[N, K, h, w]`` (:func:`ablation_cam_weights`)."""
+    return weighted_sum(ablation_cam_weights(ctx, batch_size=batch_size, upstream_once=upstream_once), ctx.activations)
+
+
+def ablation_cam_weights(ctx: CamContext, *, batch_size: int = 32, upstream_once: bool = True) -> torch.Tensor:
     """Ablation-CAM (Desai & Ramaswamy, 2020): ``w_c = (y_k - y_k^(c)) / y_k``.
 
     ``y_k^(c)`` is the class logit with channel c of the layer's output set to zero. The
@@ -215,7 +224,7 @@ def ablation_cam(ctx: CamContext, *, batch_size: int = 32, upstream_once: bool =
     runs the whole network, as with ``upstream_once=False``. The maps are the same.
 
     Returns:
-        ``[N, K, h, w]`` signed maps.
+        Channel weights ``[N, K, C]``.
     """
     if int(batch_size) < 1:
         raise MethodError(f"batch_size must be >= 1, got {batch_size}.")
@@ -248,7 +257,7 @@ def ablation_cam(ctx: CamContext, *, batch_size: int = 32, upstream_once: bool =
                         if logits.shape[0] != len(bi):
                             raise ReplayMismatch("the output's batch does not follow the layer's")
                         store(done, bi, bc, logits)
-                    return weighted_sum(weights.to(a.dtype), a)
+                    return weights.to(a.dtype)
                 log.info("Ablation-CAM: the rest of the network alone does not reproduce the logits; running it whole")
         except (ReplayMismatch, RuntimeError, AttributeError, TypeError) as err:
             log.info("Ablation-CAM: running the whole network per batch (%s)", err)
@@ -259,4 +268,4 @@ def ablation_cam(ctx: CamContext, *, batch_size: int = 32, upstream_once: bool =
             for _, bi, bc, ablated in _ablation_batches(ctx, image[mine], channel[mine], batch_size):
                 done += len(bi)
                 store(done, bi, bc, _forward_replaced(ctx, i, ablated))
-    return weighted_sum(weights.to(a.dtype), a)
+    return weights.to(a.dtype)
