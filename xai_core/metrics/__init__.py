@@ -22,6 +22,7 @@ from xai_core.metrics.faithfulness import (
 )
 from xai_core.metrics.localisation import Box, check_box, proportion_in_box
 from xai_core.metrics.report import MapEvaluation, evaluate_map, scale_to_unit
+from xai_core.metrics.road import noisy_linear_impute, road, road_combined
 
 __all__ = [
     "PIXELS_PER_STEP_DIVISOR",
@@ -44,6 +45,9 @@ __all__ = [
     "gaussian_blur",
     "insertion_deletion",
     "proportion_in_box",
+    "noisy_linear_impute",
     "rank_of_pixels",
+    "road",
+    "road_combined",
     "scale_to_unit",
 ]
