@@ -400,3 +400,18 @@ def test_command_end_to_end_with_lite0_prints_progress_and_totals(tmp_path: Path
     assert "| efficientnet_lite0 | grad_cam | _head_act | 2 | 0 |" in done.stdout
     assert "row/s" in done.stderr and "Done: 2 rows computed (0 with errors)" in done.stderr
     assert str(out) in done.stderr.splitlines()[-1]
+
+
+def test_road_columns_when_asked_and_old_parts_still_read(folder: Path, tmp_path: Path):
+    out = tmp_path / "road"
+    assert run(folder, out, "--methods", "grad_cam", "--road") == 0
+    got = read_rows([out])
+    assert got and all(0.0 <= r["road_morf"] <= 1.0 and 0.0 <= r["road_lerf"] <= 1.0 for r in got)
+    plain = tmp_path / "plain"
+    assert run(folder, plain, "--methods", "grad_cam") == 0
+    assert all(r["road_morf"] is None for r in read_rows([plain]))
+    # a part written before the ROAD columns existed still reads, with empty ROAD cells
+    part = sorted(plain.glob("part-*.parquet"))[0]
+    table = pq.read_table(part)
+    pq.write_table(table.drop_columns(["road_morf", "road_lerf"]), part)
+    assert all(r["road_lerf"] is None for r in read_rows([plain]))

@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="insertion/deletion step (default round(H*W/112): the papers' 448 at 224x224)",
     )
+    parser.add_argument(
+        "--road",
+        action="store_true",
+        help="also score ROAD (remove and debias; MoRF and LeRF mean class probability at 10%% to 90%% removed)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="images explained and scored together (16)")
     parser.add_argument(
         "--forward-batch",
@@ -213,6 +218,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         forward_batch=args.forward_batch,
         method_batch=min(args.forward_batch, 32),
         channels_last=channels_last,
+        road=args.road,
         imports=tuple(args.imports),
     )
 

@@ -34,6 +34,7 @@ class Settings:
         forward_batch: most images per forward pass of the metrics (the memory budget).
         method_batch: masked forward passes per batch inside Score-CAM / Ablation-CAM.
         channels_last: run the model in ``channels_last`` memory format.
+        road: also score ROAD (remove and debias), MoRF and LeRF, at 10 % to 90 % removed.
         threads: torch threads in this process (``None``: leave torch's default).
         imports: modules imported first (they may register models).
     """
@@ -47,6 +48,7 @@ class Settings:
     forward_batch: int = 64
     method_batch: int = 32
     channels_last: bool = False
+    road: bool = False
     threads: int | None = None
     imports: tuple[str, ...] = ()
 
@@ -183,13 +185,22 @@ class Evaluator:
                 pixels_per_step=self.step,
                 batch_size=self.settings.forward_batch,
             )
+            scores = dict(ev.scores)
+            if self.settings.road:
+                from xai_core.metrics.road import road
+
+                for order in ("morf", "lerf"):
+                    result = road(
+                        self.predict, x[todo], maps, classes, order=order, batch_size=self.settings.forward_batch
+                    )
+                    scores[f"road_{order}"] = result.mean
         except Exception as exc:  # the rows say why
             for i in todo:
                 rows[i]["error"] = one_line(f"{type(exc).__name__}: {exc}")
             return
         metric_seconds = (time.perf_counter() - start) / len(todo)
         for n, i in enumerate(todo):
-            rows[i].update({name: float(values[n]) for name, values in ev.scores.items()})
+            rows[i].update({name: float(values[n]) for name, values in scores.items()})
             rows[i].update(ad_positive_only=signed, map_seconds=map_seconds, metric_seconds=metric_seconds)
 
     def _maps(self, x, job: Job, classes, ranked, files) -> tuple[torch.Tensor, bool]:

@@ -35,6 +35,8 @@ METRIC_COLUMNS = (
     "multiplied_drop_percent",
     "top_removed_drop",
     "top_removed_drop_percent",
+    "road_morf",
+    "road_lerf",
 )
 SCHEMA = pa.schema(
     [
@@ -120,6 +122,11 @@ def read_table(folders: Iterable[Path]) -> pa.Table:
     tables = []
     for path in files:
         table = pq.read_table(path)
+        missing = [c for c in COLUMNS if c not in table.schema.names]
+        if missing and set(missing) <= set(METRIC_COLUMNS):  # parts written before a metric was added
+            for name in missing:
+                table = table.append_column(name, pa.nulls(len(table), pa.float64()))
+            table = table.select(list(COLUMNS))
         if table.schema.names != list(COLUMNS):
             raise UsageError(
                 f"{str(path)!r} is not an evaluation results part with the expected columns "

@@ -16,6 +16,8 @@ SUMMARY_METRICS = (
     ("Overall", "overall", "{:.4f}"),
     ("Mult. incr. %", "multiplied_increased", "{:.1f}"),
     ("Top-25% drop %", "top_removed_drop_percent", "{:.2f}"),
+    ("ROAD MoRF", "road_morf", "{:.4f}"),
+    ("ROAD LeRF", "road_lerf", "{:.4f}"),
 )
 HEAD = ("model", "method", "layer", "images", "errors", "top-1 acc. %", *(h for h, _, _ in SUMMARY_METRICS))
 
