@@ -285,9 +285,13 @@ def method_params(page: str, spec, *, name_method: bool = False) -> tuple[tuple[
         name = f"param.{spec.key}.{p.name}"
         label = f"{spec.label}: {p.label[0].lower()}{p.label[1:]}" if name_method else p.label
         common = dict(key=widget, help=p.help, on_change=remember, args=(widget, name))
+        kind = getattr(p, "type", "")
         if p.choices:
             seed(widget, name, p.default, valid=lambda v, c=p.choices: v in c)
             value = st.selectbox(label, list(p.choices), **common)
+        elif kind == "bool" or isinstance(p.default, bool):
+            seed(widget, name, bool(p.default), valid=lambda v: isinstance(v, bool))
+            value = bool(st.toggle(label, **common))
         elif isinstance(p.default, int):
             lo, hi = int(p.minimum or 1), int(p.maximum or 10_000)
             seed(widget, name, int(p.default), valid=lambda v, lo=lo, hi=hi: isinstance(v, int) and lo <= v <= hi)
