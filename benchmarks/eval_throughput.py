@@ -78,9 +78,13 @@ def old_path(model_key: str, files: list[Path], methods: str) -> list[dict]:
                 exp = explain(model, image, method="grad_cam", layer=layer, class_idx=[c] + top[1:k])
                 sal = torch.from_numpy(np.asarray(resize_map(exp.fused(k).maps[0], size), dtype=np.float64))
             elif key == "fg_cam":
-                sal = fg_cam(model.module, x, cam_layer=cam_layer, target_layer=layer, class_idx=[c])[0].double()
+                sal = (
+                    fg_cam(model.module, x, cam_layer=cam_layer, target_layer=layer, class_idx=[c])
+                    .relevance[0, 0]
+                    .double()
+                )
             elif key in ("lrp", "clrp", "sglrp"):
-                sal = lrp(model.module, x, class_idx=[c], variant=key, target_layer=layer)[0].double()
+                sal = lrp(model.module, x, class_idx=[c], variant=key, target_layer=layer).relevance[0, 0].double()
             else:
                 exp = explain(model, image, method=key, layer=layer, class_idx=[c])
                 sal = torch.from_numpy(np.asarray(exp.saliency(0), dtype=np.float64))
