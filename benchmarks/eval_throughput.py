@@ -33,20 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from xai_core.evaluate import key_of, main, read_rows  # noqa: E402
+from xai_core.evaluate.store import METRIC_COLUMNS  # noqa: E402
 
 METHODS = "grad_cam,fm_g_cam:k=3,fg_cam@input,lrp@input,sglrp@input"
-METRICS = (
-    "probability",
-    "average_drop",
-    "average_increase",
-    "insertion_auc",
-    "deletion_auc",
-    "overall",
-    "multiplied_change",
-    "multiplied_drop_percent",
-    "top_removed_drop",
-    "top_removed_drop_percent",
-)
+# The metrics both paths score (the old path had no ROAD and no multiplied_increased flag).
+METRICS = tuple(c for c in METRIC_COLUMNS if not c.startswith("road_") and c != "multiplied_increased")
 
 
 def old_path(model_key: str, files: list[Path], methods: str) -> list[dict]:
