@@ -5,7 +5,8 @@ median and worst of: the largest absolute difference relative to the fp32 map's 
 absolute value, and the correlation of the two maps. fp16 autocast runs only where the
 device supports it (CUDA); bf16 runs on the CPU too.
 
-Run: ``python benchmarks/precision.py [--device cpu] [--methods grad_cam,layer_cam,fg_cam]``.
+Run: ``python benchmarks/precision.py [--device cpu] [--methods grad_cam,layer_cam]`` (CAM-family methods and
+FM-G-CAM: relevance methods always run in float32).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--methods", default="grad_cam,grad_cam_pp,layer_cam,fg_cam")
+    parser.add_argument("--methods", default="grad_cam,grad_cam_pp,layer_cam,fm_g_cam")
     args = parser.parse_args()
     model = xc.load_model(args.model, device=args.device)
     files = sorted(p for p in (ROOT / "samples" / "imagenet").iterdir() if p.is_file())

@@ -266,6 +266,10 @@ def test_mixed_precision_is_close_to_fp32(small):
         assert err < 0.05, err
     with pytest.raises(xc.MethodError, match="precision"):
         xc.explain(small, x, method="grad_cam", precision="fp8")
+    with pytest.raises(xc.MethodError, match="float32"):  # never silently ignored
+        xc.explain(small, x, method="fg_cam", precision="bf16")
+    fused = xc.explain(small, x, method="fm_g_cam", class_idx=[0, 1], precision="bf16")
+    assert all(torch.isfinite(e.cams).all() for e in fused)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

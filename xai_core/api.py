@@ -230,7 +230,8 @@ def explain(
         max_batch: images per forward/backward pass (default from ``memory_budget``).
         memory_budget: bytes a pass may use (default 2 GiB; see :func:`images_per_pass`).
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast for the
-            forward passes (README gives the measured difference from fp32).
+            forward passes of CAM-family methods and FM-G-CAM (README gives the measured
+            difference from fp32); relevance and guided methods run in float32.
         **params: method parameters (``get_explainer(method).params``).
 
     Returns:
@@ -246,6 +247,11 @@ def explain(
     params = spec.check_params(params)
     if precision not in PRECISIONS:
         raise MethodError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    if precision != "fp32" and spec.driver == "own" and spec.family != "fusion":
+        raise MethodError(
+            f"Mixed precision applies to the CAM family (and FM-G-CAM over it); {spec.label} runs its own "
+            "passes in float32. Use precision='fp32'."
+        )
     prepared, single = _prepare_all(model, images)
     layer = layer or model.spec.default_layer
     n = len(prepared)
