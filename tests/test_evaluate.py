@@ -339,7 +339,7 @@ def test_unreadable_file_becomes_error_rows(folder: Path, tmp_path: Path):
         (("--methods", "fm_g_cam:k=x"), "'k' must be a number"),
         (("--methods", "fm_g_cam:k=0"), "'k' must be between 1"),
         (("--methods", "fg_cam:base=eigen_cam"), "base"),
-        (("--methods", "grad_cam:k=2"), "takes NAME=VALUE parameters (none)"),
+        (("--methods", "grad_cam:k=2"), "takes NAME=VALUE parameters (aug_smooth=..."),
         (("--methods", "grad_cam@input"), "cannot be evaluated at 'input'"),
         (("--layers", "features.9"), "Unknown layer 'features.9'"),
         (("--methods", "fg_cam@fc"), "does not run before the CAM layer"),
