@@ -15,6 +15,7 @@ time left (5); the fused map above the fold at 1366x768 and 1920x1080 (7).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -40,21 +41,35 @@ sync_api = pytest.importorskip(
 )
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def _serve():
     """``streamlit run app.py`` on a free local port (the load test's helpers), always stopped."""
     port = load_test.free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    proc = load_test.start_server(port, ARTIFACTS / "streamlit.log")
+    proc = load_test.start_server(port, ARTIFACTS / f"streamlit-{port}.log")
     url = f"http://127.0.0.1:{port}"
     try:
         try:
             load_test.wait_healthy(url, proc, timeout_s=90)
         except RuntimeError as err:
-            pytest.fail(f"{err}; see {ARTIFACTS / 'streamlit.log'}")
+            pytest.fail(f"{err}; see {ARTIFACTS / f'streamlit-{port}.log'}")
         yield url
     finally:
         load_test.stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """One server for the module's tests."""
+    with _serve() as url:
+        yield url
+
+
+@pytest.fixture
+def own_server():
+    """A server of its own, for a test that times the server's answers (no other test's work left running)."""
+    with _serve() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -312,10 +327,10 @@ def test_slow_method_shown_again_on_comparison(new_page, server):
     _shot(page, "comparison.png")
 
 
-def test_stop_within_a_second_and_compute_disabled(new_page, server):
+def test_stop_within_a_second_and_compute_disabled(new_page, own_server):
     """Issue 14 item 5: progress names its unit and time left; Compute is disabled; Stop answers fast."""
     page = new_page()
-    page.goto(f"{server}/classification")
+    page.goto(f"{own_server}/classification")
     _image(page, "FM-G-CAM fused map").wait_for()
     _idle(page)
     _select(page, "Base method", "Score-CAM (slow)")
