@@ -150,20 +150,28 @@ if targets:
 
 if fine is not None:
     k = fine.k_max
+    # Relevance at input resolution is sparse: the CAM's per-column normalisation would lift the
+    # background as high as the object, so the classes share one percentile-clipped scale instead.
     fine_fused = fine.fused(
-        k, normalise=display.normalise, activation=display.activation, brightness=display.brightness
+        k,
+        normalise="off",
+        activation=display.activation,
+        brightness=display.brightness,
+        clip_percentile=views.RELEVANCE_PERCENTILE,
     )
     fine_img = views.on_image(
-        fine,
-        xc.render_fused(fine, fine_fused, alpha=max(display.alpha, 0.05), colormap=display.colormap),
-        picture,
-        display,
+        fine, xc.render_fused_relevance(fine, fine_fused, percentile=views.RELEVANCE_PERCENTILE), picture, display
     )
     a, b, c = st.columns(3)
     a.image(view["fused"], caption=f"FM-G-CAM ({spec.label} at {layer})", width="stretch")
     b.image(fine_img, caption=f"FG-CAM fused, top {k}, at {fine.layer} ({fine.seconds:.1f} s)", width="stretch")
     with c:
         show_legend(xc.legend(fine, k))
+        st.caption(
+            "Fine-grained fused map: each pixel in the colour of the class with the most relevance there, "
+            f"white where none has any; the classes share one scale clipped at the "
+            f"{views.RELEVANCE_PERCENTILE:g}th percentile (no per-column normalisation), over the photo in faint grey."
+        )
     # Relevance as the LRP community shows it: one symmetric scale for the K classes, clipped
     # at a high percentile of |R| (a few extreme edge pixels would otherwise wash it out).
     fine_maps = views.relevance_maps(fine)

@@ -146,9 +146,10 @@ def _go(page, title: str) -> None:
     page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
 
 
-def _shot(page, name: str) -> Path:
+def _shot(page, name: str, *, at: str | None = None) -> Path:
     """Screenshots once every image has loaded: ``<name>_full.png``, the whole page at the viewport's
-    width, and ``name`` at the viewport itself, scrolled to the top (what a laptop shows first)."""
+    width, and ``name`` at the viewport itself, scrolled to the top (what a laptop shows first) or,
+    with ``at``, to the heading with that text."""
     ARTIFACTS.mkdir(exist_ok=True)
     _idle(page)
     # Chromium loads images lazily: with a viewport as tall as the page, all of them load.
@@ -167,6 +168,13 @@ def _shot(page, name: str) -> Path:
     page.screenshot(path=str(full))
     page.set_viewport_size(size)
     page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
+    if at is not None:
+        page.get_by_role("heading", name=at).first.scroll_into_view_if_needed()
+        page.evaluate(
+            """(text) => [...document.querySelectorAll('h1, h2, h3')].find(h => h.innerText.includes(text))
+                       .scrollIntoView({block: 'start'})""",
+            at,
+        )
     _idle(page)
     page.wait_for_function(loaded)
     path = ARTIFACTS / name
@@ -229,6 +237,24 @@ def test_classification_layout_upload_k_and_shared_state(new_page, server):
     _image(page, "FM-G-CAM fused map, top 5").wait_for()
     page.locator('[data-testid="stImage"]', has_text="1. hen (").wait_for()
     _no_errors(page)
+
+
+def test_fgcam_per_class_maps_at_the_input(new_page, server):
+    """Issue 12: the fine-grained fused map and each class's FG-CAM map at the input, drawn and shot."""
+    page = new_page()
+    page.goto(f"{server}/classification")
+    _image(page, "FM-G-CAM fused map, top 3").wait_for()
+    _select(page, "...or use a sample", "cat_dog.png")
+    _image(page, "FM-G-CAM fused map, top 3").wait_for()
+    _idle(page)
+    page.get_by_role("button", name="Compute FG-CAM").click()
+    _image(page, "FG-CAM fused, top 3, at input").wait_for()
+    for rank in (1, 2, 3):
+        page.locator('[data-testid="stImage"]', has_text=f"FG-CAM {rank}. ").wait_for()
+    page.get_by_text("Per-class FG-CAM maps:", exact=False).wait_for()
+    _idle(page)
+    _no_errors(page)
+    _shot(page, "classification_fgcam.png", at="Fine-grained: FG-CAM")
 
 
 def test_class_outside_the_top_ten(new_page, server):

@@ -9,7 +9,7 @@ from PIL import Image
 
 import xai_core
 from xai_core.errors import UnknownNameError
-from xai_core.models.preprocess import Preprocessing, prepare
+from xai_core.models.preprocess import PreparedInput, Preprocessing, prepare
 from xai_core.render import (
     COLORMAPS,
     apply_colormap,
@@ -137,3 +137,47 @@ def test_explanation_renders_without_the_model(lite0, cat_dog, monkeypatch):
     assert len(xai_core.legend(exp, 3)) == 3
     with pytest.raises(xai_core.MethodError, match="between 1 and 5"):
         exp.fused(6)
+
+
+def _relevance_explanation(cams: torch.Tensor) -> xai_core.Explanation:
+    """An Explanation holding given input-resolution maps (as FG-CAM's are), no model involved."""
+    k, h, w = cams.shape
+    view = np.full((h, w, 3), 128, dtype=np.uint8)
+    prepared = PreparedInput(torch.zeros(1, 3, h, w), view, (0.0, 0.0, float(w), float(h)), (w, h))
+    return xai_core.Explanation(
+        model_key="m",
+        method="fg_cam",
+        layer="input",
+        class_idx=tuple(range(k)),
+        labels=tuple(f"c{i}" for i in range(k)),
+        probs=tuple(1.0 / (i + 2) for i in range(k)),
+        cams=cams,
+        channels=1,
+        all_probs=np.full(10, 0.1),
+        prepared=prepared,
+    )
+
+
+def test_fused_relevance_clip_keeps_weak_evidence_visible():
+    """One extreme pixel must not set the scale of a fused relevance map (issue 12, item 3)."""
+    cams = torch.zeros(2, 48, 48)
+    cams[0, 4:20, 4:20] = 1.0  # class 0: a block of ordinary evidence
+    cams[1, 28:44, 28:44] = 0.8  # class 1: a weaker block elsewhere
+    cams[0, 0, 0] = 1000.0  # one edge pixel (0.2 % of the evidence), 1000x the rest
+    exp = _relevance_explanation(cams)
+    plain = exp.fused(2, normalise="off")
+    clipped = exp.fused(2, normalise="off", clip_percentile=99.5)
+    assert float(plain.maps[0, 4:20, 4:20].max()) < 0.01  # washed out by the outlier
+    assert float(clipped.maps[0, 4:20, 4:20].min()) > 0.5  # visible once clipped
+    assert float(clipped.maps[1, 28:44, 28:44].min()) > 0.5
+    # the shared limit keeps the classes' order of strength
+    assert float(clipped.maps[0, 4:20, 4:20].mean()) > float(clipped.maps[1, 28:44, 28:44].mean())
+
+    picture = xai_core.render_fused_relevance(exp, clipped)
+    colours = class_colours(2)
+    assert picture.shape == (48, 48, 3) and picture.dtype == np.uint8
+    assert tuple(picture[10, 10]) == tuple(colours[0])  # full colour of the dominant class
+    assert np.abs(picture[36, 36].astype(int) - np.asarray(colours[1])).max() <= 60  # weaker: nearer white
+    assert np.abs(picture[36, 36].astype(int) - np.asarray(colours[1])).max() > 0
+    blank = picture[24, 2].astype(int)  # no relevance: white over the faint grey photo
+    assert (blank > 200).all() and np.ptp(blank) <= 1

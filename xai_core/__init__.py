@@ -16,6 +16,7 @@ from xai_core.api import (
     explain_fine,
     legend,
     render_fused,
+    render_fused_relevance,
     render_map,
     render_on_original,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "read_image",
     "register",
     "render_fused",
+    "render_fused_relevance",
     "render_map",
     "render_on_original",
 ]

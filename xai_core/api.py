@@ -105,17 +105,27 @@ class Explanation:
         normalise: str = "reference",
         activation: str = "relu",
         brightness: str = "normalised",
+        clip_percentile: float | None = None,
     ) -> FusedMap:
         """FM-G-CAM over the first ``k`` classes (default all computed).
 
         ``brightness="probability"`` scales each class's map by its probability relative
         to the most probable class shown (see :func:`~xai_core.fusion.brightness_caption`).
+        ``clip_percentile`` (for relevance maps at input resolution, e.g. FG-CAM's 99.5):
+        the K maps are first clipped at that percentile of ``|R|`` over all of them, one
+        shared limit (:func:`xai_core.render.relevance.scale_relevance`), so that a few
+        extreme edge pixels do not set the fused map's scale and leave the rest black.
         """
         k = self.k_max if k is None else int(k)
         if not 1 <= k <= self.k_max:
             raise MethodError(f"k must be between 1 and {self.k_max} (the classes computed), got {k}.")
+        cams = self.cams[:k]
+        if clip_percentile is not None:
+            from xai_core.render.relevance import scale_relevance
+
+            cams = torch.from_numpy(scale_relevance(cams.detach().cpu().numpy(), percentile=clip_percentile))
         return fm_g_cam(
-            self.cams[:k],
+            cams,
             channels=self.channels,
             normalise=normalise,
             activation=activation,
@@ -407,6 +417,33 @@ def render_fused(
     heat = colourise_fused(big)
     strength = big.max(axis=0)
     return overlay(_view(exp), heat, alpha, weight=minmax(strength) ** 0.5)
+
+
+def render_fused_relevance(exp: Explanation, fused: FusedMap, *, percentile: float = 99.5) -> np.ndarray:
+    """A fused map of fine-grained relevance (FG-CAM at the input), legible, ``uint8 [H, W, 3]``.
+
+    :func:`render_fused` fades each class colour in with the map's strength over the
+    photo, which suits a smooth CAM; a relevance map at input resolution is sparse (a
+    few strong pixels on edges and texture), and drawn that way it all but vanishes.
+    This draws it as the per-class relevance maps are drawn: on a light background (the
+    photo in faint grey, so the object can be found), each pixel goes from white to its
+    dominant class's colour with the fused value divided by the ``percentile`` of the
+    positive values (clipped at 1).
+    """
+    from xai_core.render.colour import class_colours
+    from xai_core.render.relevance import scale_relevance
+
+    maps = resize_map(fused.maps, exp.input_size)
+    if maps.ndim == 2:
+        maps = maps[None]
+    view = _view(exp).astype(np.float32)
+    grey = view.mean(axis=2, keepdims=True)
+    base = 255.0 * 0.8 + 0.2 * grey  # faint photo on white
+    value = scale_relevance(maps.max(axis=0), mode="positive", percentile=percentile)[..., None]
+    colours = np.asarray(class_colours(maps.shape[0]), dtype=np.float32)
+    colour = colours[maps.argmax(axis=0)]  # [H, W, 3]: the dominant class's colour
+    out = base * (1.0 - value) + colour * value
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def dominant_class(fused: FusedMap, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -50,19 +50,23 @@ def map_scale(display: Display) -> None:
     st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title} ({ticks})", width=320)
 
 
+#: Where relevance maps (FG-CAM) are clipped for display, per-class and fused alike.
+RELEVANCE_PERCENTILE = 99.5
+
+
 def relevance_maps(fine: xc.Explanation) -> list[np.ndarray]:
     """FG-CAM maps of every class, signed, on one percentile-clipped symmetric scale (legible relevance)."""
     from xai_core.render.relevance import relevance_limit, render_relevance
 
     stack = np.asarray(fine.cams.detach().cpu())
-    limit = relevance_limit(stack)
+    limit = relevance_limit(stack, percentile=RELEVANCE_PERCENTILE)
     return [render_relevance(stack[i], limit=limit) for i in range(len(stack))]
 
 
 def relevance_caption() -> str:
     from xai_core.render.relevance import scale_label
 
-    return scale_label()
+    return scale_label(percentile=RELEVANCE_PERCENTILE)
 
 
 def on_image(exp: xc.Explanation, picture, original, display: Display):
