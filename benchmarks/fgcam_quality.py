@@ -17,7 +17,9 @@ medians (min..max) over the images:
 ``authors`` is the official code's rule set (BatchNorm as identity, today's default
 before issue 12); ``canonized`` is the new default. Printed, not asserted.
 
-Run: ``python benchmarks/fgcam_quality.py [--cam-layer _head_act] [--threads 2]``.
+Run: ``python benchmarks/fgcam_quality.py [--cam-layer _head_act] [--threads 2] [--targets L1,L2,...]``
+(``--targets _conv_head,_blocks.15._depthwise_conv,_blocks.15._expand_conv,_blocks.14,input`` traces
+where the correlation is lost).
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def _summary(values: torch.Tensor) -> str:
     return f"{statistics.median(v):6.3f} ({min(v):6.3f}..{max(v):6.3f})"
 
 
-def measure(model: torch.nn.Module, x: torch.Tensor, cam_layer: str, rules: str) -> dict[str, dict[str, torch.Tensor]]:
+def measure(
+    model: torch.nn.Module, x: torch.Tensor, cam_layer: str, rules: str, targets: tuple[str, ...] = TARGETS
+) -> dict[str, dict[str, torch.Tensor]]:
     """Per target: kept, corr, corr+ and corr@rf per image (tensors of length N)."""
     top1 = lambda logits: logits.argmax(dim=1, keepdim=True)  # noqa: E731 - the classes of this forward pass
     cam = fg_cam(model, x, cam_layer=cam_layer, target_layer=cam_layer, class_idx=top1, rules=rules)
@@ -75,7 +79,7 @@ def measure(model: torch.nn.Module, x: torch.Tensor, cam_layer: str, rules: str)
     total = grad_cam.flatten(1).sum(1)
     cam_rf = receptive_field(model, x[:1], cam_layer)
     out = {}
-    for target in TARGETS:
+    for target in targets:
         res = fg_cam(model, x, cam_layer=cam_layer, target_layer=target, class_idx=cam.class_idx, rules=rules)
         fine = res.relevance[:, 0]
         pooled = F.adaptive_avg_pool2d(fine[:, None], grad_cam.shape[-2:])[:, 0]
@@ -98,16 +102,22 @@ def main() -> None:
     parser.add_argument("--cam-layer", default="_head_act")
     parser.add_argument("--images", type=Path, default=ROOT / "samples" / "imagenet")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help="comma-separated target layers (any module between the input and the CAM layer, or 'input')",
+    )
     args = parser.parse_args()
+    targets = tuple(t for t in args.targets.split(",") if t)
     torch.set_num_threads(args.threads)
     model = xai_core.load_model("efficientnet_lite0")
     names, x = _load_batch(model, args.images)
     print(f"EfficientNet-Lite0 (real weights), {len(names)} images from {args.images}, top-1 class, ")
     print(f"Grad-CAM base at {args.cam_layer}; median (min..max) over the images")
-    results = {rules: measure(model.module, x, args.cam_layer, rules) for rules in reversed(RULE_SETS)}
+    results = {rules: measure(model.module, x, args.cam_layer, rules, targets) for rules in reversed(RULE_SETS)}
     header = f"{'target':<11} {'metric':<7} " + " ".join(f"{r:<26}" for r in results)
     print(header)
-    for target in TARGETS:
+    for target in targets:
         for metric in ("kept", "corr", "corr+", "corr@rf"):
             row = " ".join(f"{_summary(results[r][target][metric]):<26}" for r in results)
             print(f"{target:<11} {metric:<7} {row}")

@@ -137,12 +137,14 @@ if targets:
             how=how,
             rate_key=(model_id, "masks") if slow_base else None,
         )
+        note = st.empty()  # what the button will do, until it has done it
         if asked(config):
             request(work.key)  # FG-CAM was asked for here: extend it to the new classes at once
         elif not slow_base:
-            st.caption(f"Computes FG-CAM for the {len(missing)} classes on screen (about 5-60 s on a CPU).")
+            note.caption(f"Computes FG-CAM for the {len(missing)} classes on screen (about 5-60 s on a CPU).")
         result = attempt(obtain, work, button="Compute FG-CAM")
         if result is not None and result is not MISSING:
+            note.empty()
             request(config)
     if result is not MISSING and all(STORE.get(parts[c]) is not MISSING for c in classes):
         request(config)
