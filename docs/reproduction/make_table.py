@@ -1,6 +1,7 @@
 """Paper-vs-ours table for docs/reproduction.md from an evaluation results folder (Parquet parts).
 
 Usage: python docs/reproduction/make_table.py docs/reproduction/lite0_448 > docs/reproduction/comparison.md
+       python docs/reproduction/make_table.py docs/reproduction/lite0_448_canonized --before docs/reproduction/lite0_448
 (the first, 8-step run of 2026-11-23 is in fg_cam_lite0.csv; this script reads the Parquet results).
 
 Paper numbers: fg-cam.txt Tables 1, 2 (VGG16-BN, 2000 ILSVRC2012 val images; Layer33/23/13 =
@@ -71,33 +72,52 @@ PAPER = {
 COLS = ("average_drop", "average_increase", "insertion_auc", "deletion_auc", "overall")
 
 
-def main(path: str) -> str:
-    """The Markdown comparison table for the results folder at ``path``."""
+def _means(path: str) -> dict[tuple[str, str], tuple[int, list[float]]]:
+    """(method, layer) -> (images, mean of each of COLS) over the rows without error."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in read_rows([Path(path)]):
         if not row["error"]:
             groups[(row["method"], row["layer"])].append(row)
+    return {
+        key: (len(rows), [sum(float(r[c]) for r in rows) / len(rows) for c in COLS]) for key, rows in groups.items()
+    }
+
+
+def main(path: str, before: str | None = None) -> str:
+    """The Markdown comparison table for the results folder at ``path``.
+
+    With ``before`` (an earlier results folder, e.g. the run with the authors' BatchNorm
+    rule), every cell reads "ours / before / paper".
+    """
+    ours_all = _means(path)
+    before_all = _means(before) if before else {}
+    what = "ours / before / paper" if before else "ours / paper"
     out = [
-        "| layer | method | n | A.D. ours / paper | A.I. ours / paper | Insertion ours / paper "
-        "| Deletion ours / paper | Overall ours / paper |",
+        f"| layer | method | n | A.D. {what} | A.I. {what} | Insertion {what} | Deletion {what} | Overall {what} |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for layer in LAYERS:
         for method in METHODS:
-            rows = groups.get((method, layer), [])
+            n, ours = ours_all.get((method, layer), (0, None))
+            n_before, old = before_all.get((method, layer), (0, None))
             paper = PAPER.get((method, layer))
-            if not rows and paper is None:
+            if ours is None and paper is None and old is None:
                 continue
-            cells = [LAYERS[layer], METHODS[method], str(len(rows))]
-            for i, col in enumerate(COLS):
-                ours = sum(float(r[col]) for r in rows) / len(rows) if rows else None
+            count = f"{n} / {n_before}" if before else str(n)
+            cells = [LAYERS[layer], METHODS[method], count]
+            for i in range(len(COLS)):
                 fmt = "{:.2f}" if i < 2 else "{:.4f}"
-                o = fmt.format(ours) if ours is not None else "-"
-                p = fmt.format(paper[i]) if paper else "-"
-                cells.append(f"{o} / {p}")
+                values = [ours] + ([old] if before else []) + [paper]
+                cells.append(" / ".join(fmt.format(v[i]) if v is not None else "-" for v in values))
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":
-    sys.stdout.write(main(sys.argv[1] if len(sys.argv) > 1 else "docs/reproduction/lite0_448"))
+    args = sys.argv[1:]
+    before = None
+    if "--before" in args:
+        i = args.index("--before")
+        before = args[i + 1]
+        del args[i : i + 2]
+    sys.stdout.write(main(args[0] if args else "docs/reproduction/lite0_448", before))
