@@ -10,8 +10,9 @@ pixels at 224 x 224, 112 steps a curve), on the same images and methods, for:
 - ``ray``: the same with ``--engine ray --workers N`` (a local Ray instance; its start-up
   is included in the time).
 
-It also prints, per path, the largest difference of any metric from the old path's rows
-(the equality check at scale: ``--images 16 --methods grad_cam,fm_g_cam:k=3,fg_cam@input,lrp@input``).
+It also prints, per path, the largest difference of any metric from the old path's rows;
+the equality check, per method and column and pair of paths, each path in a process of its
+own, is ``benchmarks/eval_equality.py``.
 
 Run: ``python benchmarks/eval_throughput.py [--images 2] [--paths old,local,ray] [--workers 2]``.
 """
@@ -40,54 +41,68 @@ METHODS = "grad_cam,fm_g_cam:k=3,fg_cam@input,lrp@input,sglrp@input"
 METRICS = tuple(c for c in METRIC_COLUMNS if not c.startswith("road_") and c != "multiplied_increased")
 
 
-def old_path(model_key: str, files: list[Path], methods: str) -> list[dict]:
+def old_path(model_key: str, files: list[Path], methods: str, pixels_per_step: int | None = None) -> list[dict]:
     """The per-image path: explain one image with one method, then ``evaluate_map`` on it."""
+    model = old_model(model_key)
+    return [row for path in files for row in old_rows(model, path, methods, pixels_per_step)]
+
+
+def old_model(model_key: str):
+    """The model as the per-image path ran it: the default memory format.
+
+    A model of its own (not the process's cached one, which the command's engine then
+    loads): the per-image path must not change the memory format of the engine's model,
+    nor leave it anything cached for its layers, such as the BatchNorm-folded weights of
+    FG-CAM and LRP, which keep the memory format of the first explanation.
+    """
+    from xai_core.models.registry import build_model
+
+    model = build_model(model_key)
+    model.module.to(memory_format=torch.contiguous_format)
+    return model
+
+
+def old_rows(model, path: Path, methods: str, pixels_per_step: int | None = None) -> list[dict]:
+    """The per-image path's rows of one image: each method in turn, then ``evaluate_map`` on its map."""
     from xai_core.api import explain
     from xai_core.images import read_image
     from xai_core.metrics import average_drop_increase, evaluate_map
     from xai_core.models.preprocess import prepare
-    from xai_core.models.registry import load_model
     from xai_core.relevance import fg_cam, lrp
     from xai_core.render.colour import resize_map
 
-    model = load_model(model_key)
-    model.module.to(memory_format=torch.contiguous_format)
     cam_layer = model.spec.default_layer
     rows = []
-    for path in files:
-        image = read_image(path)
-        x = prepare(image, model.spec.preprocessing).tensor
-        size = tuple(x.shape[-2:])
-        top = [int(i) for i in torch.argsort(model.predict(x)[0], descending=True, stable=True)[:10]]
-        c = top[0]
-        for entry in methods.split(","):
-            name, _, layer = entry.partition("@")
-            key, *params = name.split(":")
-            layer = layer or ("input" if key in ("fg_cam", "lrp", "clrp", "sglrp") else cam_layer)
-            if key == "fm_g_cam":
-                k = int(dict(p.split("=") for p in params).get("k", 3))
-                exp = explain(model, image, method="grad_cam", layer=layer, class_idx=[c] + top[1:k])
-                sal = torch.from_numpy(np.asarray(resize_map(exp.fused(k).maps[0], size), dtype=np.float64))
-            elif key == "fg_cam":
-                sal = (
-                    fg_cam(model.module, x, cam_layer=cam_layer, target_layer=layer, class_idx=[c])
-                    .relevance[0, 0]
-                    .double()
-                )
-            elif key in ("lrp", "clrp", "sglrp"):
-                sal = lrp(model.module, x, class_idx=[c], variant=key, target_layer=layer).relevance[0, 0].double()
-            else:
-                exp = explain(model, image, method=key, layer=layer, class_idx=[c])
-                sal = torch.from_numpy(np.asarray(exp.saliency(0), dtype=np.float64))
-            signed = layer == "input"
-            scores = dict(evaluate_map(model.predict, x, sal, c).scores)
-            if signed:
-                adi = average_drop_increase(model.predict, x, [sal], c, positive_only=True)
-                scores["average_drop"], scores["average_increase"] = float(adi.drop[0]), float(adi.average_increase)
-            rows.append(
-                {"model": model.key, "file": path.name, "method": name, "layer": layer, "target": "top1"}
-                | {"label": None, **scores}
-            )
+    image = read_image(path)
+    x = prepare(image, model.spec.preprocessing).tensor
+    size = tuple(x.shape[-2:])
+    top = [int(i) for i in torch.argsort(model.predict(x)[0], descending=True, stable=True)[:10]]
+    c = top[0]
+    for entry in methods.split(","):
+        name, _, layer = entry.partition("@")
+        key, *params = name.split(":")
+        layer = layer or ("input" if key in ("fg_cam", "lrp", "clrp", "sglrp") else cam_layer)
+        if key == "fm_g_cam":
+            k = int(dict(p.split("=") for p in params).get("k", 3))
+            exp = explain(model, image, method="grad_cam", layer=layer, class_idx=[c] + top[1:k])
+            sal = torch.from_numpy(np.asarray(resize_map(exp.fused(k).maps[0], size), dtype=np.float64))
+        elif key == "fg_cam":
+            sal = fg_cam(model.module, x, cam_layer=cam_layer, target_layer=layer, class_idx=[c]).relevance[0, 0]
+            sal = sal.double()
+        elif key in ("lrp", "clrp", "sglrp"):
+            sal = lrp(model.module, x, class_idx=[c], variant=key, target_layer=layer).relevance[0, 0].double()
+        else:
+            exp = explain(model, image, method=key, layer=layer, class_idx=[c])
+            sal = torch.from_numpy(np.asarray(exp.saliency(0), dtype=np.float64))
+        signed = layer == "input"
+        scores = dict(evaluate_map(model.predict, x, sal, c, pixels_per_step=pixels_per_step).scores)
+        if signed:
+            adi = average_drop_increase(model.predict, x, [sal], c, positive_only=True)
+            scores["average_drop"], scores["average_increase"] = float(adi.drop[0]), float(adi.average_increase)
+        rows.append(
+            {"model": model.key, "file": path.name, "method": name, "layer": layer, "target": "top1"}
+            | {"label": None, "class_idx": c, "predicted": c, "ad_positive_only": signed, **scores}
+        )
     return rows
 
 

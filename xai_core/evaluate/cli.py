@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
+
 from xai_core.errors import UnknownNameError, XaiCoreError
 from xai_core.evaluate.compute import Settings, load
 from xai_core.evaluate.engines import Plan, RayOptions, pixels_per_step, run_local, run_ray
@@ -84,11 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="the model's memory format (auto: channels_last on the CPU, where it is faster)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of each computing process (this one, or each Ray worker); one number for the "
+        "run, so both engines give the same numbers (default: torch's default here, "
+        f"{torch.get_num_threads()})",
+    )
     parser.add_argument("--loader-workers", type=int, default=1, help="processes decoding images (1)")
     parser.add_argument("--engine", choices=("local", "ray"), default="local", help="where to compute (default local)")
     parser.add_argument("--workers", type=int, default=2, help="Ray: workers, each holding one model (2)")
     parser.add_argument("--ray-address", default=None, help="Ray: join this cluster instead of starting one")
-    parser.add_argument("--cpus-per-worker", type=float, default=1.0, help="Ray: CPUs per worker (1)")
+    parser.add_argument(
+        "--cpus-per-worker", type=float, default=None, help="Ray: CPUs each worker reserves (default --threads)"
+    )
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="Ray: GPUs per worker (0)")
     parser.add_argument(
         "--import",
@@ -174,7 +186,7 @@ def write_summary(rows: list[dict], stem: Path) -> tuple[Path, Path]:
 def _check_args(args: argparse.Namespace) -> None:
     if not args.folder.is_dir():
         raise UsageError(f"folder {str(args.folder)!r} does not exist or is not a directory.")
-    for name in ("limit", "batch_size", "forward_batch", "pixels_per_step", "workers"):
+    for name in ("limit", "batch_size", "forward_batch", "pixels_per_step", "workers", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1; got {value}.")
@@ -183,8 +195,6 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {str(args.out)!r} exists and is not a folder; results go to a folder.")
     if args.device.startswith("cuda") and args.engine == "local":
-        import torch
-
         if not torch.cuda.is_available():
             raise UsageError(f"--device {args.device}: no CUDA device is available here.")
 
@@ -219,6 +229,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         method_batch=min(args.forward_batch, 32),
         channels_last=channels_last,
         road=args.road,
+        threads=args.threads or torch.get_num_threads(),  # one count for the run, driver and workers alike
         imports=tuple(args.imports),
     )
 
@@ -273,7 +284,8 @@ def _run(args: argparse.Namespace, on_rows: OnRows | None) -> int:
     plan = Plan(files, todo, args.batch_size, args.loader_workers)
     skipped = len(images) * len(jobs) - plan.rows
     if not args.quiet:
-        where = "this process" if args.engine == "local" else f"Ray, {args.workers} workers"
+        threads = f"{settings.threads} torch thread{'s' if settings.threads != 1 else ''}"
+        where = f"this process, {threads}" if args.engine == "local" else f"Ray, {args.workers} workers, {threads} each"
         print(
             f"{len(images)} images x {len(jobs)} method/layer pairs on {model.key} (shard {shard}/{shards}, "
             f"{where}): {plan.rows} rows to compute, {skipped} already in {args.out}.",

@@ -35,7 +35,14 @@ class Settings:
         method_batch: masked forward passes per batch inside Score-CAM / Ablation-CAM.
         channels_last: run the model in ``channels_last`` memory format.
         road: also score ROAD (remove and debias), MoRF and LeRF, at 10 % to 90 % removed.
-        threads: torch threads in this process (``None``: leave torch's default).
+        threads: torch intra-op threads of every process that computes: this one on the
+            local engine, each worker on Ray (``None``: torch's default of the driver, see
+            :func:`run_threads`). One number for the whole run, because it changes float32
+            results: oneDNN splits the reduction of some convolutions (the 1x1 projections
+            of EfficientNet-Lite0 at batch 1, for instance) across threads, so another thread
+            count sums in another order; a class probability then moves by up to ~1e-6 and a
+            metric in percent by up to ~1e-4. At the same thread count (and the same batches,
+            memory format and device) both engines give bit-identical rows.
         imports: modules imported first (they may register models).
     """
 
@@ -74,14 +81,24 @@ class Unit:
     tasks: Sequence[tuple[Job, Sequence[int]]] = field(default_factory=list)
 
 
+def run_threads(settings: Settings) -> int:
+    """The run's torch thread count: ``settings.threads``, else torch's default in this process."""
+    return settings.threads or torch.get_num_threads()
+
+
+def apply_threads(settings: Settings) -> None:
+    """Run torch in this process with the run's thread count (when ``settings.threads`` is set)."""
+    if settings.threads and torch.get_num_threads() != settings.threads:
+        torch.set_num_threads(settings.threads)
+
+
 def load(settings: Settings):
     """Import ``settings.imports``, load the model on its device, ready for inference."""
     for name in settings.imports:
         importlib.import_module(name)
     from xai_core.models.registry import load_model
 
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    apply_threads(settings)
     model = load_model(settings.model, weights=settings.weights)
     model.module.to(settings.device)
     if settings.channels_last:
@@ -94,6 +111,7 @@ class Evaluator:
 
     def __init__(self, settings: Settings, model=None) -> None:
         self.settings = settings
+        apply_threads(settings)  # also when the model is given: the run's arithmetic
         self.model = model if model is not None else load(settings)
         self.device = torch.device(settings.device)
         self.cam_layer = settings.cam_layer or self.model.spec.default_layer

@@ -6,10 +6,18 @@ task's rows as one Parquet part from the driver (:class:`~xai_core.evaluate.stor
 The Ray engine hands units to a pool of actors (:class:`ray.util.ActorPool`), each
 holding one model; Ray restarts a worker that dies and retries its task
 (``max_restarts`` / ``max_task_retries``), and a re-run skips whatever was written.
+
+Both engines do the same float32 arithmetic, so their rows are bit-identical: the same
+units (the same images in the same batches, so every forward pass has the same images),
+the same memory format and device, and the same torch thread count
+(:attr:`~xai_core.evaluate.compute.Settings.threads`, resolved once in the driver and
+given to every worker: a worker on 1 thread against a driver on 2 moves Lite0's metrics
+in percent by up to 1.2e-4, see docs/eval_equality.txt).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -17,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from xai_core.evaluate.compute import Evaluator, Settings, Unit, error_rows
+from xai_core.evaluate.compute import Evaluator, Settings, Unit, error_rows, run_threads
 from xai_core.evaluate.dataset import ImageFiles, make_loader
 from xai_core.evaluate.jobs import Job
 
@@ -124,16 +132,36 @@ class RayOptions:
         address: an existing cluster (``ray://host:10001`` or ``host:6379``); ``None``
             starts a local Ray instance for this run.
         workers: actors, each holding one model.
-        cpus_per_worker: CPUs each actor reserves (its torch threads).
+        cpus_per_worker: CPUs each actor reserves (``None``: the run's torch thread count,
+            so that a worker reserves what it uses). Only Ray's bookkeeping: the worker's
+            torch threads are the run's (:func:`worker_settings`), whatever this is.
         gpus_per_worker: GPUs each actor reserves (0 on a CPU machine).
         retries: times Ray restarts a dead worker and retries its task.
     """
 
     address: str | None = None
     workers: int = 2
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float | None = None
     gpus_per_worker: float = 0.0
     retries: int = 2
+
+
+def worker_cpus(settings: Settings, options: RayOptions) -> float:
+    """CPUs one worker reserves: ``options.cpus_per_worker``, else the run's thread count."""
+    return options.cpus_per_worker if options.cpus_per_worker is not None else float(run_threads(settings))
+
+
+def worker_settings(settings: Settings, options: RayOptions) -> Settings:
+    """The settings a Ray worker runs with: the driver's, with the run's thread count made explicit.
+
+    The thread count is the driver's (``settings.threads``, else torch's default in the
+    driver), never the worker's CPU reservation or its environment (Ray sets
+    ``OMP_NUM_THREADS`` to the reserved CPUs): another count would change float32 sums
+    and the rows would differ from the local engine's (see
+    :attr:`~xai_core.evaluate.compute.Settings.threads`).
+    """
+    device = "cuda" if options.gpus_per_worker else settings.device
+    return replace(settings, threads=run_threads(settings), device=device)
 
 
 def run_ray(plan: Plan, settings: Settings, model, write: OnRows, options: RayOptions) -> None:
@@ -141,6 +169,7 @@ def run_ray(plan: Plan, settings: Settings, model, write: OnRows, options: RayOp
     import ray
     from ray.util import ActorPool
 
+    cpus = worker_cpus(settings, options)
     started = not ray.is_initialized()
     if started:
         if options.address is None:
@@ -151,7 +180,7 @@ def run_ray(plan: Plan, settings: Settings, model, write: OnRows, options: RayOp
             if root not in path.split(os.pathsep):
                 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
             ray.init(
-                num_cpus=max(1, int(round(options.workers * options.cpus_per_worker))),
+                num_cpus=max(1, math.ceil(options.workers * cpus)),
                 num_gpus=None if options.gpus_per_worker else 0,
                 include_dashboard=False,
                 log_to_driver=False,
@@ -160,16 +189,13 @@ def run_ray(plan: Plan, settings: Settings, model, write: OnRows, options: RayOp
         else:
             ray.init(address=options.address, log_to_driver=False)
     try:
-        worker_settings = replace(settings, threads=max(1, int(options.cpus_per_worker)))
-        device = "cuda" if options.gpus_per_worker else settings.device
-        worker_settings = replace(worker_settings, device=device)
         actor = ray.remote(EvalWorker).options(
-            num_cpus=options.cpus_per_worker,
+            num_cpus=cpus,
             num_gpus=options.gpus_per_worker,
             max_restarts=options.retries,
             max_task_retries=options.retries,
         )
-        pool = ActorPool([actor.remote(worker_settings) for _ in range(options.workers)])
+        pool = ActorPool([actor.remote(worker_settings(settings, options)) for _ in range(options.workers)])
         for unit, errors in units(plan, settings, model):
             if errors:
                 write(errors)
