@@ -82,15 +82,24 @@ def _support(grad: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]]:
 #: units' fields lie inside the enlarged input.
 MARGIN = 512
 
+#: Random textures whose gradient supports are united (see :func:`receptive_field`).
+TRIALS = 6
+
+
+def _union(boxes: list[tuple[tuple[int, int], tuple[int, int]]]) -> tuple[tuple[int, int], tuple[int, int]]:
+    (rows, cols) = zip(*boxes)
+    return (min(r[0] for r in rows), max(r[1] for r in rows)), (min(c[0] for c in cols), max(c[1] for c in cols))
+
 
 def receptive_field(model: nn.Module, example: torch.Tensor, layer: str) -> ReceptiveField:
     """Measure the receptive-field geometry of ``layer``'s units for inputs like ``example``.
 
-    The example ``[1, C, H, W]`` is surrounded by :data:`MARGIN` pixels of fixed
-    pseudo-random texture (its own mean and spread), the network runs up to ``layer``
-    only, and the input gradients of the centre unit and its diagonal neighbour give
-    the fields' bounding boxes: the stride, the size and the centre, mapped back to the
-    original image's coordinates. The model is left as found (eval mode restored, no
+    The geometry does not depend on the picture, only on its size: the network runs, up
+    to ``layer`` only, on :data:`TRIALS` fixed pseudo-random textures with the example's
+    mean and spread and :data:`MARGIN` more pixels on every side than ``example``
+    ``[1, C, H, W]``; the input gradients of the centre unit and its diagonal neighbour,
+    united over the textures, give the fields' bounding boxes: the stride, the size and
+    the centre, mapped back to the coordinates of an ``H x W`` input. The model is left as found (eval mode restored, no
     hooks, no parameter gradients).
 
     Raises:
@@ -103,23 +112,26 @@ def receptive_field(model: nn.Module, example: torch.Tensor, layer: str) -> Rece
     ex = example[:1].detach()
     height, width = ex.shape[-2:]
     gen = torch.Generator().manual_seed(0)
-    big = torch.randn(1, ex.shape[1], height + 2 * MARGIN, width + 2 * MARGIN, generator=gen).to(ex)
-    big = big * ex.std().clamp_min(1e-3) + ex.mean()
-    big[..., MARGIN : MARGIN + height, MARGIN : MARGIN + width] = ex
-    x = big.requires_grad_(True)
-    outs: list = []
+    boxes: list[list[tuple[tuple[int, int], tuple[int, int]]]] = [[], []]
     with model_lock(model), eval_mode(model, freeze_params=True), torch.enable_grad():
-        with _output_of(module, outs), contextlib.suppress(_Stop):
-            model(x)
-        if not outs or not isinstance(outs[0], torch.Tensor) or outs[0].dim() != 4:
-            raise LayerError(f"Layer {layer!r} does not return an [N, C, h, w] map.")
-        out = outs[0]
-        big_h, big_w = out.shape[-2:]
-        i, j = (big_h - 1) // 2, (big_w - 1) // 2
-        boxes = []
-        for d in (0, 1):
-            (g,) = torch.autograd.grad(out[0, :, i + d, j + d].sum(), x, retain_graph=d == 0)
-            boxes.append(_support(g[0]))
+        for _ in range(TRIALS):
+            big = torch.randn(1, ex.shape[1], height + 2 * MARGIN, width + 2 * MARGIN, generator=gen).to(ex)
+            x = (big * ex.std().clamp_min(1e-3) + ex.mean()).requires_grad_(True)
+            outs: list = []
+            with _output_of(module, outs), contextlib.suppress(_Stop):
+                model(x)
+            if not outs or not isinstance(outs[0], torch.Tensor) or outs[0].dim() != 4:
+                raise LayerError(f"Layer {layer!r} does not return an [N, C, h, w] map.")
+            out = outs[0]
+            big_h, big_w = out.shape[-2:]
+            i, j = (big_h - 1) // 2, (big_w - 1) // 2
+            for d in (0, 1):
+                (g,) = torch.autograd.grad(out[0, :, i + d, j + d].sum(), x, retain_graph=d == 0)
+                boxes[d].append(_support(g[0]))
+    # A max-pool passes each window's gradient to its maximum only, and a ReLU drops units
+    # below zero, so one input's gradient may miss a border row of the field: the union over
+    # TRIALS textures is the field.
+    boxes = [_union(b) for b in boxes]
     (r0, c0), (r1, c1) = boxes
     stride = ((sum(r1) - sum(r0)) / 2, (sum(c1) - sum(c0)) / 2)
     if stride[0] <= 0 or stride[1] <= 0:
