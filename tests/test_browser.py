@@ -141,6 +141,15 @@ def _slider_to(page, label: str, value: int) -> None:
     assert slider.input_value() == str(value)
 
 
+def _choose_class(page, typed: str, name: str) -> None:
+    """Add ``name`` in the "Explain classes I choose" picker, found by typing ``typed``."""
+    picker = page.locator('[data-testid="stMultiSelect"]', has_text="Explain classes I choose").first
+    picker.click()
+    page.keyboard.type(typed)
+    page.get_by_role("option", name=name, exact=True).first.click()
+    page.keyboard.press("Escape")
+
+
 def _go(page, title: str) -> None:
     """Move to another page through the sidebar navigation (same session)."""
     page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
@@ -247,11 +256,7 @@ def test_fgcam_per_class_maps_at_the_input(new_page, server):
     _image(page, "FM-G-CAM fused map, top 3").wait_for()
     _select(page, "...or use a sample", "cat_dog.png")
     _image(page, "FM-G-CAM fused map, top 3").wait_for()
-    picker = page.locator('[data-testid="stMultiSelect"]', has_text="Explain classes I choose").first
-    picker.click()
-    page.keyboard.type("Egyptian")
-    page.get_by_role("option", name="Egyptian cat", exact=True).first.click()
-    page.keyboard.press("Escape")
+    _choose_class(page, "Egyptian", "Egyptian cat")
     _image(page, "FM-G-CAM fused map, top 4").wait_for()
     _idle(page)
     page.get_by_role("button", name="Compute FG-CAM").click()
@@ -269,11 +274,7 @@ def test_class_outside_the_top_ten(new_page, server):
     page = new_page()
     page.goto(f"{server}/classification")
     _image(page, "FM-G-CAM fused map, top 3").wait_for()
-    picker = page.locator('[data-testid="stMultiSelect"]', has_text="Explain classes I choose").first
-    picker.click()
-    page.keyboard.type("Egyptian")
-    page.get_by_role("option", name="Egyptian cat", exact=True).first.click()
-    page.keyboard.press("Escape")
+    _choose_class(page, "Egyptian", "Egyptian cat")
     page.locator('[data-testid="stImage"]', has_text="4. Egyptian cat (").wait_for()
     _image(page, "FM-G-CAM fused map, top 4").wait_for()
     _idle(page)
