@@ -44,6 +44,7 @@ from xai_core.render.colour import (
     resize_map,
     signed_colormap,
 )
+from xai_core.render.relevance import DEFAULT_PERCENTILE, scale_relevance
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
@@ -121,8 +122,6 @@ class Explanation:
             raise MethodError(f"k must be between 1 and {self.k_max} (the classes computed), got {k}.")
         cams = self.cams[:k]
         if clip_percentile is not None:
-            from xai_core.render.relevance import scale_relevance
-
             cams = torch.from_numpy(scale_relevance(cams.detach().cpu().numpy(), percentile=clip_percentile))
         return fm_g_cam(
             cams,
@@ -419,7 +418,7 @@ def render_fused(
     return overlay(_view(exp), heat, alpha, weight=minmax(strength) ** 0.5)
 
 
-def render_fused_relevance(exp: Explanation, fused: FusedMap, *, percentile: float = 99.5) -> np.ndarray:
+def render_fused_relevance(exp: Explanation, fused: FusedMap, *, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
     """A fused map of fine-grained relevance (FG-CAM at the input), legible, ``uint8 [H, W, 3]``.
 
     :func:`render_fused` fades each class colour in with the map's strength over the
@@ -430,9 +429,6 @@ def render_fused_relevance(exp: Explanation, fused: FusedMap, *, percentile: flo
     dominant class's colour with the fused value divided by the ``percentile`` of the
     positive values (clipped at 1).
     """
-    from xai_core.render.colour import class_colours
-    from xai_core.render.relevance import scale_relevance
-
     maps = resize_map(fused.maps, exp.input_size)
     if maps.ndim == 2:
         maps = maps[None]

@@ -10,6 +10,7 @@ import xai_core as xc
 from pages._ui import figures
 from pages._ui.state import key
 from pages._ui.widgets import ACTIVATION_LABELS, Display, image_grid, show_legend
+from xai_core.render.relevance import DEFAULT_PERCENTILE
 
 #: Largest change (on the fused map's 0-1 scale) that an activation may make and still look like ReLU.
 VISIBLE_CHANGE = 0.02
@@ -51,7 +52,7 @@ def map_scale(display: Display) -> None:
 
 
 #: Where relevance maps (FG-CAM) are clipped for display, per-class and fused alike.
-RELEVANCE_PERCENTILE = 99.5
+RELEVANCE_PERCENTILE = DEFAULT_PERCENTILE
 
 
 def relevance_maps(fine: xc.Explanation) -> list[np.ndarray]:
