@@ -164,6 +164,24 @@ def test_folding_restores_after_an_error() -> None:
     _assert_restored(model, snap)
 
 
+def test_fold_cache_sees_storage_swapped_under_the_same_parameter() -> None:
+    """``param.data = ...`` keeps the object and its version counter: the fold must still be redone."""
+    model = _randomise_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
+    x = torch.randn(1, 3, 8, 8)
+    folds = find_batchnorm_folds(model, x)
+    with fold_batchnorms(model, folds):
+        model(x)
+    with torch.no_grad():
+        model[0].weight.data = model[0].weight.data.to(memory_format=torch.channels_last)
+        model[1].running_var.data = model[1].running_var.data * 4  # new values, version unchanged
+    conv, bn = model[0], model[1]
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()[:, None, None, None]
+    with fold_batchnorms(model, folds):
+        w = model[0].weight.detach()
+    assert w.is_contiguous(memory_format=torch.channels_last), "the fold follows the weights' memory format"
+    torch.testing.assert_close(w, conv.weight.detach() * scale)
+
+
 # ----------------------------------------------------------------------------- conservation
 
 

@@ -148,18 +148,31 @@ _FOLDED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, tuple[torch.Tensor, t
 )
 
 
+def _tensor_key(t: torch.Tensor | None) -> tuple | None:
+    """What identifies a tensor's current values and layout.
+
+    The in-place version counter alone misses ``param.data = ...`` (how ``Module.to`` and
+    many loaders swap storage: same object, same version) and would keep a fold of the
+    old values, device, dtype or memory format; the storage address, strides, dtype and
+    device catch those.
+    """
+    if t is None:
+        return None
+    return (id(t), t._version, t.data_ptr(), t.stride(), t.dtype, t.device)
+
+
 def _source_key(layer: nn.Module, bn: nn.Module) -> tuple:
-    """Identity and in-place version of every tensor the fold reads (any update re-folds)."""
+    """Identity, version and layout of every tensor the fold reads (any update re-folds)."""
     tensors = [layer.weight, layer.bias, bn.running_mean, bn.running_var, bn.weight, bn.bias]
-    return (id(bn), bn.eps, *((None, None) if t is None else (id(t), t._version) for t in tensors))
+    return (id(bn), bn.eps, *(_tensor_key(t) for t in tensors))
 
 
 def _folded(layer: nn.Module, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """``(W', b')`` of the folded pair, computed in float64 and cast back.
 
-    Cached per layer, keyed by the identity and version counter of every source tensor,
-    so repeated explanations do not redo the fold and any change of the weights
-    (an optimizer step, ``load_state_dict``) is seen.
+    Cached per layer, keyed by :func:`_tensor_key` of every source tensor, so repeated
+    explanations do not redo the fold and any change of the weights (an optimizer step,
+    ``load_state_dict``, ``param.data = ...``, a new device, dtype or memory format) is seen.
     """
     key = _source_key(layer, bn)
     with _CACHE_LOCK:
