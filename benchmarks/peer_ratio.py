@@ -1,14 +1,20 @@
 """Our time as a ratio to each peer's, for every method both we and a peer have.
 
-    python -m benchmarks.peer_ratio [--images 3] [--skip-slow] [--size 224]
+    python -m benchmarks.peer_ratio [--images 3] [--rounds 1] [--threads 0] [--settle 0.3]
+                                    [--skip-slow] [--only fem,xgrad_cam,...]
 
 One interleaved run (:func:`benchmarks.harness.interleave`): every case on image 1, then
 every case on image 2, ...; each ratio is the median over images of our time / the
-peer's time on the same image (paired), so machine load hits both alike. Same model
-(EfficientNet-Lite0, real weights), same layer, same images, the top class. Gradient and
-activation methods explain ``_head_act`` (1280 channels); the masked-pass methods (whose
-cost grows with the channels) explain ``_blocks.3._bn2`` (40 channels) with few samples, the
-same settings on both sides. Goal: every ratio <= 1.
+peer's time on the same image (paired), so machine load hits both alike. ``--rounds R``
+goes over the images R times in that order (the median is then over images x rounds):
+on a shared machine one load spike on one of two images moves a 2-sample median by
+several x, so ratios near 1 need more rounds. ``--settle`` idles before each timed call
+(BLAS threads a NumPy-based peer leaves spinning would slow the next case).
+
+Same model (EfficientNet-Lite0, real weights), same layer, same images, the top class.
+Gradient and activation methods explain ``_head_act`` (1280 channels); the masked-pass
+methods (whose cost grows with the channels) explain ``_blocks.3._bn2`` (40 channels) with
+few samples, the same settings on both sides. Goal: every ratio <= 1.
 """
 
 from __future__ import annotations
@@ -126,10 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=3)
     parser.add_argument("--skip-slow", action="store_true", help="skip the masked-pass methods")
     parser.add_argument("--only", default="", help="comma-separated registry keys")
+    parser.add_argument("--rounds", type=int, default=1, help="passes over the images (paired ratios of all)")
+    parser.add_argument("--threads", type=int, default=0, help="PyTorch threads (0: its default)")
+    parser.add_argument(
+        "--settle", type=float, default=0.3, help="idle seconds before each timed call (spinning BLAS threads)"
+    )
     args = parser.parse_args(argv)
     import xai_core as xc
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads if args.threads > 0 else max(1, torch.get_num_threads()))
     model = xc.load_model("efficientnet_lite0")
     names = sorted(f for f in os.listdir(SAMPLES) if not f.startswith("."))[: args.images]
     inputs = [
@@ -151,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
                 else torchcam_case(model.module, layer, cls_name, init)
             )
             pairs.append((key, peer, ours, theirs))
+    unknown = only - set(PAIRS)
+    if unknown:
+        parser.error(f"--only: no pair for {', '.join(sorted(unknown))}; keys: {', '.join(PAIRS)}")
     cases = [c for _, _, o, t in pairs for c in (o, t)]
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    interleave(cases, inputs, warmup=1, log=log)
+    interleave(cases, inputs * max(1, args.rounds), warmup=1, log=log, settle=args.settle)
     print(f"{'method':24s} {'peer':18s} {'ours ms':>9s} {'peer ms':>9s} {'ratio':>7s}")
     worst = 0.0
     for key, peer, ours, theirs in pairs:
@@ -166,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{key:24s} {peer:18s} {1000 * np.median(ours.wall):9.1f} {1000 * np.median(theirs.wall):9.1f} "
             f"{ratio:7.2f}{'  SLOWER' if ratio > 1 else ''}"
         )
-    print(f"worst ratio: {worst:.2f} over {len(inputs)} images ({', '.join(names)})")
+    print(
+        f"worst ratio: {worst:.2f} over {len(inputs)} images x {max(1, args.rounds)} rounds, "
+        f"{torch.get_num_threads()} threads ({', '.join(names)})"
+    )
     return 0
 
 

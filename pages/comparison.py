@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import xai_core as xc
-from pages._ui import compute, figures
+from pages._ui import compute, faithfulness
 from pages._ui.running import MISSING, Work, obtain
 from pages._ui.state import ensure_routed, key, remember, seed
 from pages._ui.widgets import (
@@ -27,15 +27,6 @@ from pages._ui.widgets import (
 ensure_routed()
 
 PAGE = "cmp"
-SCORE_LABELS = {
-    "insertion_auc": "Insertion AUC ↑",
-    "deletion_auc": "Deletion AUC ↓",
-    "overall": "Insertion − deletion ↑",
-    "average_drop": "Average drop % ↓",
-    "average_increase": "Increase in confidence ↑",
-    "multiplied_change": "Change when multiplied ↑",
-    "top_removed_drop": "Drop, top 25% blurred ↑",
-}
 
 st.title("Method comparison")
 st.markdown(
@@ -168,9 +159,11 @@ st.subheader("Faithfulness")
 st.markdown(
     "**Insertion**: pixels are put back into a blurred image in the map's order; a faithful map makes the class "
     "probability rise fast (high area). **Deletion**: pixels are blurred in the map's order; a faithful map makes it "
-    "fall fast (low area). Petsiuk et al., RISE, BMVC 2018, as used in the FG-CAM paper's Table 2."
+    "fall fast (low area). Petsiuk et al., RISE, BMVC 2018, as used in the FG-CAM paper's Table 2. **ROAD** "
+    "(switch it on; slow): pixels are removed most relevant first (MoRF: low probability is better) or least "
+    "relevant first (LeRF: high is better) and filled by noisy linear imputation. Rong et al., ICML 2022."
 )
-c1, c2 = st.columns([3, 1])
+c1, c2, c3 = st.columns([3, 1, 1])
 to_score = c1.multiselect("Methods to score", list(results), default=list(results)[:3], key=key(PAGE, "score"))
 steps = c2.select_slider(
     "Curve points",
@@ -179,6 +172,7 @@ steps = c2.select_slider(
     key=key(PAGE, "steps"),
     help="112 as in the paper; each point costs two forward passes per method.",
 )
+road_fractions = faithfulness.road_controls(PAGE, c3)  # None: ROAD off (the default)
 request = (image.digest, choice.model_id, layer, tuple(to_score), steps)
 requested = st.session_state.setdefault(key(PAGE, "requested"), set())
 if request not in requested:
@@ -199,12 +193,4 @@ if request in requested and to_score:
             scored[label] = ev
     metrics_bar.empty()
     if scored:
-        table = [
-            {"method": label, **{SCORE_LABELS[k]: round(ev.scores[k], 4) for k in SCORE_LABELS}}
-            for label, ev in scored.items()
-        ]
-        st.table(table)  # a static table wraps its headers: no column is cut on a laptop screen
-        left, right = st.columns(2)
-        left.plotly_chart(figures.curves_figure(scored, "insertion"), key=key(PAGE, "insertion"))
-        right.plotly_chart(figures.curves_figure(scored, "deletion"), key=key(PAGE, "deletion"))
-        st.caption("Settings: " + "; ".join(f"{k}: {v}" for k, v in next(iter(scored.values())).settings.items()))
+        faithfulness.show(PAGE, scored, results, model, choice.model_id, image.digest, cls, road_fractions)

@@ -196,6 +196,73 @@ def test_comparison_grid_and_faithfulness():
     assert len(at.get("plotly_chart")) == 2
 
 
+def test_comparison_road_on_request_in_the_table():
+    """ROAD is off by default; switched on it offers Compute, then its MoRF/LeRF means fill two table columns."""
+    import xai_core as xc
+    from pages._ui.faithfulness import NOT_YET
+    from xai_core.metrics import road_scores
+
+    at = _open("pages/comparison.py")
+    at.multiselect(key="cmp.score").set_value(["Grad-CAM"])
+    at.select_slider(key="cmp.steps").set_value(14)
+    at.button(key="cmp.run_metrics").click().run()
+    _no_errors(at)
+    assert not any(c.startswith("ROAD") for c in at.table[0].value.columns), "ROAD is off by default"
+
+    at.toggle(key="cmp.road").set_value(True).run()
+    at.select_slider(key="cmp.road_points").set_value(1).run()  # 50 % removed: 2 imputed images, a few seconds
+    _no_errors(at)
+    assert at.table[0].value["ROAD MoRF ↓"].iloc[0] == NOT_YET, "nothing is computed before the button"
+    assert any("imputed images" in c.value for c in at.caption)
+    runs = state.model_runs()
+    _button(at, "Compute ROAD").click().run()
+    _no_errors(at)
+    assert state.model_runs() == runs + 1
+    table = at.table[0].value
+    morf, lerf = float(table["ROAD MoRF ↓"].iloc[0]), float(table["ROAD LeRF ↑"].iloc[0])
+    assert len(at.get("plotly_chart")) == 4, "ROAD MoRF and LeRF curves beside insertion and deletion"
+
+    model = xc.load_model("efficientnet_lite0")
+    exp = xc.explain(model, xc.read_image(ROOT / "samples" / "imagenet" / "cat_dog.png"), method="grad_cam", top_k=1)
+    want = road_scores(model.predict, exp.prepared.tensor, exp.saliency(0), [exp.class_idx[0]], fractions=(0.5,))
+    assert morf == pytest.approx(float(want["morf"].mean[0]), abs=1e-4)
+    assert lerf == pytest.approx(float(want["lerf"].mean[0]), abs=1e-4)
+
+    at.toggle(key="cmp.road").set_value(False).run()
+    at.toggle(key="cmp.road").set_value(True).run()
+    _no_errors(at)
+    assert float(at.table[0].value["ROAD MoRF ↓"].iloc[0]) == morf, "the result is kept"
+    assert state.model_runs() == runs + 1
+
+
+def test_road_work_stops_and_keeps_the_maps_finished_before():
+    """Stop ends a ROAD job at the next solver iteration; maps scored before stay in the shared store."""
+    import time
+
+    import xai_core as xc
+    from pages._ui import compute
+    from pages._ui.jobs import MISSING, STORE, JobStore
+
+    model = xc.load_model("efficientnet_lite0")
+    image = xc.read_image(ROOT / "samples" / "imagenet" / "cat_dog.png")
+    maps = [xc.explain(model, image, method=m, top_k=1) for m in ("grad_cam", "layer_cam")]
+    cls = maps[0].class_idx[0]
+    keys = [compute.road_key("test-digest", "test-model", e, cls, (0.5,)) for e in maps]
+    store = JobStore()
+    job = store.submit(
+        "road", compute.road_work(model, list(zip(keys, maps)), cls, (0.5,)), label="ROAD", unit="imputed images"
+    )
+    deadline = time.monotonic() + 120
+    while STORE.get(keys[0]) is MISSING and job.running and time.monotonic() < deadline:
+        time.sleep(0.02)  # the first map is stored; the second is being imputed
+    stopped_at = time.monotonic()
+    store.stop("road")
+    assert job.finished.wait(30)
+    assert job.stopped and job.total == 4 and 2 <= job.done < 4
+    assert time.monotonic() - stopped_at < 5.0  # one solver iteration, on a busy shared CPU
+    assert STORE.get(keys[0]) is not MISSING and STORE.get(keys[1]) is MISSING
+
+
 # ----------------------------------------------------------------------------- issue 14
 
 

@@ -11,6 +11,8 @@ from tests.conftest import TinyGapNet
 from tests.peer_helpers import run_ours
 from xai_core.errors import MethodError
 from xai_core.methods.activation import fem_weights, kpca_cam, random_weights
+from xai_core.methods.blocks import GRAIN, SERIAL_LIMIT, serial_blocks
+from xai_core.methods.gradient import EPS, xgrad_cam_weights
 from xai_core.methods.guided import GuidedClamp, guided_relus
 from xai_core.methods.smoothing import AUGMENTATIONS, augment, principal_projection, relu_minmax, to_maps
 
@@ -31,6 +33,27 @@ def test_fem_weights_by_hand():
     a[0, 1] = torch.tensor([[1.0, 1.0], [1.0, 1.0]])  # constant: nothing above the mean
     torch.testing.assert_close(fem_weights(a, k=1.0), torch.tensor([[[0.25, 0.0]]]))
     torch.testing.assert_close(fem_weights(a, k=2.0), torch.tensor([[[0.0, 0.0]]]))  # 4 < 1 + 2 * 1.73
+
+
+@pytest.mark.parametrize("shape", [(1, 1280, 7, 7), (2, 1280, 7, 7), (3, 320, 7, 7), (1, 40, 56, 56), (1, 7, 3, 5)])
+def test_fem_and_xgrad_in_serial_blocks_are_the_whole_tensor_maths_bit_for_bit(shape):
+    """Small CPU maps are computed per block of channels (no OpenMP region per op); the weights do not change."""
+    torch.manual_seed(sum(shape))
+    a = (torch.randn(shape) * torch.rand(1, shape[1], 1, 1) * 3).relu()
+    blocks = serial_blocks(a)
+    assert sum(b.shape[1] for b in blocks) == shape[1]
+    small = GRAIN < a.numel() <= SERIAL_LIMIT
+    assert len(blocks) > 1 if small else len(blocks) == 1
+    assert all(b.numel() <= GRAIN for b in blocks) or not small
+    for k in (0.0, 1.0, 2.0):
+        mean = a.mean(dim=(2, 3), keepdim=True)
+        std = a.std(dim=(2, 3), keepdim=True, unbiased=False)
+        whole = (a > mean + k * std).to(a.dtype).mean(dim=(2, 3))[:, None]
+        assert torch.equal(fem_weights(a, k), whole)
+    g = torch.randn(shape[0], 2, *shape[1:])  # K = 2 classes
+    whole = (g * a[:, None]).sum(dim=(3, 4)) / (a.sum(dim=(2, 3))[:, None] + EPS)
+    assert torch.equal(xgrad_cam_weights(a, g), whole)
+    assert len(serial_blocks(torch.zeros(1, 64, 112, 112))) == 1  # large maps keep PyTorch's parallel ops
 
 
 def test_random_cam_is_seeded_per_class_and_in_range(tiny):

@@ -7,8 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from xai_core.errors import XaiCoreError
-from xai_core.metrics.road import NEIGHBOUR_WEIGHTS, noisy_linear_impute, removal_masks, road, road_combined
+from xai_core.errors import MethodError, XaiCoreError
+from xai_core.metrics.road import (
+    DEFAULT_FRACTIONS,
+    NEIGHBOUR_WEIGHTS,
+    even_fractions,
+    noisy_linear_impute,
+    removal_masks,
+    road,
+    road_combined,
+    road_scores,
+)
 
 pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst  # noqa: E402
@@ -132,3 +141,98 @@ def test_road_scores_match_pytorch_grad_cam_without_noise_where_its_threshold_is
     theirs = ref(x, cam[None].numpy(), [ClassifierOutputTarget(1)], net, return_diff=False)
     ours = road(lambda b: net(b), x, cam, [1], order="morf", fractions=(0.3,), noise=0.0)
     np.testing.assert_allclose(ours.scores[0, 0], theirs[0], rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- progress, stop, bad values
+
+
+def test_road_scores_gives_both_orders_as_road_does_and_counts_every_imputed_image():
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 12, 10)
+    s = torch.rand(2, 6, 5)
+    calls = []
+    both = road_scores(_predict, x, s, [0, 1], fractions=(0.2, 0.5, 0.8), progress=lambda d, t: calls.append((d, t)))
+    for order in ("morf", "lerf"):
+        one = road(_predict, x, s, [0, 1], order=order, fractions=(0.2, 0.5, 0.8))
+        np.testing.assert_allclose(both[order].scores, one.scores, rtol=0, atol=1e-7)
+        np.testing.assert_array_equal(both[order].base, one.base)
+    assert list(both) == ["morf", "lerf"]
+    total = 2 * 2 * 3  # orders x images x fractions
+    assert {t for _, t in calls} == {total}
+    done = [d for d, _ in calls]
+    assert done[0] == 0 and done[-1] == total and done == sorted(done)
+    assert sorted(set(done)) == list(range(0, total + 1, 2))  # after each fraction (2 images), once at the start
+    assert len(calls) > len(set(done)), "the solver reports (with the same numbers) between fractions too"
+
+
+def test_a_progress_callback_that_raises_stops_road_within_one_solver_iteration():
+    class Stop(Exception):
+        pass
+
+    torch.manual_seed(6)
+    x = torch.randn(1, 3, 16, 16)
+    s = torch.rand(16, 16)
+    predicted = []
+
+    def predict(b):
+        predicted.append(len(b))
+        return _predict(b)
+
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if done >= 2:  # two fractions scored: stop in the third one's solve
+            raise Stop
+
+    with pytest.raises(Stop):
+        road_scores(predict, x, s, [0], fractions=(0.2, 0.4, 0.6, 0.8), progress=progress)
+    assert sum(predicted) == 1 + 2  # the unperturbed image, then the two finished fractions only
+    assert seen[-1] == 2
+
+    iterations = []
+
+    def on_iteration():
+        iterations.append(1)
+        if len(iterations) == 3:
+            raise Stop
+
+    removed = torch.zeros(1, 16, 16, dtype=torch.bool)
+    removed[0, 4:12, 4:12] = True
+    with pytest.raises(Stop):
+        noisy_linear_impute(x, removed, on_iteration=on_iteration)
+    assert len(iterations) == 3
+
+
+def test_even_fractions():
+    assert even_fractions(9) == DEFAULT_FRACTIONS
+    assert even_fractions(3) == (0.25, 0.5, 0.75)
+    assert even_fractions(1) == (0.5,)
+    for bad in (0, 2.5, True):
+        with pytest.raises(MethodError):
+            even_fractions(bad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"order": "random"}, "order must be one of"),
+        ({"fractions": (0.5, 1.0)}, "fraction must lie in"),
+        ({"fractions": ()}, "at least one share"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"class_idx": [0, 1]}, "one class per image"),
+        ({"saliency": torch.rand(2, 4, 4)}, "saliency must be"),
+        ({"x": torch.zeros(1, 3, 8, 8, dtype=torch.long)}, "floating-point"),
+        ({"x": "not a tensor"}, "floating-point"),
+    ],
+)
+def test_bad_values_raise_the_value_error_subclass(kwargs, match):
+    args = {"x": torch.zeros(1, 3, 8, 8), "saliency": torch.rand(8, 8), "class_idx": [0], **kwargs}
+    x, s, c = args.pop("x"), args.pop("saliency"), args.pop("class_idx")
+    with pytest.raises(MethodError, match=match) as info:
+        road(_predict, x, s, c, **args)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, XaiCoreError)
+    with pytest.raises(MethodError, match="orders must be distinct"):
+        road_scores(_predict, torch.zeros(1, 3, 8, 8), torch.rand(8, 8), [0], orders=("morf", "morf"))
+    with pytest.raises(ValueError, match="Every pixel"):
+        noisy_linear_impute(torch.zeros(1, 3, 4, 4), torch.ones(1, 4, 4, dtype=torch.bool))

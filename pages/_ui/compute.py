@@ -241,6 +241,46 @@ def compute_metrics(
     )
 
 
+def road_key(digest: str, model_id: str, exp: xc.Explanation, class_idx: int, fractions: tuple[float, ...]) -> tuple:
+    """Store key of one map's ROAD scores: the image, the weights, the class and the map itself (its bytes)."""
+    import hashlib
+
+    saliency = exp.saliency(0)
+    return ("road", digest, model_id, int(class_idx), hashlib.sha1(saliency.tobytes()).hexdigest(), tuple(fractions))
+
+
+def road_work(
+    model: xc.LoadedModel, maps: list[tuple[tuple, xc.Explanation]], class_idx: int, fractions: tuple[float, ...]
+) -> Callable[[Callable[[int, int], None]], dict]:
+    """``work(progress)``: ROAD MoRF and LeRF of each ``(key, explanation)``'s first map, each stored as it ends.
+
+    ``progress`` counts imputed images over all the maps (2 orders x the fractions each);
+    a map finished before Stop stays in the store.
+    """
+    from xai_core.metrics import road_scores
+
+    def work(progress: Callable[[int, int], None]) -> dict:
+        from pages._ui.jobs import STORE
+
+        count_model_run()
+        per_map = 2 * len(fractions)
+        total = len(maps) * per_map
+        out = {}
+        for i, (k, exp) in enumerate(maps):
+            out[k] = road_scores(
+                model.predict,
+                exp.prepared.tensor,
+                exp.saliency(0),
+                [class_idx],
+                fractions=fractions,
+                progress=lambda done, _total, offset=i * per_map: progress(offset + done, total),
+            )
+            STORE.put(k, out[k])
+        return out
+
+    return work
+
+
 def fgcam_bases() -> tuple[str, ...]:
     """The CAM methods FG-CAM can start from (the registry's ``fg_cam`` entry, when there is one)."""
     get_explainer = getattr(xc, "get_explainer", None)

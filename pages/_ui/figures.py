@@ -133,6 +133,25 @@ def curves_figure(results: dict[str, object], kind: str) -> go.Figure:
     return _layout(fig, 430)
 
 
+def road_figure(results: dict[str, dict], order: str) -> go.Figure:
+    """ROAD curves of one order (``"morf"`` or ``"lerf"``) of several maps' ``{order: RoadResult}``.
+
+    Each curve starts at the unperturbed image's probability (0 % removed).
+    """
+    fig = go.Figure()
+    for label, by_order in results.items():
+        r = by_order[order]
+        x = [0.0, *(100 * np.asarray(r.fractions))]
+        y = [float(r.base[0]), *np.asarray(r.scores[0], dtype=float)]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{label} (mean {float(r.mean[0]):.3f})"))
+    name, better = ("MoRF", "lower is better") if order == "morf" else ("LeRF", "higher is better")
+    first = "most" if order == "morf" else "least"
+    fig.update_xaxes(title=f"pixels removed and imputed, {first} relevant first (%)")
+    fig.update_yaxes(title="class probability", range=[0, 1.02])
+    fig.update_layout(title=f"ROAD {name} ({better})", legend=dict(orientation="h", y=-0.25))
+    return _layout(fig, 430)
+
+
 # ----------------------------------------------------------------------------- downloads
 
 

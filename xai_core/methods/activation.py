@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from xai_core.methods.blocks import serial_blocks
 from xai_core.methods.gradient import weighted_sum
 
 
@@ -50,6 +51,9 @@ def fem_weights(activations: torch.Tensor, k: float = 2.0) -> torch.Tensor:
 
     The k-sigma rule (population standard deviation over the positions) marks a channel's
     unusually strong responses; channels with more of them weigh more. Class-agnostic.
+    Computed per block of channels (:func:`~xai_core.methods.blocks.serial_blocks`): at a
+    network's last layer (1280 x 7 x 7) the five whole-tensor ops took 60 ms on a loaded
+    CPU, 0.8 ms idle; in blocks about 1 ms either way, and the same weights.
 
     Args:
         activations: ``[N, C, h, w]``.
@@ -58,6 +62,10 @@ def fem_weights(activations: torch.Tensor, k: float = 2.0) -> torch.Tensor:
     Returns:
         ``[N, 1, C]`` weights in [0, 1].
     """
+    return torch.cat([_fem_block(block, k) for block in serial_blocks(activations)], dim=2)
+
+
+def _fem_block(activations: torch.Tensor, k: float) -> torch.Tensor:
     mean = activations.mean(dim=(2, 3), keepdim=True)
     std = activations.std(dim=(2, 3), keepdim=True, unbiased=False)
     return (activations > mean + k * std).to(activations.dtype).mean(dim=(2, 3))[:, None]

@@ -145,7 +145,7 @@ def class_gradients(outputs: torch.Tensor, inputs: torch.Tensor, *, batched: boo
                     raise
                 log.warning("batched backward unavailable (%s); using %d backward passes", err, k)
         rows = [torch.autograd.grad(outputs[:, i].sum(), inputs, retain_graph=True)[0] for i in range(k)]
-        return torch.stack(rows, dim=1)
+        return rows[0][:, None] if k == 1 else torch.stack(rows, dim=1)  # K = 1: a view, not a copy
     except RuntimeError as err:
         if "does not require grad" in str(err) or "not have been used" in str(err):
             raise MethodError(

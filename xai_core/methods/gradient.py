@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from xai_core.methods.blocks import block_channels
+
 EPS = 1e-7
 
 
@@ -62,7 +64,19 @@ def grad_cam_pp(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 
 
 def xgrad_cam_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """XGrad-CAM (Fu et al., 2020, eq. 11): ``w_c = sum_ij g_cij A_cij / (sum_ij A_cij + eps)``, ``[N, K, C]``."""
+    """XGrad-CAM (Fu et al., 2020, eq. 11): ``w_c = sum_ij g_cij A_cij / (sum_ij A_cij + eps)``, ``[N, K, C]``.
+
+    Per block of channels on small CPU maps (:mod:`xai_core.methods.blocks`: no OpenMP
+    region per op on a loaded CPU; the same weights).
+    """
+    per = block_channels(grads, dim=2)
+    if per is None:
+        return _xgrad_block(activations, grads)
+    parts = zip(activations.split(per, dim=1), grads.split(per, dim=2))
+    return torch.cat([_xgrad_block(a, g) for a, g in parts], dim=2)
+
+
+def _xgrad_block(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     sum_a = activations.sum(dim=(2, 3))[:, None]  # [N, 1, C]
     return (grads * activations[:, None]).sum(dim=(3, 4)) / (sum_a + EPS)
 

@@ -22,7 +22,7 @@ from xai_core.metrics.faithfulness import (
 )
 from xai_core.metrics.localisation import Box, check_box, proportion_in_box
 from xai_core.metrics.report import MapEvaluation, evaluate_map, scale_to_unit
-from xai_core.metrics.road import noisy_linear_impute, road, road_combined
+from xai_core.metrics.road import RoadResult, even_fractions, noisy_linear_impute, road, road_combined, road_scores
 
 __all__ = [
     "PIXELS_PER_STEP_DIVISOR",
@@ -32,6 +32,7 @@ __all__ = [
     "InsertionDeletion",
     "MapEvaluation",
     "MultipliedCheck",
+    "RoadResult",
     "Predict",
     "TopRemovedCheck",
     "average_drop_increase",
@@ -40,6 +41,7 @@ __all__ = [
     "confidence_change_when_multiplied",
     "confidence_drop_top_removed",
     "default_pixels_per_step",
+    "even_fractions",
     "evaluate_map",
     "evaluate_maps",
     "gaussian_blur",
@@ -49,5 +51,6 @@ __all__ = [
     "rank_of_pixels",
     "road",
     "road_combined",
+    "road_scores",
     "scale_to_unit",
 ]
