@@ -361,6 +361,35 @@ def test_slow_method_shown_again_on_comparison(new_page, server):
     _shot(page, "comparison.png")
 
 
+def test_road_on_the_comparison_page(new_page, server):
+    """Issue 13: ROAD, off by default, computed on request; its columns and MoRF/LeRF curves join the table."""
+    page = new_page()
+    page.goto(f"{server}/comparison")
+    page.get_by_role("button", name="Compute faithfulness").wait_for()
+    _idle(page)
+    page.get_by_role("button", name="Compute faithfulness").click()
+    table = page.locator('[data-testid="stTable"]').first
+    table.wait_for()
+    _idle(page)
+    assert "ROAD" not in table.inner_text(), "ROAD is off by default"
+    page.locator('[data-testid="stCheckbox"]').filter(has=page.get_by_role("switch", name="ROAD", exact=True)).click()
+    points = page.locator('[data-testid="stSlider"]', has_text="ROAD points").locator('input[type="range"]:enabled')
+    points.wait_for()
+    _idle(page)
+    points.focus()
+    points.press("Home")  # 1 point: 50 % removed, two imputed images per map
+    assert points.input_value() == "0"
+    _idle(page)
+    page.get_by_role("button", name="Compute ROAD").click()
+    page.locator(".js-plotly-plot", has_text="ROAD LeRF").first.wait_for()
+    _idle(page)
+    _no_errors(page)
+    text = table.inner_text()
+    assert "ROAD MoRF" in text and "ROAD LeRF" in text and "–" not in text, text
+    assert page.get_by_text("the first run here measures", exact=False).count() == 0, "the estimate note is gone"
+    _shot(page, "comparison_road.png", at="Faithfulness")
+
+
 def test_stop_within_a_second_and_compute_disabled(new_page, own_server):
     """Issue 14 item 5: progress names its unit and time left; Compute is disabled; Stop answers fast."""
     page = new_page()

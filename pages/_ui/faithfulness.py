@@ -121,13 +121,16 @@ def show(
         todo = [(keys[label], maps[label]) for label in scored if label not in stored()]
         if todo:
             work = road_work(model, model_id, todo, cls, road_fractions)
+            note = st.empty()  # cleared once every map is scored
             if work.estimate is None:
-                st.caption(
+                note.caption(
                     f"{work.label}: {2 * len(road_fractions) * len(todo)} imputed images (MoRF and LeRF at "
                     f"{len(road_fractions)} share{'s' if len(road_fractions) > 1 else ''} each), each filled by an "
                     "iterative solve; the first run here measures how long one takes. Results are kept."
                 )
             attempt(obtain, work, button="Compute ROAD")
+            if len(stored()) == len(keys):
+                note.empty()
         roads = stored()
         table.table(table_rows(scored, roads, with_road))
         if roads:
