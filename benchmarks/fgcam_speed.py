@@ -7,6 +7,8 @@ with the layer captured plus the backward of the class logit to it. The authors'
 canonized default are measured side by side, interleaved in one run. Goal: <= 4x.
 
 Run: ``python benchmarks/fgcam_speed.py [--runs 10] [--layer _head_act] [--size 224]``.
+``--profile`` also counts, with torch.profiler, the convolution calls and the time in
+convolution kernels of the floor and of canonized FG-CAM K=1 (where the time goes).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--layer", default="_head_act")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="count convolution calls and kernel time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -77,6 +80,34 @@ def main() -> None:
         print(f"[{kind}] floor (forward + backward to {args.layer}): {med['floor'] * 1000:8.1f} ms")
         for name in list(cases)[1:]:
             print(f"[{kind}] FG-CAM {name:<14}: {med[name] * 1000:8.1f} ms  ratio {med[name] / med['floor']:.2f}x")
+    if args.profile:
+        floor_total = None
+        for name, fn in (("floor", floor), ("canonized K=1", cases["canonized K=1"])):
+            calls, conv_ms, total_ms = _convolutions(fn, args.runs)
+            floor_total = floor_total or total_ms
+            print(
+                f"[profile] {name:<14}: {calls:4d} convolution calls, {conv_ms:7.1f} ms in convolution kernels "
+                f"({conv_ms / floor_total:.2f}x the floor), {total_ms:7.1f} ms in all ({total_ms / floor_total:.2f}x)"
+            )
+
+
+CONV_OPS = ("aten::_slow_conv2d_forward", "aten::mkldnn_convolution", "aten::_slow_conv2d_backward")
+"""Convolution kernels on the CPU; ``aten::convolution_backward``'s own time is counted too (mkldnn's backward)."""
+
+
+def _convolutions(fn, runs: int) -> tuple[int, float, float]:
+    """Per call of ``fn``: convolution calls (forward kernels and backward entries), ms in their kernels, ms in all."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            fn()
+    stats = {e.key: e for e in prof.key_averages()}
+    calls = sum(stats[k].count for k in ("aten::_slow_conv2d_forward", "aten::mkldnn_convolution") if k in stats)
+    calls += stats["aten::convolution_backward"].count if "aten::convolution_backward" in stats else 0
+    kernel_us = sum(stats[k].self_cpu_time_total for k in (*CONV_OPS, "aten::convolution_backward") if k in stats)
+    total_us = sum(e.self_cpu_time_total for e in stats.values())
+    return calls // runs, kernel_us / 1000 / runs, total_us / 1000 / runs
 
 
 if __name__ == "__main__":
