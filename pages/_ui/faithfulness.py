@@ -71,7 +71,7 @@ def table_rows(scored: dict, roads: dict, with_road: bool) -> list[dict]:
     return rows
 
 
-def road_work(
+def road_slow_work(
     model: xc.LoadedModel, model_id: str, todo: list[tuple[tuple, xc.Explanation]], cls: int, fractions: tuple
 ) -> Work:
     """The slow work computing ROAD for the maps in ``todo``, with its estimate from the last run here."""
@@ -120,7 +120,7 @@ def show(
     if with_road:
         todo = [(keys[label], maps[label]) for label in scored if label not in stored()]
         if todo:
-            work = road_work(model, model_id, todo, cls, road_fractions)
+            work = road_slow_work(model, model_id, todo, cls, road_fractions)
             note = st.empty()  # cleared once every map is scored
             if work.estimate is None:
                 note.caption(
