@@ -91,8 +91,10 @@ def main() -> None:
             )
 
 
-CONV_OPS = ("aten::_slow_conv2d_forward", "aten::mkldnn_convolution", "aten::_slow_conv2d_backward")
-"""Convolution kernels on the CPU; ``aten::convolution_backward``'s own time is counted too (mkldnn's backward)."""
+CONV_FORWARD = ("aten::_slow_conv2d_forward", "aten::mkldnn_convolution")
+"""Forward convolution kernels on the CPU (one call each)."""
+CONV_BACKWARD = ("aten::convolution_backward", "aten::_slow_conv2d_backward")
+"""The transposed convolutions: one ``convolution_backward`` call each (its own time is mkldnn's kernel)."""
 
 
 def _convolutions(fn, runs: int) -> tuple[int, float, float]:
@@ -103,9 +105,8 @@ def _convolutions(fn, runs: int) -> tuple[int, float, float]:
         for _ in range(runs):
             fn()
     stats = {e.key: e for e in prof.key_averages()}
-    calls = sum(stats[k].count for k in ("aten::_slow_conv2d_forward", "aten::mkldnn_convolution") if k in stats)
-    calls += stats["aten::convolution_backward"].count if "aten::convolution_backward" in stats else 0
-    kernel_us = sum(stats[k].self_cpu_time_total for k in (*CONV_OPS, "aten::convolution_backward") if k in stats)
+    calls = sum(stats[k].count for k in (*CONV_FORWARD, CONV_BACKWARD[0]) if k in stats)
+    kernel_us = sum(stats[k].self_cpu_time_total for k in (*CONV_FORWARD, *CONV_BACKWARD) if k in stats)
     total_us = sum(e.self_cpu_time_total for e in stats.values())
     return calls // runs, kernel_us / 1000 / runs, total_us / 1000 / runs
 
