@@ -28,6 +28,7 @@ from torch import nn
 
 from xai_core.errors import LayerError
 from xai_core.hooks.layers import resolve_layer
+from xai_core.hooks.state import eval_mode, model_lock
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,6 @@ def receptive_field(model: nn.Module, example: torch.Tensor, layer: str) -> Rece
         LayerNotFoundError: unknown layer.
         LayerError: the layer does not return an ``[N, C, h, w]`` map.
     """
-    from xai_core.hooks.capture import eval_mode, model_lock  # capture imports hooks.layers
-
     module = resolve_layer(model, layer)
     ex = example[:1].detach()
     height, width = ex.shape[-2:]

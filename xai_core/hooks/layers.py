@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from xai_core.errors import LayerError, LayerNotFoundError
+from xai_core.hooks.state import eval_mode, model_lock
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def trace_modules(model: nn.Module, example: torch.Tensor) -> dict[str, TracedMo
     """Run one forward pass of ``example`` and report what every named module did.
 
     The pass runs in eval mode, without gradients, under the model's lock
-    (:func:`xai_core.hooks.capture.model_lock`); the hooks are removed and the
+    (:func:`xai_core.hooks.state.model_lock`); the hooks are removed and the
     model's mode restored on exit, also on error. ``example`` is moved to the model's
     device.
 
@@ -121,8 +122,6 @@ def trace_modules(model: nn.Module, example: torch.Tensor) -> dict[str, TracedMo
         Module name -> :class:`TracedModule`, in the order the modules' forwards first
         *finished* (a parent after its children). Modules that did not run are absent.
     """
-    from xai_core.hooks.capture import eval_mode, model_lock  # capture imports this module
-
     kinds = {name: type(module).__name__ for name, module in model.named_modules()}
     counts: dict[str, int] = {}
     shapes: dict[str, tuple[int, ...] | None] = {}
