@@ -509,3 +509,25 @@ def test_road_columns_when_asked_and_old_parts_still_read(folder: Path, tmp_path
     table = pq.read_table(part)
     pq.write_table(table.drop_columns(["road_morf", "road_lerf"]), part)
     assert all(r["road_lerf"] is None for r in read_rows([plain]))
+
+
+def test_shared_fg_score_cam_equals_explain() -> None:
+    """FG-Score-CAM's shared components (one Score-CAM pass per image and class) give explain's maps."""
+    import tests.eval_tiny_model  # noqa: F401  (registers the model)
+    from xai_core.evaluate.methods import ScoreComponents, make_maps, parse_method
+    from xai_core.models import load_model
+
+    model = load_model(TINY, weights=None)
+    torch.manual_seed(3)
+    x = torch.rand(2, 3, 32, 32)
+    cache = ScoreComponents().for_batch(0)
+    for text in ("fg_cam:base=score_cam", "fg_cam_d:base=score_cam"):
+        method = parse_method(text)
+        for layer in ("input", "features.2", "features.4"):
+            kw = dict(cam_layer="features.4", batch_size=5)
+            shared, signed = make_maps(model, x, method, layer, [1, 4], [[1], [4]], cache=cache, **kw)
+            plain, plain_signed = make_maps(model, x, method, layer, [1, 4], [[1], [4]], cache=None, **kw)
+            assert signed == plain_signed == (layer == "input")
+            assert shared.abs().max() > 0 or text.startswith("fg_cam_d")  # 8 channels: FG-CAM_D keeps none
+            torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-6 * float(plain.abs().max()))
+    assert len(cache._store) == 4  # (image, class) x (plain, denoised): the masked passes ran once each

@@ -12,14 +12,14 @@ from torch import nn
 from tests.conftest import SmallVGG
 from xai_core.errors import LayerError, LayerNotFoundError, MethodError
 from xai_core.hooks.capture import capture
+from xai_core.methods.gradient import grad_cam_weights
+from xai_core.methods.score import score_cam_weights
 from xai_core.relevance import (
     denoise_components,
     fg_cam,
     fgcam_target_layers,
-    grad_cam_components,
     lrp,
     propagate_relevance,
-    score_cam_weights,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "fgcam_small_vgg.pt"
@@ -83,12 +83,17 @@ def test_golden_components_and_denoising(golden: dict, vgg: nn.Module, comp_no: 
         (grads,) = torch.autograd.grad(logits[0, cls], cap[CAM])
     acts = cap[CAM].detach()
     if comp["base_cam"] == "grad_cam":
-        comps = grad_cam_components(acts, grads[:, None])[0]
+        comps = grad_cam_weights(acts, grads[:, None])[0, :, :, None, None] * acts
     else:
-        comps = score_cam_weights(vgg, x, acts, torch.tensor([[cls]]), batch_size=24)[0, :, :, None, None] * acts
+        weights = score_cam_weights(vgg, x, acts, torch.tensor([[cls]]), probabilities=_softmax, batch_size=24)
+        comps = weights[0, :, :, None, None] * acts
     _close(comps, comp["I"])
     _close(denoise_components(comp["I"])[0], comp["I_denoised"])
     assert int(0.1 * comp["svd_num_singular_values"]) == comp["svd_rank_kept"]
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits, dim=-1)
 
 
 def test_golden_layer_trace_and_conservation(golden: dict, vgg: nn.Module) -> None:

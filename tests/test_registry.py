@@ -289,8 +289,10 @@ def test_cuda_equals_cpu(method, small):
 
 
 def test_relevance_choices_are_the_relevance_modules():
-    from xai_core.relevance import BASES, RULE_SETS
+    from xai_core.relevance import RULE_SETS, fgcam_bases
 
     for key in ("fg_cam", "fg_cam_d", "lrp", "clrp", "sglrp"):
-        assert xc.get_explainer(key).param("rules").choices == RULE_SETS
-    assert xc.get_explainer("fg_cam").param("base").choices == BASES
+        assert xc.get_explainer(key).param("rules").choices == tuple(RULE_SETS)
+    weights = tuple(e.key for e in xc.list_explainers() if e.gives_weights)
+    assert {"grad_cam", "score_cam"} <= set(weights)
+    assert xc.get_explainer("fg_cam").param("base").choices == fgcam_bases() == weights

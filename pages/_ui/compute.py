@@ -291,6 +291,6 @@ def fgcam_bases() -> tuple[str, ...]:
                     return tuple(p.choices)
         except xc.XaiCoreError:
             pass
-    from xai_core.relevance.fgcam import BASES
+    from xai_core.relevance import fgcam_bases
 
-    return tuple(BASES)
+    return fgcam_bases()

@@ -19,14 +19,16 @@ score, at input resolution:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from xai_core.errors import MethodError, UnknownNameError, XaiCoreError
-from xai_core.methods.registry import Param, get_explainer, list_explainers
+from xai_core.hooks.capture import capture
+from xai_core.methods.registry import FGCamCompute, Param, get_explainer, list_explainers
+from xai_core.relevance import WeightInputs, denoise_components, propagate_relevance
 
 INPUT = "input"
 
@@ -185,6 +187,24 @@ class ScoreComponents:
             self._batch = batch_id
         return self
 
+    def components(self, key: tuple[object, ...], denoise: bool, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The components stored for ``key`` (denoised with ``denoise``), computing them once.
+
+        Args:
+            key: what the components depend on besides denoising (image, class, CAM layer).
+            denoise: FG-CAM_D's denoised components (made from the plain ones).
+            compute: makes the plain components ``[1, 1, C, h, w]``.
+        """
+        plain = (*key, False)
+        if plain not in self._store:
+            self._store[plain] = compute()
+        if not denoise:
+            return self._store[plain]
+        denoised = (*key, True)
+        if denoised not in self._store:
+            self._store[denoised] = denoise_components(self._store[plain])
+        return self._store[denoised]
+
 
 def shares_score_components(method: Method) -> bool:
     """FG-CAM over a masked-forward base (Score-CAM): its channel weights are worth sharing."""
@@ -268,9 +288,9 @@ def _relevance_map(model, x, method: Method, layer, class_idx, cam_layer, batch_
 
     size = tuple(x.shape[-2:])
     spec = get_explainer(method.info.key)
-    if "denoise" in getattr(spec.compute, "keywords", {}) and shares_score_components(method) and cache is not None:
+    if isinstance(spec.compute, FGCamCompute) and shares_score_components(method) and cache is not None:
         relevance = _fg_score_cam_shared(
-            model, x, method, spec.compute.keywords["denoise"], layer, class_idx, cam_layer, batch_size, cache, image_id
+            model, x, method, spec.compute.denoise, layer, class_idx, cam_layer, batch_size, cache, image_id
         )
     else:
         params = method.registry_params()
@@ -288,30 +308,26 @@ def _relevance_map(model, x, method: Method, layer, class_idx, cam_layer, batch_
 def _fg_score_cam_shared(
     model, x, method: Method, denoise, layer, class_idx, cam_layer, batch_size, cache, image_id
 ) -> torch.Tensor:
-    """FG-Score-CAM with the masked passes of one image and class shared across layers and denoising."""
-    from xai_core.methods.score import score_cam_weights
-    from xai_core.relevance import denoise_components, propagate_relevance
+    """FG-Score-CAM with the masked passes of one image and class shared across layers and denoising.
 
+    The components are the base's registry entry's channel weights (the one Score-CAM
+    weight function) times the CAM layer's activations, then propagated with FG-CAM's rules.
+    """
     module = model.module
-    rules = str(method.registry_params().get("rules", "canonized"))
-    store = cache._store
-    key = (image_id, class_idx, cam_layer, denoise)
-    if key not in store:
-        plain = (image_id, class_idx, cam_layer, False)
-        if plain not in store:
-            from xai_core.hooks.capture import capture
+    params = method.registry_params()
+    rules = str(params.get("rules", "canonized"))
+    base = get_explainer(str(params["base"]))
 
-            with capture(module, cam_layer, grad=False) as cap, torch.inference_mode():
-                module(x)
-            acts = cap[cam_layer]
-            classes = torch.tensor([[int(class_idx)]], device=x.device)
-            weights = score_cam_weights(
-                module, x, acts, classes, probabilities=model.probabilities, batch_size=batch_size
-            )  # [1, 1, C]
-            store[plain] = weights[..., None, None] * acts[:, None]  # [1, 1, C, h, w]
-        if denoise:
-            store[key] = denoise_components(store[plain])
-    comps = store[key]
+    def compute() -> torch.Tensor:
+        with capture(module, cam_layer, grad=False) as cap, torch.inference_mode():
+            logits = module(x)
+        acts = cap[cam_layer]
+        classes = torch.tensor([[int(class_idx)]], device=x.device)
+        inputs = WeightInputs(module, x, cam_layer, acts, None, classes, logits, model.probabilities)
+        weights = base.channel_weights(inputs, batch_size=batch_size)  # [1, 1, C]
+        return weights[..., None, None] * acts[:, None]  # [1, 1, C, h, w]
+
+    comps = cache.components((image_id, class_idx, cam_layer), bool(denoise), compute)
     if layer == cam_layer:
         return comps.sum(dim=2)[0, 0]
     out = propagate_relevance(module, x, comps, start_layer=cam_layer, target_layer=layer, rules=rules)

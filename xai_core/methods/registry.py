@@ -36,6 +36,7 @@ from xai_core.methods import activation, gradient, guided, noisy, score
 from xai_core.methods.base import run_cams
 from xai_core.methods.context import CamContext, ExplainRequest, MapResult
 from xai_core.methods.smoothing import FUSIONS
+from xai_core.relevance import RULE_SETS, WeightInputs, fg_cam, lrp, register_base
 
 NEEDS = frozenset({"gradients", "relevance_rules", "masked_forwards"})
 FAMILIES = ("gradient", "linear", "activation", "perturbation", "relevance", "fusion")
@@ -137,6 +138,9 @@ class Explainer:
         hessian: the CAM driver also computes ``ctx.hvp`` (Hessian-vector products).
         peers: the peer libraries that offer the method (``"pytorch-grad-cam"``,
             ``"torchcam"``), for the feature table.
+        gives_weights: ``compute`` returns per-channel weights ``[N, K, C]`` from the
+            activations and the class-logit gradients (or none): FG-CAM can start from it
+            (:meth:`channel_weights`; the entry becomes a choice of FG-CAM's ``base``).
     """
 
     key: str
@@ -155,6 +159,7 @@ class Explainer:
     target: Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor] | None = None
     hessian: bool = False
     peers: tuple[str, ...] = ()
+    gives_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -168,6 +173,32 @@ class Explainer:
     def needs_gradients(self) -> bool:
         """The CAM driver computes ``ctx.grads`` (one batched backward pass)."""
         return "gradients" in self.needs
+
+    def channel_weights(self, inputs: WeightInputs, **params: object) -> torch.Tensor:
+        """Per-channel weights ``[N, K, C]`` at ``inputs.layer_name`` (an FG-CAM base).
+
+        ``params`` the method does not take are ignored; the others are checked.
+
+        Raises:
+            MethodError: the method yields no per-channel weights.
+        """
+        if not self.gives_weights:
+            raise MethodError(f"{self.label} gives no per-channel weights, so FG-CAM cannot start from it.")
+        driver = {p.name for p in CAM_DRIVER_PARAMS}
+        own = {p.name for p in self.params} - driver
+        checked = self.check_params({k: v for k, v in params.items() if k in own})
+        ctx = CamContext(
+            module=inputs.module,
+            x=inputs.x,
+            layer_name=inputs.layer_name,
+            activations=inputs.activations,
+            grads=inputs.grads,
+            class_idx=inputs.class_idx,
+            logits=inputs.logits,
+            probabilities=inputs.probabilities,
+            progress=inputs.progress,
+        )
+        return self.compute(ctx, **{k: v for k, v in checked.items() if k in own})  # type: ignore[return-value]
 
     def param(self, name: str) -> Param:
         """The parameter called ``name``."""
@@ -270,30 +301,35 @@ def _eigen(ctx: CamContext) -> torch.Tensor:
     return activation.eigen_cam(ctx.activations).expand(-1, ctx.class_idx.shape[1], -1, -1).clone()
 
 
-def _fg_cam(
-    req: ExplainRequest, *, denoise: bool, base: str, target_layer: str, rules: str, batch_size: int
-) -> MapResult:
-    from xai_core.relevance import fg_cam
+class FGCamCompute:
+    """The compute of an FG-CAM entry: FG-CAM with the base chosen from this registry.
 
-    out = fg_cam(
-        req.module,
-        req.x,
-        cam_layer=req.layer_name,
-        target_layer=target_layer,
-        class_idx=req.choose,
-        base=base,
-        denoise=denoise,
-        rules=rules,
-        probabilities=req.probabilities,
-        score_batch_size=batch_size,
-        progress=req.progress,
-    )
-    return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
+    Attributes:
+        denoise: FG-CAM_D (the components denoised before propagation).
+    """
+
+    def __init__(self, *, denoise: bool) -> None:
+        self.denoise = denoise
+
+    def __call__(self, req: ExplainRequest, *, base: str, target_layer: str, rules: str, batch_size: int) -> MapResult:
+        """Run FG-CAM on the request."""
+        out = fg_cam(
+            req.module,
+            req.x,
+            cam_layer=req.layer_name,
+            target_layer=target_layer,
+            class_idx=req.choose,
+            base=get_explainer(base),
+            denoise=self.denoise,
+            rules=rules,
+            probabilities=req.probabilities,
+            score_batch_size=batch_size,
+            progress=req.progress,
+        )
+        return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
 
 
 def _lrp(req: ExplainRequest, *, variant: str, target_layer: str, rules: str) -> MapResult:
-    from xai_core.relevance import lrp
-
     out = lrp(req.module, req.x, class_idx=req.choose, variant=variant, target_layer=target_layer, rules=rules)
     return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
 
@@ -325,13 +361,11 @@ _TARGET = Param(
     kind="layer",
     help="'input' for a map at the input pixels, or a layer below the CAM layer.",
 )
-# The rule sets and FG-CAM bases of xai_core.relevance (RULE_SETS, BASES; importing them
-# here would be circular: tests/test_registry.py checks the copies agree).
 _RULES = Param(
     "rules",
     "Relevance rules",
     "canonized",
-    choices=("canonized", "authors"),
+    choices=tuple(RULE_SETS),
     help="'canonized': BatchNorm folded into the layer before it, evidence kept on real weights (default); "
     "'authors': the FG-CAM authors' rules (BatchNorm as identity), as in the paper's code.",
 )
@@ -348,7 +382,7 @@ def _fg_entry(key: str, label: str, denoise: bool, summary: str) -> Explainer:
         key,
         label,
         "relevance",
-        functools.partial(_fg_cam, denoise=denoise),
+        FGCamCompute(denoise=denoise),
         _CAM_PAPERS["fg_cam"],
         summary,
         driver="own",
@@ -359,8 +393,9 @@ def _fg_entry(key: str, label: str, denoise: bool, summary: str) -> Explainer:
                 "base",
                 "CAM the components come from",
                 "grad_cam",
-                choices=("grad_cam", "score_cam"),
-                help="Grad-CAM (one backward pass) or Score-CAM (one masked forward pass per channel: slow).",
+                choices=("grad_cam",),  # every entry that gives channel weights: _refresh_fgcam_bases
+                help="A CAM with per-channel weights: Grad-CAM (one backward pass), Score-CAM (one masked "
+                "forward pass per channel: slow), ...",
             ),
             _TARGET,
             _RULES,
@@ -435,6 +470,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "Weights each feature map by the average gradient of the class score over it: where the "
             "features that raise the score are.",
             needs=frozenset({"gradients"}),
+            gives_weights=True,
         ),
         Explainer(
             "grad_cam_pp",
@@ -444,6 +480,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "Chattopadhay et al., Grad-CAM++, WACV 2018",
             "Weights positive gradients by higher-order terms, so several instances of a class are all lit.",
             needs=frozenset({"gradients"}),
+            gives_weights=True,
         ),
         Explainer(
             "xgrad_cam",
@@ -453,6 +490,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "Fu et al., Axiom-based Grad-CAM, BMVC 2020",
             "Gradient times activation, normalised per channel: satisfies the sensitivity and conservation axioms.",
             needs=frozenset({"gradients"}),
+            gives_weights=True,
         ),
         Explainer(
             "hires_cam",
@@ -491,6 +529,7 @@ EXPLAINERS: dict[str, Explainer] = {
             "probability the model gives the masked image. Slow: one forward pass per channel.",
             needs=frozenset({"masked_forwards"}),
             slow=True,
+            gives_weights=True,
             params=(
                 _BATCH,
                 Param(
@@ -805,6 +844,18 @@ def _refresh_fusion_bases() -> None:
             EXPLAINERS[key] = replace(spec, params=params)
 
 
+def _refresh_fgcam_bases() -> None:
+    """Register every entry that gives channel weights as an FG-CAM base, and offer it as ``base``."""
+    bases = [e for e in EXPLAINERS.values() if e.gives_weights]
+    for spec in bases:
+        register_base(spec)
+    keys = tuple(e.key for e in bases)
+    for key, spec in list(EXPLAINERS.items()):
+        if isinstance(spec.compute, FGCamCompute):
+            params = tuple(replace(p, choices=keys) if p.name == "base" else p for p in spec.params)
+            EXPLAINERS[key] = replace(spec, params=params)
+
+
 def get_explainer(key: str) -> Explainer:
     """The explainer registered as ``key``.
 
@@ -835,10 +886,12 @@ def register_explainer(spec: Explainer, *, replace: bool = False) -> Explainer:
         raise ValueError(f"A method called {spec.key!r} is already registered.")
     EXPLAINERS[spec.key] = _with_driver_params(spec)
     _refresh_fusion_bases()
+    _refresh_fgcam_bases()
     return EXPLAINERS[spec.key]
 
 
 _refresh_fusion_bases()
+_refresh_fgcam_bases()
 
 
 # The names of the first version, kept so existing notebooks run: the same registry.

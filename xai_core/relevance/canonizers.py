@@ -293,3 +293,59 @@ def canonized(model: nn.Module, example: torch.Tensor) -> Iterator[tuple[str, ..
     folds = find_batchnorm_folds(model, example)
     with no_inplace(model), fold_batchnorms(model, folds) as folded:
         yield folded
+
+
+# ----------------------------------------------------------------------------- canonizers as objects
+
+
+class Canonized:
+    """A canonizer applied to a model: :meth:`remove` (or leaving the ``with`` block) undoes it.
+
+    Attributes:
+        identities: names of the modules that became exact identities (folded BatchNorms).
+    """
+
+    def __init__(self, context: contextlib.AbstractContextManager[tuple[str, ...] | None]) -> None:
+        self._stack = contextlib.ExitStack()
+        self.identities: tuple[str, ...] = tuple(self._stack.enter_context(context) or ())
+
+    def remove(self) -> None:
+        """Undo the canonizer (idempotent)."""
+        self._stack.close()
+
+    def __enter__(self) -> Canonized:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class Canonizer:
+    """Rewrites a model into an equivalent one the rules treat well, for one explanation.
+
+    Subclasses define :meth:`context`, a context manager that applies the change and
+    restores the model exactly on exit; :meth:`apply` returns the :class:`Canonized`
+    handle whose ``remove()`` undoes it (zennit's canonizer protocol).
+    """
+
+    def context(self, model: nn.Module, example: torch.Tensor) -> contextlib.AbstractContextManager:
+        """The change as a context manager, yielding the names of modules made identities (or None)."""
+        raise NotImplementedError
+
+    def apply(self, model: nn.Module, example: torch.Tensor) -> Canonized:
+        """Apply to ``model`` (in eval mode, under its lock); ``example`` is an input ``[N, C, H, W]``."""
+        return Canonized(self.context(model, example))
+
+
+class MergeBatchNorm(Canonizer):
+    """Fold every BatchNorm that takes a convolution's or linear layer's output into it (:func:`fold_batchnorms`)."""
+
+    def context(self, model: nn.Module, example: torch.Tensor) -> contextlib.AbstractContextManager:  # noqa: D102
+        return fold_batchnorms(model, find_batchnorm_folds(model, example))
+
+
+class NoInplace(Canonizer):
+    """Switch every ``inplace`` activation to out-of-place (:func:`no_inplace`)."""
+
+    def context(self, model: nn.Module, example: torch.Tensor) -> contextlib.AbstractContextManager:  # noqa: D102
+        return no_inplace(model)

@@ -1,34 +1,47 @@
-"""Attach relevance rules to standard modules by type, for one forward pass (zennit-style).
+"""Rule sets: attach relevance rules to modules for one forward pass (zennit's ``Composite``).
 
-``relevance_rules(model, x, ...)`` is a context manager: on entry it applies the
-canonizers (switch every ``inplace`` activation to out-of-place) and registers one
-forward hook per module whose type is in :data:`RULES`; on exit (in ``finally``) it
-removes the hooks and undoes the canonizers. The hooks are stateless per call (every
-call wraps its own input/output in an autograd node), so a module reused within one
-forward pass, like EfficientNet-Lite's shared ``_swish`` ReLU6, gets the rule at each use.
+A :class:`Composite` maps module types (and optionally module names) to
+:class:`~xai_core.relevance.rule.Rule` objects, names a first-layer rule for the module
+whose input *is* the model input tensor (not "has 3 channels": X-ray models take 1
+channel) and lists the canonizers applied around the pass. Rule sets are registered by
+name in :data:`RULE_SETS` (:func:`register_rule_set`): ``"canonized"`` (the default) and
+``"authors"``.
 
-The conv rule is chosen per call: z^B when the conv's input *is* the model input tensor
-(not "has 3 channels": X-ray models take 1 channel), the z+/z- rule otherwise.
-Operations with no rule (additions, concatenations, functional ReLU / average pooling,
-flatten) propagate by their plain gradient, which under the ``g = R / a`` convention of
-:mod:`xai_core.relevance.rules` is LRP-0 (proportional split, routing, identity).
+``relevance_rules(model, x, ...)`` is a context manager: on entry it applies the rule
+set's canonizers and registers one forward hook per module that has a rule; on exit (in
+``finally``) it removes the hooks and undoes the canonizers. The hooks are stateless per
+call (every call wraps its own input/output in an autograd node), so a module reused
+within one forward pass, like EfficientNet-Lite's shared ``_swish`` ReLU6, gets the rule
+at each use. Operations with no rule (additions, concatenations, functional ReLU /
+average pooling, flatten) propagate by their plain gradient, which under the
+``g = R / a`` convention of :mod:`xai_core.relevance.rules` is LRP-0 (proportional
+split, routing, identity).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
+from torchvision.ops.misc import SqueezeExcitation
 
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.layers import resolve_layer
-from xai_core.relevance import rules as rules_
-from xai_core.relevance.canonizers import canonized, no_inplace
+from xai_core.relevance.canonizers import Canonizer, MergeBatchNorm, NoInplace
+from xai_core.relevance.rule import (
+    ConstantGate,
+    Gradient,
+    Identity,
+    Pool,
+    RelevancePass,
+    Rule,
+    RuleContext,
+    ZBox,
+    ZPlus,
+)
 
 IDENTITY_TYPES: tuple[type[nn.Module], ...] = (
     nn.BatchNorm1d,
@@ -47,69 +60,155 @@ IDENTITY_TYPES: tuple[type[nn.Module], ...] = (
 )
 POOL_TYPES: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
-#: Module type -> rule name (documented in ALGORITHMS.md section 3; "linear" is z+ for LRP heads).
-#: ReLU's identity rule is its plain gradient under the ``R = a * g`` convention, so it needs no hook.
-RULES: dict[type[nn.Module], str] = {
-    nn.ReLU: "gradient",
-    **{t: "identity" for t in IDENTITY_TYPES},
-    **{t: "pool" for t in POOL_TYPES},
-    nn.Conv2d: "conv",
-    nn.Linear: "linear",
-}
-
 # Parameter-free or parameterised leaves that may run between two rules with their plain gradient.
 _PASS_TYPES: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten, nn.ZeroPad2d)
 
 
-def rule_for(module: nn.Module) -> str | None:
-    """The rule name attached to ``module`` (by its type, subclasses included), or None."""
-    for cls in type(module).__mro__:
-        if cls in RULES:
-            return RULES[cls]
-    return None
+class Composite:
+    """A rule set: which rule each module gets, and the canonizers around the pass.
 
-
-@dataclass
-class RelevancePass:
-    """What one hooked forward pass produced.
-
-    Attributes:
-        start: output of the start layer with the rule graph behind it (``[1, C, h, w]``),
-            or None when no start layer was given (LRP starts at the logits).
-        start_leaf: the detached leaf the rest of the network ran on (for true gradients).
-        target: output of the target layer (differentiate the rule graph w.r.t. it).
-        bounds: ``(low, high)`` images of the z^B rule, one pair per conv that took the model input.
-        constant: ``id(tensor) -> (tensor, mask)``: units of a hooked tensor that are constants
-            of the forward pass (a convolution's output where its inputs were all zero, so it
-            equals its bias; carried through element-wise activations). Canonized rules only.
-        fusable: ``id(tensor) -> (tensor, rule, conv input)`` for hidden-conv outputs, so an
-            element-wise activation right after (a folded BatchNorm passes the very tensor
-            on) runs the conv's rule in the same autograd node. Canonized rules only.
-        calls: module name -> number of calls seen while the rules were active.
+    Args:
+        layer_map: module type -> rule (subclasses match; the first type in a module's
+            MRO that is mapped wins).
+        first_map: module type -> rule for a module whose input is the model input
+            itself (z^B at the convolution that takes the image).
+        name_map: module name -> rule, before the types.
+        canonizers: applied (in order) for the pass, undone (in reverse) after it.
+        constant_gates: hold squeeze-excitation gates constant (torchvision's
+            ``SqueezeExcitation`` and efficientnet_pytorch's inline ``_se_expand`` gate).
+        description: one line for help texts.
     """
 
-    start: torch.Tensor | None = None
-    start_leaf: torch.Tensor | None = None
-    target: torch.Tensor | None = None
-    bounds: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
-    constant: dict[int, tuple[torch.Tensor, Any]] = field(default_factory=dict)
-    fusable: dict[int, tuple[torch.Tensor, Any, torch.Tensor]] = field(default_factory=dict)
-    active: bool = True
-    calls: dict[str, int] = field(default_factory=dict)
-    unsupported: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        layer_map: Mapping[type[nn.Module], Rule],
+        *,
+        first_map: Mapping[type[nn.Module], Rule] | None = None,
+        name_map: Mapping[str, Rule] | None = None,
+        canonizers: Sequence[Canonizer] = (),
+        constant_gates: bool = False,
+        description: str = "",
+    ) -> None:
+        self.layer_map = dict(layer_map)
+        self.first_map = dict(first_map or {})
+        self.name_map = dict(name_map or {})
+        self.canonizers = tuple(canonizers)
+        self.constant_gates = constant_gates
+        self.description = description
+
+    def with_rules(
+        self,
+        layer_map: Mapping[type[nn.Module], Rule] | None = None,
+        *,
+        first_map: Mapping[type[nn.Module], Rule] | None = None,
+        name_map: Mapping[str, Rule] | None = None,
+        description: str | None = None,
+    ) -> Composite:
+        """A copy with some rules replaced or added (the canonizers kept)."""
+        return Composite(
+            {**self.layer_map, **(layer_map or {})},
+            first_map={**self.first_map, **(first_map or {})},
+            name_map={**self.name_map, **(name_map or {})},
+            canonizers=self.canonizers,
+            constant_gates=self.constant_gates,
+            description=self.description if description is None else description,
+        )
+
+    @staticmethod
+    def _by_type(table: Mapping[type[nn.Module], Rule], module: nn.Module) -> Rule | None:
+        for cls in type(module).__mro__:
+            if cls in table:
+                return table[cls]
+        return None
+
+    def rule_for(self, module: nn.Module, name: str | None = None) -> Rule | None:
+        """The rule ``module`` (called ``name``) gets in a hidden position, or None."""
+        if name is not None and name in self.name_map:
+            return self.name_map[name]
+        return self._by_type(self.layer_map, module)
+
+    def first_rule_for(self, module: nn.Module) -> Rule | None:
+        """The rule ``module`` gets when its input is the model input, or None (then :meth:`rule_for`)."""
+        return self._by_type(self.first_map, module)
+
+    def module_rules(self, model: nn.Module) -> dict[nn.Module, Rule]:
+        """Rules for particular modules of ``model`` (constant gates), before names and types."""
+        if not self.constant_gates:
+            return {}
+        return {conv: ConstantGate() for conv in gate_modules(model)[1]}
+
+    @contextlib.contextmanager
+    def canonize(self, model: nn.Module, example: torch.Tensor) -> Iterator[tuple[str, ...]]:
+        """Apply the canonizers for the block; yields the names of modules made identities."""
+        with contextlib.ExitStack() as stack:
+            identities: list[str] = []
+            for canonizer in self.canonizers:
+                identities.extend(stack.enter_context(canonizer.apply(model, example)).identities)
+            yield tuple(identities)
 
 
-#: Rule sets: "canonized" folds BatchNorm into the adjacent layer and holds squeeze-excitation
-#: gates constant (the default, keeps the evidence on real weights); "authors" passes
-#: BatchNorm through as identity with no canonization (the official FG-CAM code).
-RULE_SETS = ("canonized", "authors")
+def _standard_layers(*, canonized: bool) -> dict[type[nn.Module], Rule]:
+    # ReLU's identity rule is its plain gradient under the ``R = a * g`` convention, so it needs no hook.
+    return {
+        nn.ReLU: Gradient(carry_constants=canonized),
+        **{t: Identity() for t in IDENTITY_TYPES},
+        **{t: Pool() for t in POOL_TYPES},
+        nn.Conv2d: ZPlus(track_constants=canonized),
+        nn.Linear: ZPlus(),
+    }
 
 
-def check_rule_set(rules_name: str) -> str:
-    """Return ``rules_name`` if valid, else raise :class:`MethodError` naming the choices."""
-    if rules_name not in RULE_SETS:
-        raise MethodError(f"Unknown rule set {rules_name!r}. Valid choices: {', '.join(RULE_SETS)}.")
+#: Rule sets by name (ALGORITHMS.md section 3). "canonized" folds BatchNorm into the adjacent
+#: layer and holds squeeze-excitation gates constant (the default, keeps the evidence on real
+#: weights); "authors" passes BatchNorm through as identity with no canonization (the
+#: official FG-CAM code). Add one with :func:`register_rule_set`.
+RULE_SETS: dict[str, Composite] = {
+    "canonized": Composite(
+        _standard_layers(canonized=True),
+        first_map={nn.Conv2d: ZBox(mark_constant=True)},
+        canonizers=(MergeBatchNorm(), NoInplace()),
+        constant_gates=True,
+        description="BatchNorm folded into the layer before it, evidence kept on real weights (default)",
+    ),
+    "authors": Composite(
+        _standard_layers(canonized=False),
+        first_map={nn.Conv2d: ZBox()},
+        canonizers=(NoInplace(),),
+        description="the FG-CAM authors' rules (BatchNorm as identity), as in the paper's code",
+    ),
+}
+
+
+def register_rule_set(name: str, composite: Composite, *, replace: bool = False) -> Composite:
+    """Make ``composite`` available as ``rules=name`` to FG-CAM, LRP and :func:`relevance_rules`."""
+    if name in RULE_SETS and not replace:
+        raise ValueError(f"A rule set called {name!r} is already registered.")
+    RULE_SETS[name] = composite
+    return composite
+
+
+def rule_set(rules: str | Composite) -> Composite:
+    """The :class:`Composite` registered as ``rules`` (or ``rules`` itself).
+
+    Raises:
+        MethodError: unknown name, naming the choices.
+    """
+    if isinstance(rules, Composite):
+        return rules
+    if rules not in RULE_SETS:
+        raise MethodError(f"Unknown rule set {rules!r}. Valid choices: {', '.join(RULE_SETS)}.")
+    return RULE_SETS[rules]
+
+
+def check_rule_set(rules_name: str | Composite) -> str | Composite:
+    """Return ``rules_name`` if it names a rule set (or is one), else raise :class:`MethodError`."""
+    rule_set(rules_name)
     return rules_name
+
+
+def rule_for(module: nn.Module, rules: str | Composite = "canonized") -> Rule | None:
+    """The rule ``module`` gets by its type in the rule set ``rules`` (subclasses included), or None."""
+    return rule_set(rules).rule_for(module)
 
 
 def gate_modules(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
@@ -119,11 +218,7 @@ def gate_modules(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
     efficientnet_pytorch ``MBConvBlock`` computes ``sigmoid(_se_expand(...)) * x`` inline,
     so there the gate is held constant by detaching ``_se_expand``'s output.
     """
-    try:
-        from torchvision.ops.misc import SqueezeExcitation
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        SqueezeExcitation = ()  # type: ignore[assignment]  # noqa: N806
-    se_blocks = [m for m in model.modules() if SqueezeExcitation and isinstance(m, SqueezeExcitation)]
+    se_blocks = [m for m in model.modules() if isinstance(m, SqueezeExcitation)]
     se_convs = [
         m._se_expand
         for m in model.modules()
@@ -139,7 +234,7 @@ def relevance_rules(
     *,
     start_layer: str | None = None,
     target_layer: str | None = None,
-    rules: str = "canonized",
+    rules: str | Composite = "canonized",
 ) -> Iterator[RelevancePass]:
     """Hook the rules for one forward pass of ``x`` (the exact tensor object passed to the model).
 
@@ -149,29 +244,33 @@ def relevance_rules(
     (``state.start_leaf``), so gradients of the logits w.r.t. it are the model's true
     gradients. The caller must hold ``model_lock`` and have the model in eval mode.
 
-    With ``rules="canonized"`` the canonizers of :mod:`xai_core.relevance.canonizers` run
-    for the block (BatchNorms folded into their convolutions, which then need no hook
-    at all: a folded BatchNorm is an exact identity and its plain gradient is the
-    identity rule) and squeeze-excitation gates are constants of the forward pass.
-    With ``rules="authors"`` every BatchNorm takes the identity rule.
+    With ``rules="canonized"`` the canonizers fold BatchNorms into their convolutions
+    (which then need no hook at all: a folded BatchNorm is an exact identity and its
+    plain gradient is the identity rule) and squeeze-excitation gates are constants of
+    the forward pass. With ``rules="authors"`` every BatchNorm takes the identity rule.
+
+    Args:
+        model: the network.
+        x: the input tensor the forward pass in the block receives.
+        start_layer: where the rules stop (its output is kept), or None.
+        target_layer: a module whose output is kept (``state.target``), ``"input"`` or None.
+        rules: a registered rule set's name (:data:`RULE_SETS`) or a :class:`Composite`.
 
     Yields:
         The :class:`RelevancePass`, filled by the forward pass run in the block.
 
     Raises:
         LayerError: when the start or target layer runs more than once.
+        MethodError: unknown rule set.
     """
-    check_rule_set(rules)
+    composite = rule_set(rules)
     state = RelevancePass()
     start_mod = resolve_layer(model, start_layer) if start_layer is not None else None
     target_mod = resolve_layer(model, target_layer) if target_layer not in (None, "input") else None
     handles = []
     names = {m: n for n, m in model.named_modules()}
-    canon = rules == "canonized"
-    se_blocks, se_convs = gate_modules(model) if canon else ([], [])
-    gate_convs = set(se_convs)
+    se_blocks = gate_modules(model)[0] if composite.constant_gates else []
     se_scales: dict[nn.Module, torch.Tensor] = {}
-
     grad_modes: list[bool] = []
 
     def pre_hook(_module: nn.Module, _inputs: tuple) -> None:
@@ -181,78 +280,15 @@ def relevance_rules(
         if state.active:
             torch.set_grad_enabled(False)
 
-    def rule_hook(module: nn.Module, inputs: tuple, output: object, *, kind: str) -> torch.Tensor | None:
-        if grad_modes:
+    def rule_hook(
+        module: nn.Module, inputs: tuple, output: object, *, rule: Rule | None, first: Rule | None, pushed: bool
+    ) -> torch.Tensor | None:
+        if pushed and grad_modes:
             torch.set_grad_enabled(grad_modes.pop())
         if not state.active or not isinstance(output, torch.Tensor) or not inputs:
             return None
-        if module in gate_convs:  # efficientnet_pytorch SE: sigmoid(constant) * x
-            return output.detach()
-        inp = inputs[0]
-        if not isinstance(inp, torch.Tensor) or not inp.requires_grad:
-            return None
-        name = names.get(module, "?")
-        state.calls[name] = state.calls.get(name, 0) + 1
-        xd = inp.detach()
-        if kind == "identity":
-            producer = state.fusable.get(id(inp)) if canon else None
-            if producer is not None and producer[0] is inp:
-                # conv -> (folded BatchNorm) -> activation: the identity rule gives R at the conv
-                # output = R at the activation output, so one node does both steps: the conv's
-                # rule with the activation's output as its relevance-carrying output.
-                rule, conv_inp = producer[1], producer[2]
-                fused = rule.with_output(output.detach())
-                new = rules_.apply_rule(fused, output, conv_inp)
-                state.constant[id(new)] = (new, fused.unsupported)
-                return new
-            new = rules_.apply_rule(functools.partial(rules_.identity_grad, xd, output.detach()), output, inp)
-            return _carry_constant(inp, new)
-        if kind == "pool":
-            return rules_.apply_rule(functools.partial(rules_.pool_grad, module, xd, output.detach()), output, inp)
-        if kind == "linear":
-            fn = functools.partial(rules_.zplus_linear_grad, module, xd, output.detach(), weight=module.weight.detach())
-            return rules_.apply_rule(fn, output, inp)
-        weight = module.weight.detach()  # as used now: a canonizer may be undone before the backward
-        if inp is x:  # the conv that takes the image: z^B with per-image global bounds
-            low = xd.amin(dim=tuple(range(1, xd.dim())), keepdim=True).expand_as(xd).clone().requires_grad_(True)
-            high = xd.amax(dim=tuple(range(1, xd.dim())), keepdim=True).expand_as(xd).clone().requires_grad_(True)
-            state.bounds.append((low, high))
-            fn = functools.partial(
-                rules_.zbox_conv_grads, module, xd, low.detach(), high.detach(), output.detach(), weight=weight
-            )
-            new = rules_.apply_rule(fn, output, inp, low, high)
-            _mark_constant(module, output, new)
-            return new
-        if not canon:
-            fn = functools.partial(rules_.zplus_conv_grad, module, xd, output.detach(), weight=weight)
-            return rules_.apply_rule(fn, output, inp)
-        hit = state.constant.get(id(inp))
-        rule = rules_.ZPlusConv(module, xd, output.detach(), weight=weight, constant=None if hit is None else hit[1])
-        new = rules_.apply_rule(rule, output, inp)
-        state.constant[id(new)] = (new, rule.unsupported)
-        state.fusable[id(new)] = (new, rule, inp)
-        return new
-
-    def _mark_constant(module: nn.Module, output: torch.Tensor, new: torch.Tensor) -> None:
-        # The first conv: a unit equal to its bias exactly has only zero inputs in its receptive field.
-        if canon and module.bias is not None and output.dim() == 4:
-            mask = output.detach() == module.bias.detach()[:, None, None]
-            state.constant[id(new)] = (new, lambda: mask)
-
-    def _carry_constant(inp: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        hit = state.constant.get(id(inp))
-        if hit is not None and new.shape == inp.shape:  # element-wise: the same units carry no evidence
-            state.constant[id(new)] = (new, hit[1])
-        return new
-
-    def relu_hook(_module: nn.Module, inputs: tuple, output: object) -> None:
-        if state.active and inputs and isinstance(output, torch.Tensor) and id(inputs[0]) in state.constant:
-            _carry_constant(inputs[0], output)
-
-    def se_pre_hook(_module: nn.Module, _inputs: tuple) -> None:
-        grad_modes.append(torch.is_grad_enabled())
-        if state.active:
-            torch.set_grad_enabled(False)
+        chosen = first if first is not None and inputs[0] is x else rule
+        return None if chosen is None else chosen.forward(ctx, module, inputs[0], output)
 
     def se_scale_hook(module: nn.Module, _inputs: tuple, output: object, *, block: nn.Module) -> None:
         if isinstance(output, torch.Tensor):
@@ -263,7 +299,7 @@ def relevance_rules(
         scale = se_scales.pop(module, None)
         if not state.active or scale is None or not inputs or not isinstance(inputs[0], torch.Tensor):
             return None
-        return _carry_constant(inputs[0], scale * inputs[0])  # a constant gate: relevance stays on the branch
+        return ctx.carry_constant(inputs[0], scale * inputs[0])  # a constant gate: relevance stays on the branch
 
     def leaf_hook(module: nn.Module, _inputs: tuple, _output: object) -> None:
         # A leaf with parameters and no rule between start and target would silently be
@@ -298,24 +334,26 @@ def relevance_rules(
         state.target = output
         return output.clone()  # later in-place ops must not rewrite the target tensor
 
-    canonizers = canonized(model, x) if canon else _authors(model)
-    with canonizers as folded:
-        folded_names = set(folded)
+    with composite.canonize(model, x) as identities:
+        ctx = RuleContext(x, state, frozenset(identities), names)
+        special = composite.module_rules(model)
         try:
             for name, module in model.named_modules():
-                kind = rule_for(module)
-                if kind == "gradient" and canon:  # plain gradient; only follows constant units
-                    handles.append(module.register_forward_hook(relu_hook))
+                rule = special.get(module) or composite.rule_for(module, name)
+                first = composite.first_rule_for(module)
+                if rule is None and first is None:
+                    if not list(module.children()) and not isinstance(module, _PASS_TYPES):
+                        handles.append(module.register_forward_hook(leaf_hook))
                     continue
-                if kind == "gradient" or (kind == "identity" and name in folded_names):
+                if first is None and not rule.hooked(ctx, name):
                     continue  # plain gradient: ReLU, and folded BatchNorms (exact identities)
-                if kind is not None:
+                pushed = any(r is not None and r.grad_off for r in (rule, first))
+                if pushed:
                     handles.append(module.register_forward_pre_hook(pre_hook))
-                    handles.append(module.register_forward_hook(functools.partial(rule_hook, kind=kind)))
-                elif not list(module.children()) and not isinstance(module, _PASS_TYPES):
-                    handles.append(module.register_forward_hook(leaf_hook))
+                hook = functools.partial(rule_hook, rule=rule, first=first, pushed=pushed)
+                handles.append(module.register_forward_hook(hook))
             for block in se_blocks:
-                handles.append(block.register_forward_pre_hook(se_pre_hook))
+                handles.append(block.register_forward_pre_hook(pre_hook))
                 handles.append(
                     block.scale_activation.register_forward_hook(functools.partial(se_scale_hook, block=block))
                 )
@@ -330,12 +368,6 @@ def relevance_rules(
                 handle.remove()
             if grad_modes:  # an exception inside a hooked module: restore the grad mode it saved
                 torch.set_grad_enabled(grad_modes[0])
-
-
-@contextlib.contextmanager
-def _authors(model: nn.Module) -> Iterator[tuple[str, ...]]:
-    with no_inplace(model):
-        yield ()
 
 
 def check_supported(state: RelevancePass) -> None:

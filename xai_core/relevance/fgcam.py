@@ -1,7 +1,9 @@
 """FG-CAM: fine-grained CAM by relevance propagation (ALGORITHMS.md section 3; fg-cam.txt).
 
 1. Explanation components at the CAM layer L: ``I = w * A`` ``[K, C, h, w]``, not summed
-   over channels (Grad-CAM or Score-CAM weights ``w``).
+   over channels. The channel weights ``w`` come from a *base*: any registered CAM method
+   that yields per-channel weights at a layer (Grad-CAM, Score-CAM, ...: the explainer
+   registry registers them here with :func:`register_base`; :func:`fgcam_bases` lists them).
 2. Optional denoising (FG-CAM_D): row-centred SVD, keep ``int(0.1 * n)`` components,
    means not added back (the official code; the golden data follows it).
 3. Relevance propagation from L down to the target layer with the rules of
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -23,10 +26,10 @@ from torch import nn
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
-from xai_core.relevance.composite import RelevancePass, check_rule_set, check_supported, relevance_rules, rule_for
+from xai_core.relevance.composite import Composite, check_rule_set, check_supported, relevance_rules, rule_for
+from xai_core.relevance.rule import RelevancePass
 from xai_core.relevance.rules import safe_divide
 
-BASES = ("grad_cam", "score_cam")
 Progress = Callable[[int, int], None]
 
 
@@ -120,43 +123,76 @@ def check_logits(logits: torch.Tensor, n_img: int) -> None:
 # ----------------------------------------------------------------------------- components
 
 
-def grad_cam_components(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM explanation components ``I = mean_ij(dy_c/dA) * A``, not channel-summed.
+@dataclass(frozen=True)
+class WeightInputs:
+    """What a base's channel weights are computed from (the fields of a CAM method's context).
 
-    Args:
-        activations: ``A`` ``[N, C, h, w]``.
-        grads: ``dy_c/dA`` for K classes per image, ``[N, K, C, h, w]``.
-
-    Returns:
-        ``I`` ``[N, K, C, h, w]``.
+    Attributes:
+        module: the network (eval mode, parameters frozen; no relevance hooks attached).
+        x: the inputs ``[N, C_in, H, W]``.
+        layer_name: the CAM layer.
+        activations: its output ``A`` ``[N, C, h, w]`` (detached).
+        grads: ``[N, K, C, h, w]`` true gradients of each image's K class logits w.r.t.
+            ``A``, or None for a base that needs none.
+        class_idx: ``[N, K]`` the explained classes.
+        logits: ``[N, n]`` the model's output.
+        probabilities: logits ``[B, n]`` -> probabilities (softmax by default).
+        progress: optional ``progress(done, total)`` callback.
     """
-    weights = grads.mean(dim=(-2, -1), keepdim=True)
-    return weights * activations[:, None]
+
+    module: nn.Module
+    x: torch.Tensor
+    layer_name: str
+    activations: torch.Tensor
+    grads: torch.Tensor | None
+    class_idx: torch.Tensor
+    logits: torch.Tensor
+    probabilities: Callable[[torch.Tensor], torch.Tensor]
+    progress: Progress | None = None
 
 
-def score_cam_weights(
-    model: nn.Module,
-    x: torch.Tensor,
-    activations: torch.Tensor,
-    class_idx: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
-    *,
-    probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-) -> torch.Tensor:
-    """Score-CAM channel weights ``[N, K, C]`` of the FG-CAM Score-CAM base.
+class ChannelWeights(Protocol):
+    """A CAM method that yields per-channel weights at a layer: an FG-CAM base.
 
-    :func:`xai_core.methods.score.score_cam_weights` (the one implementation), with
-    classes given as ``[K]`` for every image or ``[N, K]`` and softmax by default.
+    The explainer registry's entries with this capability (``Explainer.channel_weights``)
+    satisfy it.
     """
-    from xai_core.methods.score import score_cam_weights as weights_of
 
-    idx = class_idx if isinstance(class_idx, torch.Tensor) else torch.as_tensor(class_idx)
-    idx = idx.to(device=x.device, dtype=torch.long)
-    if idx.dim() == 1:
-        idx = idx[None].expand(x.shape[0], -1)
-    probs = probabilities if probabilities is not None else _softmax
-    return weights_of(model, x, activations, idx, probabilities=probs, batch_size=batch_size, progress=progress)
+    key: str
+    needs_gradients: bool
+
+    def channel_weights(self, inputs: WeightInputs, **params: object) -> torch.Tensor:
+        """Channel weights ``[N, K, C]``."""
+        ...
+
+
+_BASES: dict[str, ChannelWeights] = {}
+
+
+def register_base(base: ChannelWeights) -> None:
+    """Make ``base`` choosable as ``fg_cam(base=base.key)`` (the explainer registry calls this)."""
+    _BASES[base.key] = base
+
+
+def fgcam_bases() -> tuple[str, ...]:
+    """Keys of the registered FG-CAM bases."""
+    return tuple(_BASES)
+
+
+def resolve_base(base: str | ChannelWeights) -> ChannelWeights:
+    """The base registered as ``base`` (or ``base`` itself).
+
+    Raises:
+        MethodError: an unknown key, or one whose method yields no per-channel weights.
+    """
+    if not isinstance(base, str):
+        return base
+    if base not in _BASES:
+        raise MethodError(
+            f"Unknown FG-CAM base {base!r}: FG-CAM needs a CAM method with per-channel weights. "
+            f"Valid choices: {', '.join(_BASES)}."
+        )
+    return _BASES[base]
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -196,9 +232,9 @@ def fg_cam(
     cam_layer: str,
     target_layer: str,
     class_idx: ClassSpec,
-    base: str = "grad_cam",
+    base: str | ChannelWeights = "grad_cam",
     denoise: bool = False,
-    rules: str = "canonized",
+    rules: str | Composite = "canonized",
     probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
     score_batch_size: int = 32,
     progress: Progress | None = None,
@@ -218,15 +254,18 @@ def fg_cam(
             itself (no propagation: the channel sum of the components), or ``"input"``.
         class_idx: the classes, see :data:`ClassSpec` (a callable gets the logits of
             this very forward pass, e.g. ``lambda z: z.topk(3).indices``).
-        base: ``"grad_cam"`` or ``"score_cam"``.
+        base: the CAM whose channel weights give the components: a key of
+            :func:`fgcam_bases` (``"grad_cam"``, ``"score_cam"``, ...) or a
+            :class:`ChannelWeights` object (the explainer registry passes its entry).
         denoise: apply FG-CAM_D's SVD denoising to the components.
         rules: ``"canonized"`` (default: BatchNorm folded into the adjacent convolution,
             squeeze-excitation gates constant; keeps the evidence on real weights) or
             ``"authors"`` (BatchNorm as identity, the official code; the golden cases).
         probabilities: the model's logits-to-probabilities function for the Score-CAM
             base (default softmax; sigmoid for multi-label X-ray models).
-        score_batch_size: masked inputs per forward pass (Score-CAM only).
-        progress: ``progress(done, total)`` callback for the Score-CAM masks.
+        score_batch_size: masked inputs per forward pass (bases with a ``batch_size``
+            parameter, such as Score-CAM).
+        progress: ``progress(done, total)`` callback for the base's masked passes.
 
     Returns:
         :class:`RelevanceResult` with signed relevance summed over channels
@@ -237,8 +276,7 @@ def fg_cam(
         LayerNotFoundError: unknown layer name.
         LayerError: a layer that runs twice, or a target that is not below the CAM layer.
     """
-    if base not in BASES:
-        raise MethodError(f"Unknown FG-CAM base {base!r}. Valid choices: {', '.join(BASES)}.")
+    weigher = resolve_base(base)
     check_rule_set(rules)
     check_input(x)
     resolve_layer(model, cam_layer)
@@ -257,23 +295,23 @@ def fg_cam(
             classes = resolve_classes(class_idx, logits)
             check_supported(st)
             acts = st.start_leaf.detach()
-            if base == "grad_cam":  # true gradients above L: one batched backward for the N * K rows
-                k = classes.shape[1]
-                eye = torch.zeros(k, *logits.shape, dtype=logits.dtype, device=logits.device)
-                eye.scatter_(2, classes.T[:, :, None], 1.0)  # row k: class_idx[n, k] of image n
-                if k == 1:
-                    grads = torch.autograd.grad(logits, st.start_leaf, eye[0])[0][None]
-                else:
-                    (grads,) = torch.autograd.grad(logits, st.start_leaf, eye, is_grads_batched=True)
-                comps = grad_cam_components(acts, grads.transpose(0, 1))
+            grads = _class_gradients(logits, st.start_leaf, classes) if weigher.needs_gradients else None
             out_logits = logits.detach()
             del logits
-        if base == "score_cam":  # masked passes on the restored model, no hooks
-            probs = probabilities if probabilities is not None else _softmax
-            weights = score_cam_weights(
-                model, x.detach(), acts, classes, probabilities=probs, batch_size=score_batch_size, progress=progress
-            )
-            comps = weights[..., None, None] * acts[:, None]
+        # the base runs on the restored model, no hooks (Score-CAM's masked passes)
+        inputs = WeightInputs(
+            model,
+            x.detach(),
+            cam_layer,
+            acts,
+            grads,
+            classes,
+            out_logits,
+            probabilities if probabilities is not None else _softmax,
+            progress,
+        )
+        weights = weigher.channel_weights(inputs, batch_size=score_batch_size)  # [N, K, C]
+        comps = weights[..., None, None] * acts[:, None]
         if denoise:
             comps = denoise_components(comps)
         if at_cam:
@@ -281,6 +319,18 @@ def fg_cam(
         else:
             relevance = propagate_pass(st, x_in, comps, target_layer, cam_layer)
     return RelevanceResult(relevance, classes, out_logits)
+
+
+def _class_gradients(logits: torch.Tensor, leaf: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """True gradients ``[N, K, C, h, w]`` of each image's K class logits w.r.t. ``leaf``: one batched backward."""
+    k = classes.shape[1]
+    eye = torch.zeros(k, *logits.shape, dtype=logits.dtype, device=logits.device)
+    eye.scatter_(2, classes.T[:, :, None], 1.0)  # row k: class_idx[n, k] of image n
+    if k == 1:
+        grads = torch.autograd.grad(logits, leaf, eye[0])[0][None]
+    else:
+        (grads,) = torch.autograd.grad(logits, leaf, eye, is_grads_batched=True)
+    return grads.transpose(0, 1)
 
 
 def propagate_pass(
@@ -328,7 +378,7 @@ def propagate_relevance(
     *,
     start_layer: str,
     target_layer: str = "input",
-    rules: str = "canonized",
+    rules: str | Composite = "canonized",
 ) -> RelevanceResult:
     """Bring a given relevance at ``start_layer``'s output down to ``target_layer`` (FG-CAM step 3).
 
