@@ -5,8 +5,9 @@ gradients of each image's K class logits w.r.t. its ``A``, ``grads`` ``[N, K, C,
 to channel weights ``[N, K, C]`` (``*_weights``) or per-position components
 ``[N, K, C, h, w]`` (``*_components``); the CAM driver sums them over the channels (or,
 with ``eigen_smooth``, projects them on their first principal component). The functions
-without suffix give the signed maps ``[N, K, h, w]`` directly (no ReLU, no scaling:
-those are later, separate steps). Pure functions: new tensors out, arguments untouched.
+without suffix (HiResCAM, EigenGrad-CAM) give the signed maps ``[N, K, h, w]`` directly
+(no ReLU, no scaling: those are later, separate steps). Pure functions: new tensors
+out, arguments untouched.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from xai_core.methods.blocks import block_channels
+from xai_core.methods.smoothing import principal_projection
 
 EPS = 1e-7
 
@@ -26,11 +28,6 @@ def weighted_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tens
 def grad_cam_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al., 2017, eq. 1-2): ``alpha_c = mean_ij g_cij``, ``[N, K, C]``."""
     return grads.mean(dim=(3, 4))
-
-
-def grad_cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM maps ``[N, K, h, w]`` (:func:`grad_cam_weights`)."""
-    return weighted_sum(grad_cam_weights(activations, grads), activations)
 
 
 def grad_cam_pp_weights(
@@ -58,11 +55,6 @@ def grad_cam_pp_weights(
     return (alpha * grads.clamp(min=0)).sum(dim=(3, 4))
 
 
-def grad_cam_pp(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM++ maps ``[N, K, h, w]`` (:func:`grad_cam_pp_weights`)."""
-    return weighted_sum(grad_cam_pp_weights(activations, grads), activations)
-
-
 def xgrad_cam_weights(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """XGrad-CAM (Fu et al., 2020, eq. 11): ``w_c = sum_ij g_cij A_cij / (sum_ij A_cij + eps)``, ``[N, K, C]``.
 
@@ -81,11 +73,6 @@ def _xgrad_block(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor
     return (grads * activations[:, None]).sum(dim=(3, 4)) / (sum_a + EPS)
 
 
-def xgrad_cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """XGrad-CAM maps ``[N, K, h, w]`` (:func:`xgrad_cam_weights`)."""
-    return weighted_sum(xgrad_cam_weights(activations, grads), activations)
-
-
 def hires_cam_components(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """HiResCAM (Draelos & Carin, 2020): ``g_c * A_c`` per position, ``[N, K, C, h, w]``."""
     return grads * activations[:, None]
@@ -99,11 +86,6 @@ def hires_cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 def layer_cam_components(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """Layer-CAM (Jiang et al., 2021, eq. 5-6): ``relu(g_c) * A_c`` per position, ``[N, K, C, h, w]``."""
     return grads.clamp(min=0) * activations[:, None]
-
-
-def layer_cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-    """Layer-CAM maps ``sum_c relu(g_c) * A_c``, ``[N, K, h, w]``."""
-    return layer_cam_components(activations, grads).sum(dim=2)
 
 
 def grad_cam_elementwise_components(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -131,8 +113,6 @@ def eigen_grad_cam(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tens
     Like Eigen-CAM on the gradient-weighted activations, so class-specific. The sign is
     fixed to correlate positively with HiResCAM's map ``sum_c g_c A_c``.
     """
-    from xai_core.methods.smoothing import principal_projection
-
     return principal_projection(hires_cam_components(activations, grads))
 
 

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from xai_core.errors import MethodError
 from xai_core.hooks.capture import ReplayMismatch, replace_output, rest_of_network
 from xai_core.methods.context import CamContext, Progress
-from xai_core.methods.gradient import weighted_sum
 
 log = logging.getLogger(__name__)
 
@@ -150,15 +149,6 @@ def score_cam_weights(
     return weights.clone().to(activations.dtype)
 
 
-def score_cam(ctx: CamContext, *, batch_size: int = 32, variant: str = "probability") -> torch.Tensor:
-    """Score-CAM (Wang et al., 2020): ``sum_c s_c A_c`` with :func:`score_cam_weights`.
-
-    Returns:
-        ``[N, K, h, w]`` signed maps.
-    """
-    return weighted_sum(score_cam_channel_weights(ctx, batch_size=batch_size, variant=variant), ctx.activations)
-
-
 def score_cam_channel_weights(ctx: CamContext, *, batch_size: int = 32, variant: str = "probability") -> torch.Tensor:
     """Score-CAM's channel weights ``[N, K, C]`` for the CAM driver (:func:`score_cam_weights`)."""
     return score_cam_weights(
@@ -202,11 +192,6 @@ def _ablation_batches(ctx: CamContext, image: torch.Tensor, channel: torch.Tenso
         ablated = a[bi].clone()
         ablated[torch.arange(len(bi), device=a.device), bc] = 0
         yield start + len(bi), bi, bc, ablated
-
-
-def ablation_cam(ctx: CamContext, *, batch_size: int = 32, upstream_once: bool = True) -> torch.Tensor:
-    """Ablation-CAM maps ``[N, K, h, w]`` (:func:`ablation_cam_weights`)."""
-    return weighted_sum(ablation_cam_weights(ctx, batch_size=batch_size, upstream_once=upstream_once), ctx.activations)
 
 
 def ablation_cam_weights(ctx: CamContext, *, batch_size: int = 32, upstream_once: bool = True) -> torch.Tensor:
