@@ -45,3 +45,30 @@ def test_readme_registry_batch_and_new_method_examples_run():
         _refresh_fusion_bases()
     assert len(namespace["exps"]) == 3 and namespace["fused"].method == "fm_g_cam"
     assert namespace["fused"].params["base"] == "abs_grad_cam"
+
+
+def test_readme_relevance_rule_example_runs():
+    """The "Adding a relevance rule" example: one Rule subclass, one registration, used by LRP."""
+    import torch
+
+    from xai_core.relevance import RULE_SETS, lrp
+
+    block = next(b for b in _python_blocks() if "register_rule_set" in b)
+    namespace: dict = {}
+    try:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+        relevance = namespace["relevance"]
+        assert relevance.shape == (1, 1, 32, 32) and torch.isfinite(relevance).all()
+        net, x = namespace["net"], namespace["x"]
+        canonized = lrp(net, x, class_idx=[2], rules="canonized").relevance
+        assert not torch.allclose(relevance, canonized)  # the new rule ran at the Linear layer
+        assert isinstance(RULE_SETS["epsilon_head"].rule_for(net[4]), namespace["Epsilon"])
+        # Its maths: at the pooled features the class's relevance is y * z / (z + eps * sign(z)).
+        at_pool = lrp(net, x, class_idx=[2], rules="epsilon_head", target_layer="2").relevance.sum()
+        with torch.no_grad():
+            feats = net[:4](x)
+            y, z = net[4](feats)[0, 2], (feats @ net[4].weight.T)[0, 2]
+        expected = y * z / (z + 0.25 * torch.sign(z))
+        torch.testing.assert_close(at_pool, expected, rtol=1e-5, atol=1e-7)
+    finally:
+        RULE_SETS.pop("epsilon_head", None)
