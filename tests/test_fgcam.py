@@ -360,3 +360,37 @@ def test_real_lite0_dog_upper_cat_lower() -> None:
     upper, lower = pos[:, :112].sum(dim=(1, 2)), pos[:, 112:].sum(dim=(1, 2))
     assert upper[0] > lower[0], "dog relevance should sit in the upper half"
     assert lower[1] > upper[1], "cat relevance should sit in the lower half"
+
+
+def test_base_is_any_registry_entry_with_channel_weights(golden: dict, vgg: nn.Module) -> None:
+    """A base key, the registry entry itself, and an entry added later all give FG-CAM's components."""
+    import dataclasses
+
+    import xai_core as xc
+    from xai_core.methods.registry import EXPLAINERS, _refresh_fgcam_bases
+    from xai_core.relevance import fgcam_bases
+
+    x = golden["inputs"]["real"]
+    kw = dict(cam_layer=CAM, target_layer="features.7", class_idx=[5], rules="authors")
+    by_key = fg_cam(vgg, x, base="grad_cam", **kw).relevance
+    by_entry = fg_cam(vgg, x, base=xc.get_explainer("grad_cam"), **kw).relevance
+    torch.testing.assert_close(by_key, by_entry, rtol=0, atol=0)
+    xgrad = fg_cam(vgg, x, base="xgrad_cam", **kw).relevance
+    assert xgrad.shape == by_key.shape and not torch.allclose(xgrad, by_key)
+    doubled = dataclasses.replace(
+        xc.get_explainer("grad_cam"), key="double_grad_cam", compute=lambda ctx: 2 * ctx.grads.mean(dim=(3, 4))
+    )
+    try:
+        xc.register_explainer(doubled)
+        assert "double_grad_cam" in fgcam_bases()
+        assert "double_grad_cam" in xc.get_explainer("fg_cam").param("base").choices
+        twice = fg_cam(vgg, x, base="double_grad_cam", **kw).relevance
+        _close(twice, 2 * by_key)
+    finally:
+        EXPLAINERS.pop("double_grad_cam", None)
+        _refresh_fgcam_bases()
+    assert "double_grad_cam" not in fgcam_bases()
+    with pytest.raises(MethodError, match="eigen_cam"):
+        xc.explain(vgg, x, method="fg_cam", layer=CAM, base="eigen_cam")
+    with pytest.raises(MethodError, match="per-channel weights"):
+        xc.get_explainer("eigen_cam").channel_weights(None)

@@ -36,7 +36,7 @@ from xai_core.methods import activation, gradient, guided, noisy, score
 from xai_core.methods.base import run_cams
 from xai_core.methods.context import CamContext, ExplainRequest, MapResult
 from xai_core.methods.smoothing import FUSIONS
-from xai_core.relevance import RULE_SETS, WeightInputs, fg_cam, lrp, register_base
+from xai_core.relevance import RULE_SETS, WeightInputs, fg_cam, fgcam_bases, lrp, register_base, unregister_base
 
 NEEDS = frozenset({"gradients", "relevance_rules", "masked_forwards"})
 FAMILIES = ("gradient", "linear", "activation", "perturbation", "relevance", "fusion")
@@ -847,6 +847,8 @@ def _refresh_fusion_bases() -> None:
 def _refresh_fgcam_bases() -> None:
     """Register every entry that gives channel weights as an FG-CAM base, and offer it as ``base``."""
     bases = [e for e in EXPLAINERS.values() if e.gives_weights]
+    for key in fgcam_bases():
+        unregister_base(key)
     for spec in bases:
         register_base(spec)
     keys = tuple(e.key for e in bases)

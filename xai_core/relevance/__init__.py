@@ -43,6 +43,7 @@ from xai_core.relevance.fgcam import (
     register_base,
     resolve_base,
     resolve_classes,
+    unregister_base,
 )
 from xai_core.relevance.lrp import VARIANTS, lrp, start_relevance
 from xai_core.relevance.rule import (
@@ -81,6 +82,7 @@ __all__ = [
     "fgcam_bases",
     "register_base",
     "resolve_base",
+    "unregister_base",
     "RULE_SETS",
     "BatchNormFold",
     "ClassSpec",

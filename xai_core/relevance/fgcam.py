@@ -174,6 +174,11 @@ def register_base(base: ChannelWeights) -> None:
     _BASES[base.key] = base
 
 
+def unregister_base(key: str) -> None:
+    """Forget the base registered as ``key`` (if any)."""
+    _BASES.pop(key, None)
+
+
 def fgcam_bases() -> tuple[str, ...]:
     """Keys of the registered FG-CAM bases."""
     return tuple(_BASES)
