@@ -282,15 +282,5 @@ def road_work(
 
 
 def fgcam_bases() -> tuple[str, ...]:
-    """The CAM methods FG-CAM can start from (the registry's ``fg_cam`` entry, when there is one)."""
-    get_explainer = getattr(xc, "get_explainer", None)
-    if get_explainer is not None:
-        try:
-            for p in get_explainer("fg_cam").params:
-                if p.name == "base" and p.choices:
-                    return tuple(p.choices)
-        except xc.XaiCoreError:
-            pass
-    from xai_core.relevance.fgcam import BASES
-
-    return tuple(BASES)
+    """The CAM methods FG-CAM can start from: the choices of the registry's ``fg_cam`` ``base`` parameter."""
+    return tuple(xc.get_explainer("fg_cam").param("base").choices or ())

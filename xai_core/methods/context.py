@@ -65,7 +65,7 @@ class MapResult:
 class CamContext:
     """Inputs of one CAM-family computation (N images, K classes each).
 
-    The driver (:func:`xai_core.methods.base.run_cams`) fills it from one forward pass
+    The driver (:func:`xai_core.methods.base._run_cams`) fills it from one forward pass
     and, for methods that need them, one batched backward pass.
 
     Attributes:

@@ -8,7 +8,7 @@ Adding a method is one function plus one entry:
 
 * a CAM-family method (``driver="cam"``) is ``compute(ctx: CamContext, **params)``
   returning channel weights ``[N, K, C]``, per-position components ``[N, K, C, h, w]``
-  or finished maps ``[N, K, h, w]``: the driver (:func:`~xai_core.methods.base.run_cams`)
+  or finished maps ``[N, K, h, w]``: the driver (:func:`~xai_core.methods.base._run_cams`)
   has already run one forward pass and, if ``needs`` holds ``"gradients"``, one batched
   backward pass (of the class logits, or of the entry's ``target`` scores); it sums the
   weighted activations and adds what every CAM-family entry offers (the parameters in
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from xai_core.errors import MethodError, UnknownNameError
-from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
+from xai_core.hooks.layers import linear_head
 from xai_core.methods import activation, gradient, guided, noisy, score
-from xai_core.methods.base import run_cams
+from xai_core.methods.base import _run_cams
 from xai_core.methods.context import CamContext, ExplainRequest, MapResult
 from xai_core.methods.smoothing import FUSIONS
 
@@ -135,8 +135,6 @@ class Explainer:
         target: for CAM-family methods, what is differentiated instead of the class
             logits, ``target(logits [N, n], class_idx [N, K], params) -> [N, K]``.
         hessian: the CAM driver also computes ``ctx.hvp`` (Hessian-vector products).
-        peers: the peer libraries that offer the method (``"pytorch-grad-cam"``,
-            ``"torchcam"``), for the feature table.
     """
 
     key: str
@@ -154,7 +152,6 @@ class Explainer:
     per_class_maps: bool = True
     target: Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor] | None = None
     hessian: bool = False
-    peers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -197,7 +194,7 @@ class Explainer:
             if not isinstance(req.layer_name, str):
                 raise MethodError(f"{self.label} explains one layer; only CAM-family methods fuse several layers.")
             return self.compute(req, **params)  # type: ignore[return-value]
-        return run_cams(
+        return _run_cams(
             req.module,
             req.x,
             self.compute,
@@ -253,8 +250,6 @@ def _kpca(ctx: CamContext, *, kernel: str, gamma: float) -> torch.Tensor:
 
 
 def _cam(ctx: CamContext) -> torch.Tensor:
-    from xai_core.hooks.layers import linear_head
-
     weight = linear_head(ctx.module, ctx.activations.shape[1])
     if weight is None:
         raise MethodError(
@@ -270,46 +265,6 @@ def _eigen(ctx: CamContext) -> torch.Tensor:
     return activation.eigen_cam(ctx.activations).expand(-1, ctx.class_idx.shape[1], -1, -1).clone()
 
 
-def _fg_cam(
-    req: ExplainRequest, *, denoise: bool, base: str, target_layer: str, rules: str, batch_size: int
-) -> MapResult:
-    from xai_core.relevance import fg_cam
-
-    out = fg_cam(
-        req.module,
-        req.x,
-        cam_layer=req.layer_name,
-        target_layer=target_layer,
-        class_idx=req.choose,
-        base=base,
-        denoise=denoise,
-        rules=rules,
-        probabilities=req.probabilities,
-        score_batch_size=batch_size,
-        progress=req.progress,
-    )
-    return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
-
-
-def _lrp(req: ExplainRequest, *, variant: str, target_layer: str, rules: str) -> MapResult:
-    from xai_core.relevance import lrp
-
-    out = lrp(req.module, req.x, class_idx=req.choose, variant=variant, target_layer=target_layer, rules=rules)
-    return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
-
-
-def _fm_g_cam(req: ExplainRequest, *, base: str, normalise: str, activation: str) -> MapResult:
-    from xai_core.fusion import fm_g_cam
-
-    spec = get_explainer(base)
-    raw = spec.run(req, **spec.check_params({}))
-    fused = torch.stack(
-        [fm_g_cam(m, channels=raw.channels, normalise=normalise, activation=activation).maps for m in raw.maps]
-    )
-    return MapResult(fused, raw.class_idx, raw.logits, 1)
-
-
-_FUSION_BASE_HELP = "Any CAM-family method that gives one map per class (its default parameters)."
 _BATCH = Param(
     "batch_size",
     "Masked inputs per batch",
@@ -318,72 +273,6 @@ _BATCH = Param(
     maximum=1024,
     help="Masked copies of the images run through the model per forward pass: larger is faster but uses more memory.",
 )
-_TARGET = Param(
-    "target_layer",
-    "Carry the relevance down to",
-    "input",
-    kind="layer",
-    help="'input' for a map at the input pixels, or a layer below the CAM layer.",
-)
-# The rule sets and FG-CAM bases of xai_core.relevance (RULE_SETS, BASES; importing them
-# here would be circular: tests/test_registry.py checks the copies agree).
-_RULES = Param(
-    "rules",
-    "Relevance rules",
-    "canonized",
-    choices=("canonized", "authors"),
-    help="'canonized': BatchNorm folded into the layer before it, evidence kept on real weights (default); "
-    "'authors': the FG-CAM authors' rules (BatchNorm as identity), as in the paper's code.",
-)
-_CAM_PAPERS = {
-    "fg_cam": "Qiu et al., Empowering CAM-Based Methods with Capability to Generate Fine-Grained and "
-    "High-Faithfulness Explanations, AAAI 2024",
-    "lrp": "Bach et al., On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance "
-    "Propagation, PLoS ONE 2015",
-}
-
-
-def _fg_entry(key: str, label: str, denoise: bool, summary: str) -> Explainer:
-    return Explainer(
-        key,
-        label,
-        "relevance",
-        functools.partial(_fg_cam, denoise=denoise),
-        _CAM_PAPERS["fg_cam"],
-        summary,
-        driver="own",
-        needs=frozenset({"gradients", "relevance_rules"}),
-        resolution="input",
-        params=(
-            Param(
-                "base",
-                "CAM the components come from",
-                "grad_cam",
-                choices=("grad_cam", "score_cam"),
-                help="Grad-CAM (one backward pass) or Score-CAM (one masked forward pass per channel: slow).",
-            ),
-            _TARGET,
-            _RULES,
-            _BATCH,
-        ),
-    )
-
-
-def _lrp_entry(key: str, label: str, paper: str, summary: str) -> Explainer:
-    return Explainer(
-        key,
-        label,
-        "relevance",
-        functools.partial(_lrp, variant=key),
-        paper,
-        summary,
-        driver="own",
-        needs=frozenset({"relevance_rules"}),
-        resolution="input",
-        params=(_TARGET, _RULES),
-    )
-
-
 CAM_DRIVER_PARAMS: tuple[Param, ...] = (
     Param(
         "aug_smooth",
@@ -408,7 +297,7 @@ CAM_DRIVER_PARAMS: tuple[Param, ...] = (
         "of the ReLU'd, min-max scaled maps.",
     ),
 )
-"""Parameters the CAM driver adds to every ``driver="cam"`` entry (see :func:`~xai_core.methods.base.run_cams`)."""
+"""Parameters the CAM driver adds to every ``driver="cam"`` entry (see :func:`~xai_core.methods.base._run_cams`)."""
 
 
 def _with_driver_params(spec: Explainer) -> Explainer:
@@ -419,7 +308,6 @@ def _with_driver_params(spec: Explainer) -> Explainer:
     return replace(spec, params=spec.params + tuple(p for p in CAM_DRIVER_PARAMS if p.name not in names))
 
 
-_PGC, _TC = "pytorch-grad-cam", "torchcam"
 _SEED = Param("seed", "Random seed", 0, minimum=0, maximum=2**31 - 1, help="Seed of the random numbers (reproducible).")
 
 
@@ -535,7 +423,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "details that tell the class apart from its look-alikes, not everything they share.",
             needs=frozenset({"gradients"}),
             target=_finer_target,
-            peers=(_PGC, _TC),
             params=(
                 Param(
                     "alpha",
@@ -574,7 +461,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "The first principal component of gradient x activation: Eigen-CAM made class-specific, with less "
             "noise than the element-wise products.",
             needs=frozenset({"gradients"}),
-            peers=(_PGC,),
         ),
         Explainer(
             "kpca_cam",
@@ -589,7 +475,6 @@ EXPLAINERS: dict[str, Explainer] = {
             class_specific=False,
             per_class_maps=False,
             slow=True,
-            peers=(_PGC,),
             params=(
                 Param("kernel", "Kernel", "sigmoid", choices=activation.KERNELS),
                 Param(
@@ -611,7 +496,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "Gradient x activation per position with negative products dropped before the channel sum: "
             "HiResCAM without cancellation between channels.",
             needs=frozenset({"gradients"}),
-            peers=(_PGC,),
         ),
         Explainer(
             "shapley_cam",
@@ -623,7 +507,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "half the Hessian-vector product); equals Grad-CAM where the rest of the network is piecewise linear.",
             needs=frozenset({"gradients"}),
             hessian=True,
-            peers=(_PGC,),
         ),
         Explainer(
             "fem",
@@ -635,7 +518,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "mean + k standard deviations, so channels with unusually strong responses dominate.",
             class_specific=False,
             per_class_maps=False,
-            peers=(_PGC,),
             params=(Param("k", "Standard deviations (k-sigma rule)", 2.0, minimum=0.0, maximum=10.0),),
         ),
         Explainer(
@@ -646,7 +528,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018 (the random baseline of pytorch-grad-cam)",
             "A sanity baseline: feature maps weighted by random numbers in [-1, 1] (seeded, per class). A method "
             "whose maps or scores are no better than this one's explains nothing.",
-            peers=(_PGC,),
             params=(_SEED,),
         ),
         Explainer(
@@ -659,7 +540,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "Grad-CAM++ whose derivatives are averaged over noisy copies of the image (SmoothGrad): steadier "
             "weights, the map still on the clean image's features.",
             needs=frozenset({"gradients"}),
-            peers=(_TC,),
             params=(
                 Param("num_samples", "Noisy copies", 4, minimum=1, maximum=256),
                 Param(
@@ -683,7 +563,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "samples x channels forward passes.",
             needs=frozenset({"masked_forwards"}),
             slow=True,
-            peers=(_TC,),
             params=(
                 _BATCH,
                 Param("num_samples", "Noisy samples per mask", 35, minimum=1, maximum=1000),
@@ -701,7 +580,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "gradients): less saturation. Slow: samples x channels forward passes.",
             needs=frozenset({"masked_forwards"}),
             slow=True,
-            peers=(_TC,),
             params=(_BATCH, Param("num_samples", "Integration steps", 10, minimum=1, maximum=1000)),
         ),
         Explainer(
@@ -715,7 +593,6 @@ EXPLAINERS: dict[str, Explainer] = {
             driver="own",
             needs=frozenset({"gradients"}),
             resolution="input",
-            peers=(_PGC,),
         ),
         Explainer(
             "guided_backprop",
@@ -728,7 +605,6 @@ EXPLAINERS: dict[str, Explainer] = {
             driver="own",
             needs=frozenset({"gradients"}),
             resolution="input",
-            peers=(_PGC,),
         ),
         Explainer(
             "guided_grad_cam",
@@ -740,57 +616,6 @@ EXPLAINERS: dict[str, Explainer] = {
             driver="own",
             needs=frozenset({"gradients"}),
             resolution="input",
-            peers=(_PGC,),
-        ),
-        _fg_entry(
-            "fg_cam",
-            "FG-CAM",
-            False,
-            "A CAM's per-channel explanation components carried back layer by layer with relevance rules: "
-            "a fine-grained map at a shallower layer or at the input pixels, with the CAM's class evidence.",
-        ),
-        _fg_entry(
-            "fg_cam_d",
-            "FG-CAM (denoised)",
-            True,
-            "FG-CAM whose explanation components are first denoised (row-centred SVD, 10 % of the components "
-            "kept): less texture noise in the fine-grained map.",
-        ),
-        _lrp_entry(
-            "lrp",
-            "LRP",
-            _CAM_PAPERS["lrp"],
-            "Layer-wise relevance propagation from the class logit (z+ in hidden layers, z^B at the input).",
-        ),
-        _lrp_entry(
-            "clrp",
-            "CLRP",
-            "Gu et al., Understanding Individual Decisions of CNNs via Contrastive Backpropagation, ACCV 2018",
-            "Contrastive LRP: the class's relevance minus that of a dual target made of all other classes.",
-        ),
-        _lrp_entry(
-            "sglrp",
-            "SGLRP",
-            "Iwana et al., Explaining Convolutional Neural Networks using Softmax Gradient LRP, ICCVW 2019",
-            "Softmax-gradient LRP: the starting relevance is the softmax gradient, so other classes' evidence "
-            "is subtracted.",
-        ),
-        Explainer(
-            "fm_g_cam",
-            "FM-G-CAM",
-            "fusion",
-            _fm_g_cam,
-            "Rammuni Silva & Bird, FM-G-CAM: A Holistic Approach for Explainable AI in Computer Vision, 2023",
-            "The top-K classes' maps fused: each position keeps only its strongest class, maps are "
-            "L2-normalised, passed through an end activation and scaled together; each class in its own colour.",
-            driver="own",
-            needs=frozenset({"gradients"}),
-            params=(
-                Param("base", "Base method", "grad_cam", choices=("grad_cam",), help=_FUSION_BASE_HELP),
-                Param("normalise", "L2 normalisation", "reference", choices=NORMALISATIONS),
-                Param("activation", "End activation", "relu", choices=ACTIVATIONS),
-            ),
-            per_class_maps=True,
         ),
     ]
 }
@@ -839,11 +664,3 @@ def register_explainer(spec: Explainer, *, replace: bool = False) -> Explainer:
 
 
 _refresh_fusion_bases()
-
-
-# The names of the first version, kept so existing notebooks run: the same registry.
-METHODS = EXPLAINERS
-MethodSpec = Explainer
-get_method = get_explainer
-list_methods = list_explainers
-register_method = register_explainer
