@@ -184,6 +184,7 @@ def test_every_entry_is_described():
 def test_fusion_bases_follow_the_registry():
     bases = xc.get_explainer("fm_g_cam").param("base").choices
     assert set(bases) == {k for k, e in EXPLAINERS.items() if e.driver == "cam" and e.per_class_maps}
+    assert set(bases) == {k for k, e in EXPLAINERS.items() if e.fusable}
 
 
 def test_adding_a_method_is_one_function_and_one_entry(small):

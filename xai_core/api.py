@@ -188,7 +188,7 @@ def _memory_format(x: torch.Tensor, spec: Explainer) -> torch.Tensor:
     class logit, CLRP/SGLRP subtract relevances, and the other relevance rules share
     their graph (masked batches choose their own format).
     """
-    if x.device.type == "cpu" and x.shape[0] > 1 and spec.needs == frozenset({"gradients"}):
+    if x.device.type == "cpu" and x.shape[0] > 1 and spec.gradients_only:
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
@@ -251,7 +251,7 @@ def explain(
     params = spec.check_params(params)
     if precision not in PRECISIONS:
         raise MethodError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
-    if precision != "fp32" and spec.driver == "own" and spec.family != "fusion":
+    if precision != "fp32" and not spec.mixed_precision:
         raise MethodError(
             f"Mixed precision applies to the CAM family (and FM-G-CAM over it); {spec.label} runs its own "
             "passes in float32. Use precision='fp32'."
@@ -309,9 +309,7 @@ def _explain_chunk(
     seconds = (time.perf_counter() - began) / len(part)
     probs = model.probabilities(result.logits.float()).cpu()
     maps = result.maps.detach().float().cpu()
-    where = params.get("target_layer", layer) if spec.resolution == "input" else layer
-    if not isinstance(where, str):  # several layers fused (CAM-family methods)
-        where = "+".join(where)
+    where = spec.map_layer(layer, params)
     used = {**params, "cam_layer": layer} if spec.resolution == "input" else dict(params)
     explanations = []
     for i, (classes, prep) in enumerate(zip(unique_rows(result.class_idx), part)):

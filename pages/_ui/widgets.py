@@ -305,7 +305,7 @@ def method_params(page: str, spec, *, name_method: bool = False) -> tuple[tuple[
 
 def cam_methods() -> list:
     """The registry's CAM-family methods: one map per class at a layer, the ones FM-G-CAM fuses."""
-    return [m for m in xc.list_explainers() if m.driver == "cam"]
+    return [m for m in xc.list_explainers() if m.is_cam]
 
 
 def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tuple[str, object], ...]]:

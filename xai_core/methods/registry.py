@@ -166,6 +166,34 @@ class Explainer:
         """The CAM driver computes ``ctx.grads`` (one batched backward pass)."""
         return "gradients" in self.needs
 
+    @property
+    def is_cam(self) -> bool:
+        """A CAM-family method: the CAM driver runs its passes (and adds :data:`CAM_DRIVER_PARAMS`)."""
+        return self.driver == "cam"
+
+    @property
+    def fusable(self) -> bool:
+        """A CAM-family method with one map per class: a base a fusion (FM-G-CAM) can fuse."""
+        return self.is_cam and self.per_class_maps
+
+    @property
+    def mixed_precision(self) -> bool:
+        """Runs under autocast when asked (CAM-family methods and fusions over them); the rest run in float32."""
+        return self.is_cam or self.family == "fusion"
+
+    @property
+    def gradients_only(self) -> bool:
+        """Uses one forward and one backward pass and nothing else (no masked passes, no relevance rules)."""
+        return self.needs == frozenset({"gradients"})
+
+    def map_layer(self, layer: str | list[str] | tuple[str, ...], params: dict[str, object]) -> str:
+        """Where this explainer's maps live for the explained ``layer``: the layer, or ``target_layer``.
+
+        Several fused layers are named joined by ``+``.
+        """
+        where = params.get("target_layer", layer) if self.resolution == "input" else layer
+        return where if isinstance(where, str) else "+".join(where)  # type: ignore[arg-type]
+
     def param(self, name: str) -> Param:
         """The parameter called ``name``."""
         for p in self.params:
@@ -190,7 +218,7 @@ class Explainer:
 
     def run(self, req: ExplainRequest, **params: object) -> MapResult:
         """Run on a batch (``params`` already checked by :meth:`check_params`)."""
-        if self.driver == "own":
+        if not self.is_cam:
             if not isinstance(req.layer_name, str):
                 raise MethodError(f"{self.label} explains one layer; only CAM-family methods fuse several layers.")
             return self.compute(req, **params)  # type: ignore[return-value]
@@ -302,7 +330,7 @@ CAM_DRIVER_PARAMS: tuple[Param, ...] = (
 
 def _with_driver_params(spec: Explainer) -> Explainer:
     """``spec`` with :data:`CAM_DRIVER_PARAMS` appended if it is a CAM-family entry."""
-    if spec.driver != "cam":
+    if not spec.is_cam:
         return spec
     names = {p.name for p in spec.params}
     return replace(spec, params=spec.params + tuple(p for p in CAM_DRIVER_PARAMS if p.name not in names))
@@ -623,7 +651,7 @@ EXPLAINERS: dict[str, Explainer] = {
 
 def _refresh_fusion_bases() -> None:
     """Give every fusion entry's ``base`` parameter the CAM-family methods with per-class maps as choices."""
-    bases = tuple(k for k, e in EXPLAINERS.items() if e.driver == "cam" and e.per_class_maps)
+    bases = tuple(k for k, e in EXPLAINERS.items() if e.fusable)
     for key, spec in list(EXPLAINERS.items()):
         if spec.family == "fusion":
             params = tuple(replace(p, choices=bases) if p.name == "base" else p for p in spec.params)
