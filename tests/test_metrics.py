@@ -280,6 +280,18 @@ def test_gaussian_blur_matches_torchvision_and_keeps_constants():
     assert gaussian_blur(x).dtype == x.dtype
 
 
+def test_gaussian_blur_of_small_images_replicates_the_edges():
+    """Images too small for reflect padding: the separable Gaussian over edge-replicated pixels."""
+    x = torch.randn(2, 3, 4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    k, sigma = 11, 5.0
+    t = torch.arange(k, dtype=torch.float64) - k // 2
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    padded = torch.nn.functional.pad(x.reshape(6, 1, 4, 7), (5, 5, 5, 5), mode="replicate")
+    want = torch.nn.functional.conv2d(torch.nn.functional.conv2d(padded, g.view(1, 1, 1, k)), g.view(1, 1, k, 1))
+    torch.testing.assert_close(gaussian_blur(x, k, sigma), want.reshape(2, 3, 4, 7), rtol=0, atol=1e-12)
+
+
 def test_ties_are_broken_in_row_major_order():
     assert torch.equal(rank_of_pixels(torch.ones(3, 4)), torch.arange(12))
     s = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 2.0]])
