@@ -12,7 +12,7 @@ default layer, images cycled from ``samples/imagenet``):
 - the floor: forward with grad enabled on the layer output made a leaf, parameters
   frozen, and ``autograd.grad`` of the top logit to that leaf only (``harness.FloorHarness``,
   independent of xai_core); forward without grad; forward + full backward;
-- xai_core's gradient methods (``compute_cams``, K = 1), FM-G-CAM with K = 1 and 5,
+- xai_core's gradient methods (``xai_core.explain``, K = 1), FM-G-CAM with K = 1 and 5,
   ``explain`` end to end, Eigen-CAM, FG-CAM to the input and to an intermediate layer;
 - the peers on the same model, layer and images: pytorch-grad-cam Grad-CAM and
   Eigen-CAM, torchcam Grad-CAM, xai-inference-engine FM-G-CAM K = 1 and 5;
@@ -66,9 +66,9 @@ def load_images(n: int) -> list:
 
 def model_cases(loaded, layer: str, fg_layer: str, *, with_all_methods: bool) -> tuple[Case, list[Case]]:
     """The floor and every fast case for one model at ``layer``."""
+    import xai_core as xc
     from xai_core.fusion import fm_g_cam
     from xai_core.hooks.layers import resolve_layer
-    from xai_core.methods import compute_cams
     from xai_core.relevance import fg_cam
 
     model = loaded.module
@@ -87,7 +87,7 @@ def model_cases(loaded, layer: str, fg_layer: str, *, with_all_methods: bool) ->
 
     def ours(method: str, k: int):
         def run(x: torch.Tensor) -> torch.Tensor:
-            return compute_cams(model, x, method=method, layer=layer, top_k=k).cams
+            return xc.explain(loaded, x, method=method, layer=layer, top_k=k, max_batch=len(x))[0].cams
 
         return run
 
@@ -97,7 +97,7 @@ def model_cases(loaded, layer: str, fg_layer: str, *, with_all_methods: bool) ->
 
     def fused(k: int):
         def run(x: torch.Tensor):
-            r = compute_cams(model, x, method="grad_cam", layer=layer, top_k=k)
+            r = xc.explain(loaded, x, method="grad_cam", layer=layer, top_k=k, max_batch=len(x))[0]
             return fm_g_cam(r.cams, channels=r.channels)
 
         return run
@@ -234,8 +234,8 @@ def _as_pgc(cam: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 def slow_comparison(loaded, layer: str, inputs: list[torch.Tensor], batch: int) -> list[dict]:
     """Score-CAM and Ablation-CAM: ours vs pytorch-grad-cam, same layer, batch and class."""
+    import xai_core as xc
     from xai_core.hooks.layers import resolve_layer
-    from xai_core.methods import compute_cams
 
     model = loaded.module
     mod = resolve_layer(model, layer)
@@ -258,7 +258,9 @@ def slow_comparison(loaded, layer: str, inputs: list[torch.Tensor], batch: int) 
             c = _top1(model, x)
 
             def ours(x=x, c=c, key=ours_key, params=params):
-                return compute_cams(model, x, method=key, layer=layer, class_idx=[c], **params).cams[0]
+                return xc.explain(loaded, x, method=key, layer=layer, class_idx=[c], max_batch=len(x), **params)[
+                    0
+                ].cams[0]
 
             steps = ["ours", "theirs"] if i % 2 == 0 else ["theirs", "ours"]  # alternate: load drift hits both
             result = {}

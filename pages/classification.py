@@ -50,7 +50,7 @@ explained = explain_classes(PAGE, setup, image.digest, picture, "classes")
 if explained is None:
     st.stop()
 full, shown, chart = explained
-spec = xc.get_method(setup.method)
+spec = xc.get_explainer(setup.method)
 
 view = views.fused_view(PAGE, shown, display, original=picture)
 settings = views.settings_dict(shown, display, model, image.name)
@@ -100,7 +100,7 @@ if targets:
     base = c2.selectbox(
         "FG-CAM base",
         bases,
-        format_func=lambda b: xc.get_method(b).label + (" (slow)" if xc.get_method(b).slow else ""),
+        format_func=lambda b: xc.get_explainer(b).label + (" (slow)" if xc.get_explainer(b).slow else ""),
         key=key(PAGE, "fg_base"),
         on_change=remember,
         args=(key(PAGE, "fg_base"), "fg_base"),
@@ -119,7 +119,7 @@ if targets:
     from pages._ui.jobs import STORE
 
     missing = [c for c in classes if STORE.get(parts[c]) is MISSING]
-    slow_base = xc.get_method(base).slow
+    slow_base = xc.get_explainer(base).slow
     result = None
     if missing:
         pending = subset(full, rows_of(full, missing))

@@ -69,7 +69,7 @@ with st.sidebar:
     slow_params = {}
     if include_slow:
         for m in slow:
-            slow_params[m] = method_params(PAGE, xc.get_method(m), name_method=True)
+            slow_params[m] = method_params(PAGE, xc.get_explainer(m), name_method=True)
     classes, _ = class_picker(PAGE, "imagenet", model)
     st.header("Display")
     colormap, alpha, signed = map_display_controls(PAGE)
@@ -106,7 +106,7 @@ fg_targets = st.multiselect(
 runs = [(m, ()) for m in chosen] + ([(m, slow_params[m]) for m in slow] if include_slow else [])
 results: dict[str, xc.Explanation] = {}
 for method, params in runs:
-    spec = xc.get_method(method)
+    spec = xc.get_explainer(method)
     estimate, how = slow_estimate(choice.model_id, model, layer, pred) if spec.slow else (None, "")
     work = Work(
         compute.explanation_key(image.digest, choice.model_id, layer, method, params, (cls,)),

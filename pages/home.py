@@ -70,7 +70,7 @@ st.markdown(
     "down the network with relevance rules, giving maps at the resolution of a shallower layer or the input "
     "with the same class evidence."
 )
-for spec in xc.list_methods():
+for spec in xc.list_explainers():
     slow = " *Slow.*" if spec.slow else ""
     st.markdown(f"**{spec.label}**. {spec.paper}. {spec.summary}{slow}")
 

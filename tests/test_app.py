@@ -58,7 +58,7 @@ def test_home_lists_methods_and_samples():
 
     at = _open()
     text = " ".join(m.value for m in at.markdown)
-    for spec in xc.list_methods():
+    for spec in xc.list_explainers():
         assert spec.label in text and spec.paper in text
     assert "FM-G-CAM" in text and "FG-CAM" in text
     assert any(b.key == "home.open.imagenet.dogs.png" for b in at.button)
@@ -180,7 +180,7 @@ def test_comparison_grid_and_faithfulness():
 
     at = _open("pages/comparison.py")
     captions = [c for img in at.image for c in img.captions]
-    assert {m.key for m in cam_methods()} < {m.key for m in xc.list_methods()}
+    assert {m.key for m in cam_methods()} < {m.key for m in xc.list_explainers()}
     for spec in cam_methods():
         if not spec.slow:
             assert any(c.startswith(f"{spec.label}: ") and c.endswith(" s") for c in captions), spec.label

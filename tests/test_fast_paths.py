@@ -1,7 +1,7 @@
 """The fast paths give the maps of the straightforward computations they replace.
 
 - K gradients from one batched backward = K separate backward passes (and K separate
-  ``compute_cams`` calls), on EfficientNet-Lite0 and ResNet-style models.
+  ``explain`` calls), on EfficientNet-Lite0 and ResNet-style models.
 - Score-CAM (deduplicated masks, built per batch, ``channels_last``, ``inference_mode``)
   = one plain ``no_grad`` forward per channel, with every mask computed.
 - Ablation-CAM with the upstream run once (``rest_of_network``) = the whole network
@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tests.explain_helpers import cams
 from xai_core.hooks.capture import capture, rest_of_network
 from xai_core.hooks.layers import resolve_layer
-from xai_core.methods import class_gradients, compute_cams
+from xai_core.methods import class_gradients
 from xai_core.methods import score as score_module
 from xai_core.methods.context import CamContext
 
@@ -75,9 +76,9 @@ def test_lite0_k_classes_at_once_equal_k_single_class_calls(lite0, cat_dog):
     import xai_core
 
     x = xai_core.prepare(cat_dog, lite0.spec.preprocessing).tensor
-    joint = compute_cams(lite0.module, x, method="grad_cam", layer="_blocks.15", top_k=5)
-    for i, c in enumerate(joint.class_idx.tolist()):
-        single = compute_cams(lite0.module, x, method="grad_cam", layer="_blocks.15", class_idx=[c]).cams[0]
+    joint = cams(lite0.module, x, method="grad_cam", layer="_blocks.15", top_k=5)
+    for i, c in enumerate(joint.class_idx):
+        single = cams(lite0.module, x, method="grad_cam", layer="_blocks.15", class_idx=[c]).cams[0]
         torch.testing.assert_close(joint.cams[i], single, rtol=1e-5, atol=1e-7)
 
 
@@ -86,9 +87,9 @@ def test_lite0_k_classes_at_once_equal_k_single_class_calls(lite0, cat_dog):
 def test_resnet_k_classes_at_once_equal_k_single_class_calls(layer, method):
     model = _resnet18()
     x = torch.randn(1, 3, 64, 80)
-    joint = compute_cams(model, x, method=method, layer=layer, top_k=4)
-    for i, c in enumerate(joint.class_idx.tolist()):
-        single = compute_cams(model, x, method=method, layer=layer, class_idx=[c]).cams[0]
+    joint = cams(model, x, method=method, layer=layer, top_k=4)
+    for i, c in enumerate(joint.class_idx):
+        single = cams(model, x, method=method, layer=layer, class_idx=[c]).cams[0]
         torch.testing.assert_close(joint.cams[i], single, rtol=1e-4, atol=1e-7)
 
 
@@ -152,7 +153,7 @@ def test_score_cam_dedupe_equals_every_mask(variant):
     calls = []
     handle = model.register_forward_pre_hook(lambda _m, inputs: calls.append(inputs[0].shape[0]))
     try:
-        ours = compute_cams(model, x, method="score_cam", layer="act", class_idx=[0, 3], variant=variant, batch_size=4)
+        ours = cams(model, x, method="score_cam", layer="act", class_idx=[0, 3], variant=variant, batch_size=4)
     finally:
         handle.remove()
     masked_inputs = sum(calls) - 1  # minus the driver's own forward
@@ -165,7 +166,7 @@ def test_score_cam_dedupe_equals_every_mask(variant):
 def test_score_cam_batched_inference_mode_equals_plain_loop_on_resnet(variant):
     model = _resnet18(2)
     x = torch.randn(1, 3, 48, 48)
-    ours = compute_cams(model, x, method="score_cam", layer="layer3", class_idx=[7, 1], variant=variant, batch_size=48)
+    ours = cams(model, x, method="score_cam", layer="layer3", class_idx=[7, 1], variant=variant, batch_size=48)
     expected = _score_cam_reference(model, x, "layer3", [7, 1], variant)
     torch.testing.assert_close(ours.cams, expected, rtol=1e-4, atol=1e-6)
 
@@ -331,7 +332,7 @@ def test_ablation_on_lite0_head_runs_the_upstream_once(lite0, cat_dog):
     with _CountConvolutions() as one_pass, torch.no_grad():
         lite0.module(x)
     with _CountConvolutions() as counted:
-        res = compute_cams(lite0.module, x, method="ablation_cam", layer="_head_act", top_k=1, batch_size=64)
+        res = cams(lite0.module, x, method="ablation_cam", layer="_head_act", top_k=1, batch_size=64)
     assert counted.n == 2 * one_pass.n  # the driver's forward + the recording pass
     assert torch.isfinite(res.cams).all()
     assert _no_instance_forward(lite0.module)

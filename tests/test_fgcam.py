@@ -367,7 +367,6 @@ def test_base_is_any_registry_entry_with_channel_weights(golden: dict, vgg: nn.M
     import dataclasses
 
     import xai_core as xc
-    from xai_core.methods.registry import EXPLAINERS, _refresh_fgcam_bases
     from xai_core.relevance import fgcam_bases
 
     x = golden["inputs"]["real"]
@@ -387,8 +386,7 @@ def test_base_is_any_registry_entry_with_channel_weights(golden: dict, vgg: nn.M
         twice = fg_cam(vgg, x, base="double_grad_cam", **kw).relevance
         _close(twice, 2 * by_key)
     finally:
-        EXPLAINERS.pop("double_grad_cam", None)
-        _refresh_fgcam_bases()
+        xc.unregister_explainer("double_grad_cam")
     assert "double_grad_cam" not in fgcam_bases()
     with pytest.raises(MethodError, match="eigen_cam"):
         xc.explain(vgg, x, method="fg_cam", layer=CAM, base="eigen_cam")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tests.conftest import GOLDEN, SmallVGG
+from tests.explain_helpers import cams
 from xai_core.fusion import filter_maps, fm_g_cam, joint_minmax, l2_normalise
-from xai_core.methods import compute_cams
 
 GOLD = torch.load(GOLDEN / "fmgcam_reference.pt", weights_only=True)
 
@@ -31,7 +31,7 @@ def raw_cams(small_vgg):
     out = {}
     for name, x in GOLD["inputs"].items():
         for layer in (18, 17):
-            res = compute_cams(small_vgg, x, method="grad_cam", layer=f"features.{layer}", top_k=5)
+            res = cams(small_vgg, x, method="grad_cam", layer=f"features.{layer}", top_k=5)
             out[name, layer] = res
     return out
 
@@ -39,7 +39,7 @@ def raw_cams(small_vgg):
 def test_raw_maps_match_corrected_intermediates(raw_cams):
     for (name, layer), res in raw_cams.items():
         inter = GOLD["intermediates"][f"{name}|{layer}"]
-        assert res.class_idx.tolist() == inter["sorted_indices"][:5].tolist()
+        assert list(res.class_idx) == inter["sorted_indices"][:5].tolist()
         torch.testing.assert_close(res.cams / res.channels, inter["raw_corrected"], rtol=1e-4, atol=1e-9)
 
 
@@ -87,9 +87,9 @@ def test_differs_from_reference_where_defect_acts(raw_cams):
 
 def test_unfiltered_maps_equal_independent_grad_cams(small_vgg):
     x = GOLD["inputs"]["real"]
-    batched = compute_cams(small_vgg, x, method="grad_cam", layer="features.17", top_k=4)
-    for k, cls in enumerate(batched.class_idx.tolist()):
-        single = compute_cams(small_vgg, x, method="grad_cam", layer="features.17", class_idx=[cls])
+    batched = cams(small_vgg, x, method="grad_cam", layer="features.17", top_k=4)
+    for k, cls in enumerate(batched.class_idx):
+        single = cams(small_vgg, x, method="grad_cam", layer="features.17", class_idx=[cls])
         torch.testing.assert_close(batched.cams[k], single.cams[0], rtol=1e-5, atol=1e-7)
     unfiltered = fm_g_cam(batched.cams, channels=batched.channels, normalise="off", activation="none", filter=False)
     manual = joint_minmax(batched.cams / batched.channels)

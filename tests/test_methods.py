@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.conftest import TinyGapNet
+from tests.explain_helpers import cams
 from xai_core.errors import LayerError, LayerNotFoundError, MethodError, UnknownNameError
-from xai_core.methods import class_gradients, compute_cams, get_method
+from xai_core.methods import class_gradients, get_explainer
 from xai_core.methods.activation import eigen_cam
 
 pytest.importorskip("pytorch_grad_cam")
@@ -21,7 +22,7 @@ from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection  # noqa:
 
 def ours_at_input(model, x, method, layer, cls, **params) -> np.ndarray:
     """Our map, processed as pytorch-grad-cam processes its output: ReLU, upsample, min-max."""
-    cam = compute_cams(model, x, method=method, layer=layer, class_idx=[cls], **params).cams[0]
+    cam = cams(model, x, method=method, layer=layer, class_idx=[cls], **params).cams[0]
     up = F.interpolate(cam.clamp(min=0)[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     up = up - up.min()
     return (up / (up.max() + 1e-7)).numpy()
@@ -84,7 +85,7 @@ def test_score_cam_logit_softmax_variant_agrees_with_pytorch_grad_cam(small_relu
 def test_score_cam_default_uses_probabilities(small_relu_net):
     """The authors' definition: weights are the class probabilities of the masked inputs."""
     net, x = small_relu_net
-    res = compute_cams(net, x, method="score_cam", layer="4", class_idx=[2])
+    res = cams(net, x, method="score_cam", layer="4", class_idx=[2])
     a = net[:5](x)
     weights = []
     with torch.no_grad():
@@ -119,8 +120,8 @@ def test_grad_cam_equals_cam_up_to_a_positive_constant(tiny_gap):
     """On GAP + linear, dy_c/dA_k = W[c, k] / (h w): Grad-CAM = CAM / (h w)."""
     x = torch.randn(1, 3, 10, 14)
     for cls in range(5):
-        g = compute_cams(tiny_gap, x, method="grad_cam", layer="features", class_idx=[cls]).cams[0]
-        c = compute_cams(tiny_gap, x, method="cam", layer="features", class_idx=[cls]).cams[0]
+        g = cams(tiny_gap, x, method="grad_cam", layer="features", class_idx=[cls]).cams[0]
+        c = cams(tiny_gap, x, method="cam", layer="features", class_idx=[cls]).cams[0]
         hw = g.shape[0] * g.shape[1]
         torch.testing.assert_close(g * hw, c, rtol=1e-5, atol=1e-6)
 
@@ -168,16 +169,16 @@ def test_disconnected_layer_gives_a_clear_error():
             return self.fc(self.used(x).mean(dim=(2, 3)))
 
     with pytest.raises(MethodError, match="does not influence"):
-        compute_cams(TwoPaths(), torch.randn(1, 3, 8, 8), method="grad_cam", layer="unused", top_k=2)
+        cams(TwoPaths(), torch.randn(1, 3, 8, 8), method="grad_cam", layer="unused", top_k=2)
 
 
 def test_unknown_names_suggest_close_matches(tiny_gap):
     with pytest.raises(UnknownNameError, match="grad_cam"):
-        get_method("gradcam")
+        get_explainer("gradcam")
     with pytest.raises(LayerNotFoundError, match="features"):
-        compute_cams(tiny_gap, torch.randn(1, 3, 8, 8), method="grad_cam", layer="feature")
+        cams(tiny_gap, torch.randn(1, 3, 8, 8), method="grad_cam", layer="feature")
     with pytest.raises(MethodError, match="no parameter"):
-        compute_cams(tiny_gap, torch.randn(1, 3, 8, 8), method="grad_cam", layer="features", alpha=2)
+        cams(tiny_gap, torch.randn(1, 3, 8, 8), method="grad_cam", layer="features", alpha=2)
 
 
 def test_reused_module_is_refused():
@@ -185,7 +186,7 @@ def test_reused_module_is_refused():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), act, nn.Conv2d(4, 4, 3), act, nn.Flatten(), nn.LazyLinear(3))
     net(torch.randn(1, 3, 8, 8))
     with pytest.raises(LayerError, match="more than once"):
-        compute_cams(net, torch.randn(1, 3, 8, 8), method="grad_cam", layer="1")
+        cams(net, torch.randn(1, 3, 8, 8), method="grad_cam", layer="1")
     from xai_core.hooks import candidate_layers
 
     assert "1" not in [layer.name for layer in candidate_layers(net, torch.randn(1, 3, 8, 8))]
@@ -202,10 +203,10 @@ def test_state_restored_after_an_exception(tiny_gap):
 
     from xai_core.methods import registry
 
-    registry.register_explainer(replace(get_method("grad_cam"), key="boom", compute=boom))
+    registry.register_explainer(replace(get_explainer("grad_cam"), key="boom", compute=boom))
     try:
         with pytest.raises(MethodError, match="boom"):
-            compute_cams(tiny_gap, torch.randn(1, 3, 8, 8), method="boom", layer="features")
+            cams(tiny_gap, torch.randn(1, 3, 8, 8), method="boom", layer="features")
     finally:
         del registry.EXPLAINERS["boom"]
         registry._refresh_fusion_bases()
@@ -230,7 +231,7 @@ def test_in_place_op_after_layer_does_not_corrupt_activations():
     torch.manual_seed(1)
     net = Net().eval()
     x = torch.randn(1, 3, 6, 6)
-    res = compute_cams(net, x, method="grad_cam", layer="features", class_idx=[0])
+    res = cams(net, x, method="grad_cam", layer="features", class_idx=[0])
     a = net.features(x).detach()  # pre-ReLU activations, as the hook saw them
     assert res.cams.shape == (1, 6, 6)
     g = torch.autograd.functional.jacobian(lambda t: net.fc(F.relu(t).mean(dim=(2, 3)))[0, 0], a)

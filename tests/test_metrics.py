@@ -280,6 +280,18 @@ def test_gaussian_blur_matches_torchvision_and_keeps_constants():
     assert gaussian_blur(x).dtype == x.dtype
 
 
+def test_gaussian_blur_of_small_images_replicates_the_edges():
+    """Images too small for reflect padding: the separable Gaussian over edge-replicated pixels."""
+    x = torch.randn(2, 3, 4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    k, sigma = 11, 5.0
+    t = torch.arange(k, dtype=torch.float64) - k // 2
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    padded = torch.nn.functional.pad(x.reshape(6, 1, 4, 7), (5, 5, 5, 5), mode="replicate")
+    want = torch.nn.functional.conv2d(torch.nn.functional.conv2d(padded, g.view(1, 1, 1, k)), g.view(1, 1, k, 1))
+    torch.testing.assert_close(gaussian_blur(x, k, sigma), want.reshape(2, 3, 4, 7), rtol=0, atol=1e-12)
+
+
 def test_ties_are_broken_in_row_major_order():
     assert torch.equal(rank_of_pixels(torch.ones(3, 4)), torch.arange(12))
     s = torch.tensor([[0.0, 1.0, 1.0], [1.0, 0.0, 2.0]])
@@ -394,7 +406,7 @@ def _region_batch(seeds=(1, 2, 3)):
 
 
 @pytest.mark.parametrize("step", [1, 7, 40, H * W])
-def test_evaluate_maps_equals_evaluate_map_per_image(step):
+def test_evaluate_maps_equals_the_single_metric_functions_per_image(step):
     x, maps = _region_batch()
     positive = [False, True, False]
     sizes: list[int] = []
@@ -411,15 +423,32 @@ def test_evaluate_maps_equals_evaluate_map_per_image(step):
     expected = [2 * len(counts) - 2 + 1 + (positive[i] or 96 not in counts) + (48 not in counts) for i in range(3)]
     assert ev.forwards == sum(expected)
     for i in range(3):
-        one = evaluate_map(region_predict, x[i : i + 1], maps[i], [0, 1, 0][i], pixels_per_step=step)
-        want = dict(one.scores)
-        if positive[i]:
-            adi = average_drop_increase(region_predict, x[i : i + 1], [maps[i]], 1, positive_only=True)
-            want["average_drop"], want["average_increase"] = float(adi.drop[0]), float(adi.average_increase)
+        # The single-metric definitions, one image at a time.
+        xi, si, c = x[i : i + 1], maps[i], [0, 1, 0][i]
+        curves = insertion_deletion(region_predict, xi, si, c, pixels_per_step=step)
+        adi = average_drop_increase(region_predict, xi, [si], c, positive_only=positive[i])
+        mul = confidence_change_when_multiplied(region_predict, xi, scale_to_unit(si), c)
+        top = confidence_drop_top_removed(region_predict, xi, si, c)
+        want = {
+            "probability": float(adi.y[0]),
+            "average_drop": float(adi.drop[0]),
+            "average_increase": float(adi.average_increase),
+            "insertion_auc": curves.insertion_auc,
+            "deletion_auc": curves.deletion_auc,
+            "overall": curves.overall,
+            "multiplied_change": mul.change,
+            "multiplied_increased": float(mul.increased),
+            "multiplied_drop_percent": mul.drop_percent,
+            "top_removed_drop": top.drop,
+            "top_removed_drop_percent": top.drop_percent,
+        }
+        assert set(want) == set(ev.scores)
         for name, value in want.items():
             assert ev.scores[name][i] == pytest.approx(value, abs=1e-9), name
-        np.testing.assert_allclose(ev.insertion[i], one.curves.insertion, atol=1e-9)
-        np.testing.assert_allclose(ev.deletion[i], one.curves.deletion, atol=1e-9)
+        np.testing.assert_allclose(ev.insertion[i], curves.insertion, atol=1e-9)
+        np.testing.assert_allclose(ev.deletion[i], curves.deletion, atol=1e-9)
+        one = evaluate_map(region_predict, xi, si, c, pixels_per_step=step)
+        assert one.scores == pytest.approx({k: float(v[i]) for k, v in ev.scores.items()}, abs=1e-12) or positive[i]
     np.testing.assert_array_equal(ev.positive_only, positive)
     assert ev.settings["pixels_per_step"] == step and ev.settings["kernel_size"] == 11
 

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 import xai_core
+from tests.explain_helpers import cams
 from xai_core.errors import WeightsError
-from xai_core.methods import EXPLAINERS, compute_cams
+from xai_core.methods import EXPLAINERS
 from xai_core.models import build_model, get_spec, list_models
 from xai_core.models.weights import read_state_dict
 
@@ -85,15 +86,14 @@ def test_every_method_runs_at_the_default_layer(random_models, key):
 def test_xray_top_k_skips_unnamed_outputs():
     model = build_model("xrv-densenet121-res224-nih", weights=None)  # 4 of 18 outputs unnamed
     assert model.labels.count("") == 4
-    res = compute_cams(
-        model.module,
+    res = cams(
+        model,
         torch.randn(1, 1, 64, 64),
         method="grad_cam",
         layer="features.norm5",
         top_k=int(model.valid_outputs.sum()),
-        valid_outputs=model.valid_outputs,
     )
-    assert all(model.labels[i] for i in res.class_idx.tolist())
+    assert all(model.labels[i] for i in res.class_idx)
 
 
 def _fail_download(*args, **kwargs):

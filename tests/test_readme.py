@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+import xai_core as xc
 from tests.conftest import ROOT
 
 
@@ -39,10 +40,8 @@ def test_readme_registry_batch_and_new_method_examples_run():
             exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     finally:
         os.chdir(cwd)
-        from xai_core.methods.registry import EXPLAINERS, _refresh_fusion_bases
-
-        EXPLAINERS.pop("abs_grad_cam", None)
-        _refresh_fusion_bases()
+        if "abs_grad_cam" in xc.EXPLAINERS:
+            xc.unregister_explainer("abs_grad_cam")
     assert len(namespace["exps"]) == 3 and namespace["fused"].method == "fm_g_cam"
     assert namespace["fused"].params["base"] == "abs_grad_cam"
 

@@ -181,3 +181,18 @@ def test_fused_relevance_clip_keeps_weak_evidence_visible():
     assert np.abs(picture[36, 36].astype(int) - np.asarray(colours[1])).max() > 0
     blank = picture[24, 2].astype(int)  # no relevance: white over the faint grey photo
     assert (blank > 200).all() and np.ptp(blank) <= 1
+
+
+def test_rendering_reads_explanations_without_importing_the_layers_above():
+    """render/ sits below methods, relevance, fusion and the API: it imports none of them."""
+    import ast
+    import pathlib
+
+    package = pathlib.Path(__file__).resolve().parents[1] / "xai_core" / "render"
+    above = ("xai_core.api", "xai_core.methods", "xai_core.relevance", "xai_core.fusion", "xai_core.evaluate")
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith(above) for n in names), (path.name, names)
+    assert xai_core.render_map is xai_core.render.render_map

@@ -9,17 +9,7 @@ from __future__ import annotations
 import os  # noqa: F401 - used in annotations
 from typing import TYPE_CHECKING, BinaryIO  # noqa: F401
 
-from xai_core.api import (
-    Explanation,
-    dominant_class,
-    explain,
-    explain_fine,
-    legend,
-    render_fused,
-    render_fused_relevance,
-    render_map,
-    render_on_original,
-)
+from xai_core.api import Explanation, explain, explain_fine
 from xai_core.errors import (
     DeviceError,
     ImageError,
@@ -33,14 +23,12 @@ from xai_core.errors import (
 from xai_core.fusion import BRIGHTNESS, FusedMap, brightness_caption, fm_g_cam
 from xai_core.methods import (
     EXPLAINERS,
-    METHODS,
     Explainer,
     Param,
     get_explainer,
-    get_method,
     list_explainers,
-    list_methods,
     register_explainer,
+    unregister_explainer,
 )
 from xai_core.models import (
     LoadedModel,
@@ -53,7 +41,17 @@ from xai_core.models import (
     register,
     resolve_device,
 )
-from xai_core.render import DEFAULT_COLORMAP, class_colours, colour_scale
+from xai_core.render import (
+    DEFAULT_COLORMAP,
+    class_colours,
+    colour_scale,
+    dominant_class,
+    legend,
+    render_fused,
+    render_fused_relevance,
+    render_map,
+    render_on_original,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -78,12 +76,12 @@ __all__ = [
     "class_colours",
     "colour_scale",
     "EXPLAINERS",
-    "METHODS",
     "Explainer",
     "Param",
     "get_explainer",
     "list_explainers",
     "register_explainer",
+    "unregister_explainer",
     "Explanation",
     "FusedMap",
     "ImageError",
@@ -99,10 +97,8 @@ __all__ = [
     "explain",
     "explain_fine",
     "fm_g_cam",
-    "get_method",
     "get_spec",
     "legend",
-    "list_methods",
     "list_models",
     "load_model",
     "prepare",

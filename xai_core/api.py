@@ -1,4 +1,6 @@
-"""The notebook-level API: pick a model, explain images, fuse and render.
+"""The notebook-level API: pick a model, explain images (:func:`explain`), fuse them.
+
+Drawing them is :mod:`xai_core.render` (``xc.render_map``, ``xc.render_fused``, ...).
 
 Example:
     >>> import xai_core as xc
@@ -28,24 +30,15 @@ import torch
 from PIL import Image
 
 from xai_core.errors import MethodError
+from xai_core.explainers import COMPOSITE_EXPLAINERS  # noqa: F401 - registers FG-CAM, LRP, FM-G-CAM
 from xai_core.fusion.fmgcam import FusedMap, fm_g_cam
-from xai_core.methods.base import _rows, select_classes, unique_rows
+from xai_core.methods.base import class_rows, select_classes, unique_rows
 from xai_core.methods.context import ExplainRequest, Progress
 from xai_core.methods.registry import Explainer, get_explainer
 from xai_core.models.preprocess import PreparedInput, prepare
 from xai_core.models.registry import LoadedModel, load_model
-from xai_core.render.colour import (
-    DEFAULT_COLORMAP,
-    apply_colormap,
-    class_colours,
-    colourise_fused,
-    minmax,
-    overlay,
-    place_on_original,
-    resize_map,
-    signed_colormap,
-)
-from xai_core.render.relevance import DEFAULT_PERCENTILE, scale_relevance
+from xai_core.render.colour import minmax, resize_map
+from xai_core.render.relevance import scale_relevance
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
@@ -195,7 +188,7 @@ def _memory_format(x: torch.Tensor, spec: Explainer) -> torch.Tensor:
     class logit, CLRP/SGLRP subtract relevances, and the other relevance rules share
     their graph (masked batches choose their own format).
     """
-    if x.device.type == "cpu" and x.shape[0] > 1 and spec.needs == frozenset({"gradients"}):
+    if x.device.type == "cpu" and x.shape[0] > 1 and spec.gradients_only:
         return x.contiguous(memory_format=torch.channels_last)
     return x
 
@@ -258,7 +251,7 @@ def explain(
     params = spec.check_params(params)
     if precision not in PRECISIONS:
         raise MethodError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
-    if precision != "fp32" and spec.driver == "own" and spec.family != "fusion":
+    if precision != "fp32" and not spec.mixed_precision:
         raise MethodError(
             f"Mixed precision applies to the CAM family (and FM-G-CAM over it); {spec.label} runs its own "
             "passes in float32. Use precision='fp32'."
@@ -266,8 +259,8 @@ def explain(
     prepared, single = _prepare_all(model, images)
     layer = layer or model.spec.default_layer
     n = len(prepared)
-    rows = None if class_idx is None else _rows(class_idx, n)
-    extra = None if extra_classes is None else _rows(extra_classes, n)
+    rows = None if class_idx is None else class_rows(class_idx, n)
+    extra = None if extra_classes is None else class_rows(extra_classes, n)
     k_guess = max(len(r) for r in rows) if rows else int(top_k) + (max(len(r) for r in extra) if extra else 0)
     chunk = int(max_batch) if max_batch else images_per_pass(model, max(k_guess, 1), memory_budget)
     if chunk < 1:
@@ -316,9 +309,7 @@ def _explain_chunk(
     seconds = (time.perf_counter() - began) / len(part)
     probs = model.probabilities(result.logits.float()).cpu()
     maps = result.maps.detach().float().cpu()
-    where = params.get("target_layer", layer) if spec.resolution == "input" else layer
-    if not isinstance(where, str):  # several layers fused (CAM-family methods)
-        where = "+".join(where)
+    where = spec.map_layer(layer, params)
     used = {**params, "cam_layer": layer} if spec.resolution == "input" else dict(params)
     explanations = []
     for i, (classes, prep) in enumerate(zip(unique_rows(result.class_idx), part)):
@@ -375,103 +366,3 @@ def explain_fine(
         **params,
     )[0]
     return replace(fine, prepared=exp.prepared)
-
-
-def _view(exp: Explanation) -> np.ndarray:
-    """The view the model saw, or a clear error for explanations of prepared tensors."""
-    if exp.prepared.view is None:
-        raise MethodError(
-            "This explanation was computed from a prepared tensor, so there is no image to draw on; "
-            "explain the PIL image or array instead, or render exp.cams yourself."
-        )
-    return exp.prepared.view
-
-
-def render_map(
-    exp: Explanation, i: int = 0, *, colormap: str = "viridis", alpha: float = 0.5, signed: bool = False
-) -> np.ndarray:
-    """Class ``i``'s map over the view the model saw, ``uint8 [H, W, 3]``.
-
-    ``signed=True`` shows the signed map in a diverging colour map (red positive, blue negative).
-    """
-    if signed:
-        heat = signed_colormap(resize_map(exp.cams[i], exp.input_size))
-    else:
-        heat = apply_colormap(exp.saliency(i), colormap)
-    return overlay(_view(exp), heat, alpha)
-
-
-def render_fused(
-    exp: Explanation, fused: FusedMap, *, alpha: float = 0.6, colormap: str = DEFAULT_COLORMAP
-) -> np.ndarray:
-    """A fused map over the view the model saw, ``uint8 [H, W, 3]``.
-
-    Each class in its own colour (:func:`~xai_core.render.class_colours`); with K = 1 the
-    single map uses ``colormap`` (viridis by default, as the FM-G-CAM paper recommends). The opacity follows the map
-    strength, so regions no class claims keep the image visible.
-    """
-    maps = fused.maps
-    if maps.shape[0] == 1:
-        heat = apply_colormap(resize_map(maps[0], exp.input_size), colormap)
-        return overlay(_view(exp), heat, alpha)
-    big = resize_map(maps, exp.input_size)
-    heat = colourise_fused(big)
-    strength = big.max(axis=0)
-    return overlay(_view(exp), heat, alpha, weight=minmax(strength) ** 0.5)
-
-
-def render_fused_relevance(exp: Explanation, fused: FusedMap, *, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
-    """A fused map of fine-grained relevance (FG-CAM at the input), legible, ``uint8 [H, W, 3]``.
-
-    :func:`render_fused` fades each class colour in with the map's strength over the
-    photo, which suits a smooth CAM; a relevance map at input resolution is sparse (a
-    few strong pixels on edges and texture), and drawn that way it all but vanishes.
-    This draws it as the per-class relevance maps are drawn: on a light background (the
-    photo in faint grey, so the object can be found), each pixel goes from white to its
-    dominant class's colour with the fused value divided by the ``percentile`` of the
-    positive values (clipped at 1).
-    """
-    maps = resize_map(fused.maps, exp.input_size)
-    if maps.ndim == 2:
-        maps = maps[None]
-    view = _view(exp).astype(np.float32)
-    grey = view.mean(axis=2, keepdims=True)
-    base = 255.0 * 0.8 + 0.2 * grey  # faint photo on white
-    value = scale_relevance(maps.max(axis=0), mode="positive", percentile=percentile)[..., None]
-    colours = np.asarray(class_colours(maps.shape[0]), dtype=np.float32)
-    colour = colours[maps.argmax(axis=0)]  # [H, W, 3]: the dominant class's colour
-    out = base * (1.0 - value) + colour * value
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-def dominant_class(fused: FusedMap, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per display position, the class that dominates the fused map and its value.
-
-    Args:
-        fused: the fused map.
-        size: ``(H, W)`` of the display grid.
-
-    Returns:
-        ``(owner [H, W] int rank index, value [H, W] in [0, 1])``, for hover read-outs.
-    """
-    owner = torch.nn.functional.interpolate(fused.owner[None, None].float(), size=tuple(size), mode="nearest")
-    owner_np = owner[0, 0].long().numpy()
-    maps = resize_map(fused.maps, size)
-    if maps.ndim == 2:
-        maps = maps[None]
-    value = np.take_along_axis(maps, owner_np[None], axis=0)[0]
-    return owner_np, value
-
-
-def legend(exp: Explanation, k: int | None = None) -> list[dict]:
-    """Legend rows for a fused map: colour (hex), class index, name, probability."""
-    k = exp.k_max if k is None else k
-    return [
-        {"colour": "#{:02x}{:02x}{:02x}".format(*c), "class_idx": i, "label": name, "probability": p}
-        for c, (i, name, p) in zip(class_colours(k), exp.predictions[:k])
-    ]
-
-
-def render_on_original(exp: Explanation, original: Image.Image, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Put a rendered heat map back on the full uploaded image, inside the model's crop."""
-    return place_on_original(original, heat, exp.prepared.crop_box, alpha)

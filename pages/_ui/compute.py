@@ -1,13 +1,16 @@
 """Cached loaders and one ``compute_*`` helper per page action.
 
 - Models: ``st.cache_resource`` (shared by every session), a few at a time.
-- Raw results (per-class maps, FG-CAM relevance, metric curves): ``st.cache_data`` keyed
-  by the image's SHA-256, the model and its weights, the layer, the method, its
-  parameters and K_max. Each caller gets its own unpickled copy. Everything shown from a
-  result afterwards (K, activation, normalisation, colour map, opacity) is model-free.
+- Model results (predictions, per-class maps, FG-CAM relevance, FG-CAM target layers,
+  metric curves, ROAD scores): the job store (:data:`pages._ui.jobs.STORE`, one LRU
+  cache shared by every session, see :func:`stored`), keyed by the image's SHA-256, the
+  model and its weights, the layer, the method, its parameters and the classes. Results
+  are frozen: readers never change them. Everything shown from a result afterwards (K,
+  activation, normalisation, colour map, opacity) is model-free.
+- Decoded images and gallery thumbnails (no model): ``st.cache_data``.
 
-Arguments with a leading underscore are not hashed: their identity is carried by the
-hashed argument next to them (``digest`` for the image, ``model_id`` for the model).
+Arguments with a leading underscore are not part of the key: their identity is carried
+by the argument next to them (``digest`` for the image, ``model_id`` for the model).
 """
 
 from __future__ import annotations
@@ -20,11 +23,28 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import streamlit as st
 
 import xai_core as xc
+from pages._ui.jobs import MISSING, STORE
 from pages._ui.state import count_model_run
+
+T = TypeVar("T")
+
+
+def stored(key: tuple, make: Callable[[], T]) -> T:
+    """The job store's result for ``key``; ``make()`` computes and stores it when missing.
+
+    The pages' one cache of model results (the slow ones run as jobs, with progress,
+    and land in the same store).
+    """
+    found = STORE.get(key)
+    if found is MISSING:
+        found = make()
+        STORE.put(key, found)
+    return found
 
 
 @dataclass(frozen=True)
@@ -84,15 +104,17 @@ def load_model(choice: ModelChoice, weights_file: bytes | None = None) -> xc.Loa
     return _load(choice.key, choice.weights, choice.digest, xc.default_device(), weights_file, choice.name)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
 def fgcam_layers(model_id: str, cam_layer: str, _model: xc.LoadedModel) -> list[tuple[str, str]]:
     """FG-CAM target layers below ``cam_layer``, deepest first: ``(name, label)``."""
     from xai_core.relevance import fgcam_target_layers
 
-    count_model_run()
-    with _model.lock:
-        targets = fgcam_target_layers(_model.module, _model.example_input(), cam_layer)
-    return [(t.name, t.label) for t in targets]
+    def make() -> tuple[tuple[str, str], ...]:
+        count_model_run()
+        with _model.lock:
+            targets = fgcam_target_layers(_model.module, _model.example_input(), cam_layer)
+        return tuple((t.name, t.label) for t in targets)
+
+    return list(stored(("fgcam_layers", model_id, cam_layer), make))
 
 
 # ----------------------------------------------------------------------------- images
@@ -148,26 +170,28 @@ class Predictions:
     forward_seconds: float
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def predictions(digest: str, model_id: str, *, _image, _model: xc.LoadedModel) -> Predictions:
-    """One forward pass of the image (cached per image and weights), timed."""
+    """One forward pass of the image (stored per image and weights), timed."""
     from xai_core.select import top_classes
 
-    count_model_run()
-    prepared = xc.prepare(_image, _model.spec.preprocessing)
-    probs = _model.predict(prepared.tensor)[0]
-    batch = prepared.tensor.expand(4, -1, -1, -1).contiguous()
-    start = time.perf_counter()
-    _model.predict(batch)
-    per_image = (time.perf_counter() - start) / 4
-    order = top_classes(probs.cpu().numpy(), _model.labels, _model.n_valid)
-    return Predictions(probs.cpu().numpy(), tuple(order), per_image)
+    def make() -> Predictions:
+        count_model_run()
+        prepared = xc.prepare(_image, _model.spec.preprocessing)
+        probs = _model.predict(prepared.tensor)[0]
+        batch = prepared.tensor.expand(4, -1, -1, -1).contiguous()
+        start = time.perf_counter()
+        _model.predict(batch)
+        per_image = (time.perf_counter() - start) / 4
+        order = top_classes(probs.cpu().numpy(), _model.labels, _model.n_valid)
+        return Predictions(probs.cpu().numpy(), tuple(order), per_image)
+
+    return stored(("predictions", digest, model_id), make)
 
 
 def explanation_key(
     digest: str, model_id: str, layer: str, method: str, params: tuple, class_idx: tuple[int, ...]
 ) -> tuple:
-    """The store key of one explanation (what the old ``st.cache_data`` hashed)."""
+    """The store key of one explanation."""
     return ("explain", digest, model_id, layer, method, params, tuple(class_idx))
 
 
@@ -216,7 +240,6 @@ def layer_channels(model: xc.LoadedModel, layer: str) -> int:
     return 0
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def compute_metrics(
     digest: str,
     model_id: str,
@@ -234,11 +257,13 @@ def compute_metrics(
     """
     from xai_core.metrics import evaluate_map
 
-    count_model_run()
-    h, w = _exp.input_size
-    return evaluate_map(
-        _model.predict, _exp.prepared.tensor, _exp.saliency(0), class_idx, pixels_per_step=max(1, round(h * w / steps))
-    )
+    def make():
+        count_model_run()
+        h, w = _exp.input_size
+        step = max(1, round(h * w / steps))
+        return evaluate_map(_model.predict, _exp.prepared.tensor, _exp.saliency(0), class_idx, pixels_per_step=step)
+
+    return stored(("metrics", digest, model_id, method_id, int(class_idx), int(steps)), make)
 
 
 def road_key(digest: str, model_id: str, exp: xc.Explanation, class_idx: int, fractions: tuple[float, ...]) -> tuple:
@@ -282,15 +307,5 @@ def road_work(
 
 
 def fgcam_bases() -> tuple[str, ...]:
-    """The CAM methods FG-CAM can start from (the registry's ``fg_cam`` entry, when there is one)."""
-    get_explainer = getattr(xc, "get_explainer", None)
-    if get_explainer is not None:
-        try:
-            for p in get_explainer("fg_cam").params:
-                if p.name == "base" and p.choices:
-                    return tuple(p.choices)
-        except xc.XaiCoreError:
-            pass
-    from xai_core.relevance import fgcam_bases
-
-    return fgcam_bases()
+    """The CAM methods FG-CAM can start from: the choices of the registry's ``fg_cam`` ``base`` parameter."""
+    return tuple(xc.get_explainer("fg_cam").param("base").choices or ())

@@ -93,13 +93,13 @@ def fused_view(
     panels and legend rows, for the PNG download.
     """
     k = exp.k_max
-    method = xc.get_method(exp.method).label if exp.method in xc.METHODS else exp.method
+    method = xc.get_explainer(exp.method).label if exp.method in xc.EXPLAINERS else exp.method
     fused = exp.fused(k, normalise=display.normalise, activation=display.activation, brightness=display.brightness)
     fused_img = on_image(
         exp, xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap), original, display
     )
     rows = xc.legend(exp, k)
-    spec = xc.METHODS.get(exp.method)
+    spec = xc.EXPLAINERS.get(exp.method)
 
     where = "the whole image" if display.on_original and original is not None else "what the model saw"
     left, middle, right = st.columns([1, 1, 1])

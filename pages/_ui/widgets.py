@@ -305,7 +305,7 @@ def method_params(page: str, spec, *, name_method: bool = False) -> tuple[tuple[
 
 def cam_methods() -> list:
     """The registry's CAM-family methods: one map per class at a layer, the ones FM-G-CAM fuses."""
-    return [m for m in xc.list_methods() if getattr(m, "driver", "cam") == "cam"]
+    return [m for m in xc.list_explainers() if m.is_cam]
 
 
 def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tuple[str, object], ...]]:
@@ -324,7 +324,7 @@ def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tup
         args=(widget, "method"),
         help="The method whose per-class maps FM-G-CAM fuses (the paper uses Grad-CAM).",
     )
-    spec = xc.get_method(method)
+    spec = xc.get_explainer(method)
     st.caption(f"{spec.summary} *{spec.paper}*")
     return method, method_params(page, spec)
 
@@ -576,7 +576,7 @@ def explain_classes(page: str, setup: Setup, digest: str, image: object, what: s
     Slow methods run only after Compute is pressed, with progress and Stop; every result
     stays in the shared store afterwards. ``what`` names the classes ("classes", "pathologies").
     """
-    spec = xc.get_method(setup.method)
+    spec = xc.get_explainer(setup.method)
     model_id = setup.choice.model_id
     pred = attempt(compute.predictions, digest, model_id, _image=image, _model=setup.model)
     if pred is None:

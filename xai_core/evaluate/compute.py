@@ -18,6 +18,9 @@ import torch
 from xai_core.evaluate.dataset import one_line
 from xai_core.evaluate.jobs import Job
 from xai_core.evaluate.methods import ScoreComponents, make_maps
+from xai_core.hooks.capture import eval_mode
+from xai_core.metrics import default_pixels_per_step, evaluate_maps, road
+from xai_core.models.registry import load_model
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,6 @@ def load(settings: Settings):
     """Import ``settings.imports``, load the model on its device, ready for inference."""
     for name in settings.imports:
         importlib.import_module(name)
-    from xai_core.models.registry import load_model
-
     apply_threads(settings)
     model = load_model(settings.model, weights=settings.weights)
     model.module.to(settings.device)
@@ -116,8 +117,6 @@ class Evaluator:
         self.device = torch.device(settings.device)
         self.cam_layer = settings.cam_layer or self.model.spec.default_layer
         if settings.pixels_per_step is None:
-            from xai_core.metrics import default_pixels_per_step
-
             self.step = default_pixels_per_step(*self.model.spec.preprocessing.input_size)
         else:
             self.step = settings.pixels_per_step
@@ -126,8 +125,6 @@ class Evaluator:
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities ``[B, N]`` (inference mode, the chosen memory format)."""
-        from xai_core.hooks.capture import eval_mode
-
         if self.settings.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with self.model.lock, eval_mode(self.model.module), torch.inference_mode():
@@ -192,8 +189,6 @@ class Evaluator:
         map_seconds = (time.perf_counter() - start) / len(todo)
         start = time.perf_counter()
         try:
-            from xai_core.metrics import evaluate_maps
-
             ev = evaluate_maps(
                 self.predict,
                 x[todo],
@@ -205,8 +200,6 @@ class Evaluator:
             )
             scores = dict(ev.scores)
             if self.settings.road:
-                from xai_core.metrics.road import road
-
                 for order in ("morf", "lerf"):
                     result = road(
                         self.predict, x[todo], maps, classes, order=order, batch_size=self.settings.forward_batch

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from xai_core.errors import MethodError, UnknownNameError, XaiCoreError
+from xai_core.explainers import FGCamCompute
 from xai_core.hooks.capture import capture
-from xai_core.methods.registry import FGCamCompute, Param, get_explainer, list_explainers
+from xai_core.methods.registry import Param, get_explainer, list_explainers
 from xai_core.relevance import WeightInputs, denoise_components, propagate_relevance
 
 INPUT = "input"

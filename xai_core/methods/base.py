@@ -1,8 +1,8 @@
 """The CAM driver: one forward pass and one batched backward pass for N images x K classes.
 
-:func:`run_cams` is the driver every CAM-family explainer goes through (the registry
-wraps each method's maths with it). :func:`compute_cams` is a one-image convenience over
-it, kept for notebooks and tests that work on a single ``[1, C, H, W]`` input.
+:func:`_run_cams` is the driver every CAM-family explainer goes through (the registry
+wraps each method's maths with it). It is internal: the public entry point is
+:func:`xai_core.explain`, which runs every explainer, one image or a batch.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -24,24 +23,7 @@ from xai_core.methods.smoothing import AUGMENTATIONS, augment, fuse_layers, relu
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CamResult:
-    """Signed per-class maps of one image at the layer's resolution.
-
-    Attributes:
-        cams: ``[K, h, w]`` signed maps (no ReLU, no scaling).
-        class_idx: ``[K]`` explained classes.
-        logits: ``[n]`` raw model scores.
-        channels: number of channels ``C`` of the explained layer.
-    """
-
-    cams: torch.Tensor
-    class_idx: torch.Tensor
-    logits: torch.Tensor
-    channels: int
-
-
-def _rows(class_idx: object, n_images: int) -> list[list[int]]:
+def class_rows(class_idx: object, n_images: int) -> list[list[int]]:
     """Per-image class lists from one list (shared by all images), N lists, or a tensor."""
     if isinstance(class_idx, torch.Tensor):
         class_idx = class_idx.tolist()
@@ -86,7 +68,7 @@ def select_classes(
     logits = logits[None] if single else logits
     n_images, n = logits.shape
     if class_idx is not None:
-        rows = _rows(class_idx, n_images)
+        rows = class_rows(class_idx, n_images)
     else:
         k = 1 if top_k is None else int(top_k)
         scores = logits.detach().float().clone()
@@ -99,7 +81,7 @@ def select_classes(
             raise MethodError(f"top_k must be between 1 and {n_valid}, got {top_k}.")
         rows = torch.topk(scores, k, dim=1).indices.tolist()
     if extra is not None:
-        rows = [r + [c for c in e if c not in r] for r, e in zip(rows, _rows(extra, n_images))]
+        rows = [r + [c for c in e if c not in r] for r, e in zip(rows, class_rows(extra, n_images))]
     rows = [list(dict.fromkeys(r)) for r in rows]
     flat = [c for r in rows for c in r]
     if not all(rows) or min(flat) < 0 or max(flat) >= n:
@@ -312,7 +294,7 @@ def _one_pass(
     return maps, idx, logits, [int(a.shape[1]) for a in captured]
 
 
-def run_cams(
+def _run_cams(
     module: nn.Module,
     x: torch.Tensor,
     maths: Callable[..., torch.Tensor],
@@ -395,64 +377,3 @@ def run_cams(
         m = relu_minmax(combine(more))
         total = total + (m.flip(-1) if flip else m)
     return MapResult(total / len(AUGMENTATIONS), idx, logits, channels[0] if len(layers) == 1 else 1)
-
-
-def compute_cams(
-    module: nn.Module,
-    x: torch.Tensor,
-    *,
-    method: str,
-    layer: str,
-    top_k: int | None = 1,
-    class_idx: Sequence[int] | None = None,
-    probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    valid_outputs: torch.Tensor | None = None,
-    progress: Progress | None = None,
-    **params: object,
-) -> CamResult:
-    """Signed CAM maps of K classes for ONE input ``[1, C_in, H, W]`` (a convenience over the registry).
-
-    For batches, use :func:`xai_core.explain` or :func:`run_cams`.
-
-    Args:
-        module: the network; left as found (hooks, mode, ``requires_grad``).
-        x: ``[1, C_in, H, W]`` prepared input.
-        method: a CAM-family key of :data:`~xai_core.methods.registry.EXPLAINERS`.
-        layer: dotted name of the explained layer.
-        top_k: explain the K most likely classes (ignored when ``class_idx`` is given).
-        class_idx: explain these classes.
-        probabilities: logits -> probabilities (default softmax).
-        valid_outputs: boolean mask of outputs that top-K may pick.
-        progress: ``progress(done, total)`` for slow methods.
-        **params: the method's parameters.
-
-    Returns:
-        A :class:`CamResult`.
-    """
-    from xai_core.methods.registry import get_explainer
-
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise MethodError(
-            f"x must be one image [1, C, H, W], got shape {tuple(x.shape)}; batches go through explain()."
-        )
-    spec = get_explainer(method)
-    if spec.driver != "cam":
-        raise MethodError(f"compute_cams runs CAM-family methods; {spec.label} is not one. Use xai_core.explain.")
-    params = spec.check_params(params)
-
-    def choose(logits: torch.Tensor) -> torch.Tensor:
-        return select_classes(logits, top_k=top_k, class_idx=class_idx, valid=valid_outputs)
-
-    out = run_cams(
-        module,
-        x,
-        spec.compute,
-        label=spec.label,
-        layer=layer,
-        choose=choose,
-        needs_gradients=spec.needs_gradients,
-        probabilities=probabilities,
-        progress=progress,
-        **params,
-    )
-    return CamResult(out.maps[0], out.class_idx[0], out.logits[0], out.channels)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -65,7 +65,7 @@ class MapResult:
 class CamContext:
     """Inputs of one CAM-family computation (N images, K classes each).
 
-    The driver (:func:`xai_core.methods.base.run_cams`) fills it from one forward pass
+    The driver (:func:`xai_core.methods.base._run_cams`) fills it from one forward pass
     and, for methods that need them, one batched backward pass.
 
     Attributes:
@@ -93,12 +93,3 @@ class CamContext:
     probabilities: Callable[[torch.Tensor], torch.Tensor]
     progress: Progress | None = None
     hvp: torch.Tensor | None = None
-
-
-def as_index_rows(rows: Sequence[Sequence[int]] | torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
-    """``[N, K]`` long tensor from per-image class lists (ragged lists padded by repetition)."""
-    if isinstance(rows, torch.Tensor):
-        return rows.to(device=device, dtype=torch.long)
-    k = max(len(r) for r in rows)
-    padded = [list(r) + [r[-1]] * (k - len(r)) for r in rows]
-    return torch.tensor(padded, dtype=torch.long, device=device).reshape(n, k)

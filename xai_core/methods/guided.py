@@ -24,7 +24,10 @@ from torch.overrides import TorchFunctionMode
 
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
+from xai_core.methods import gradient
+from xai_core.methods.base import _run_cams, autocast_context, class_gradients
 from xai_core.methods.context import ExplainRequest, MapResult
+from xai_core.methods.smoothing import relu_minmax
 
 
 class GuidedClamp(torch.autograd.Function):
@@ -85,8 +88,6 @@ def input_gradients(req: ExplainRequest, *, guided: bool) -> tuple[torch.Tensor,
     Returns:
         ``(grads, class_idx [N, K], logits [N, n])``.
     """
-    from xai_core.methods.base import autocast_context, class_gradients
-
     module = req.module
     with model_lock(module), eval_mode(module), torch.enable_grad():
         x = req.x.detach().contiguous().clone().requires_grad_(True)
@@ -120,14 +121,11 @@ def guided_grad_cam(req: ExplainRequest) -> MapResult:
     Returns:
         Maps ``[N, K, H, W]`` at the input's resolution.
     """
-    from xai_core.methods import gradient
-    from xai_core.methods.base import run_cams
-    from xai_core.methods.smoothing import relu_minmax
 
     def weights(ctx):
         return gradient.grad_cam_weights(ctx.activations, ctx.grads)
 
-    cam = run_cams(
+    cam = _run_cams(
         req.module,
         req.x,
         weights,
@@ -216,8 +214,6 @@ def fullgrad(req: ExplainRequest) -> MapResult:
     Returns:
         Maps ``[N, K, H, W]`` at the input's resolution (non-negative).
     """
-    from xai_core.methods.base import autocast_context
-
     module = req.module
     size = tuple(req.x.shape[-2:])
     layers = bias_layers(module)

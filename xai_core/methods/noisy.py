@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from xai_core.errors import MethodError
 from xai_core.hooks.capture import capture
+from xai_core.methods.base import class_gradients
 from xai_core.methods.context import CamContext
 from xai_core.methods.gradient import grad_cam_pp_weights
 
@@ -61,8 +62,6 @@ def smooth_grad_cam_pp(ctx: CamContext, *, num_samples: int = 4, std: float = 0.
     x = ctx.x.detach()
     noise = torch.stack([image_noise(seed, tuple(x.shape[1:]), s, std, x.device) for _ in range(n)], dim=1)
     noisy = (x[None] + noise.to(x.dtype)).reshape(s * n, *x.shape[1:])
-    from xai_core.methods.base import class_gradients
-
     with capture(ctx.module, ctx.layer_name) as cap:
         logits = ctx.module(noisy)
         grads = class_gradients(logits.gather(1, ctx.class_idx.repeat(s, 1)), cap[ctx.layer_name])

@@ -8,7 +8,7 @@ Adding a method is one function plus one entry:
 
 * a CAM-family method (``driver="cam"``) is ``compute(ctx: CamContext, **params)``
   returning channel weights ``[N, K, C]``, per-position components ``[N, K, C, h, w]``
-  or finished maps ``[N, K, h, w]``: the driver (:func:`~xai_core.methods.base.run_cams`)
+  or finished maps ``[N, K, h, w]``: the driver (:func:`~xai_core.methods.base._run_cams`)
   has already run one forward pass and, if ``needs`` holds ``"gradients"``, one batched
   backward pass (of the class logits, or of the entry's ``target`` scores); it sums the
   weighted activations and adds what every CAM-family entry offers (the parameters in
@@ -27,16 +27,16 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
 from xai_core.errors import MethodError, UnknownNameError
-from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
+from xai_core.hooks.layers import linear_head
 from xai_core.methods import activation, gradient, guided, noisy, score
-from xai_core.methods.base import run_cams
+from xai_core.methods.base import _run_cams
 from xai_core.methods.context import CamContext, ExplainRequest, MapResult
 from xai_core.methods.smoothing import FUSIONS
-from xai_core.relevance import RULE_SETS, WeightInputs, fg_cam, fgcam_bases, lrp, register_base, unregister_base
 
 NEEDS = frozenset({"gradients", "relevance_rules", "masked_forwards"})
 FAMILIES = ("gradient", "linear", "activation", "perturbation", "relevance", "fusion")
@@ -136,8 +136,6 @@ class Explainer:
         target: for CAM-family methods, what is differentiated instead of the class
             logits, ``target(logits [N, n], class_idx [N, K], params) -> [N, K]``.
         hessian: the CAM driver also computes ``ctx.hvp`` (Hessian-vector products).
-        peers: the peer libraries that offer the method (``"pytorch-grad-cam"``,
-            ``"torchcam"``), for the feature table.
         gives_weights: ``compute`` returns per-channel weights ``[N, K, C]`` from the
             activations and the class-logit gradients (or none): FG-CAM can start from it
             (:meth:`channel_weights`; the entry becomes a choice of FG-CAM's ``base``).
@@ -158,7 +156,6 @@ class Explainer:
     per_class_maps: bool = True
     target: Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor] | None = None
     hessian: bool = False
-    peers: tuple[str, ...] = ()
     gives_weights: bool = False
 
     def __post_init__(self) -> None:
@@ -174,8 +171,11 @@ class Explainer:
         """The CAM driver computes ``ctx.grads`` (one batched backward pass)."""
         return "gradients" in self.needs
 
-    def channel_weights(self, inputs: WeightInputs, **params: object) -> torch.Tensor:
+    def channel_weights(self, inputs: Any, **params: object) -> torch.Tensor:
         """Per-channel weights ``[N, K, C]`` at ``inputs.layer_name`` (an FG-CAM base).
+
+        ``inputs`` has the fields of :class:`xai_core.relevance.WeightInputs`, read by name
+        (the registry sits beside ``relevance``, not above it).
 
         ``params`` the method does not take are ignored; the others are checked.
 
@@ -199,6 +199,34 @@ class Explainer:
             progress=inputs.progress,
         )
         return self.compute(ctx, **{k: v for k, v in checked.items() if k in own})  # type: ignore[return-value]
+
+    @property
+    def is_cam(self) -> bool:
+        """A CAM-family method: the CAM driver runs its passes (and adds :data:`CAM_DRIVER_PARAMS`)."""
+        return self.driver == "cam"
+
+    @property
+    def fusable(self) -> bool:
+        """A CAM-family method with one map per class: a base a fusion (FM-G-CAM) can fuse."""
+        return self.is_cam and self.per_class_maps
+
+    @property
+    def mixed_precision(self) -> bool:
+        """Runs under autocast when asked (CAM-family methods and fusions over them); the rest run in float32."""
+        return self.is_cam or self.family == "fusion"
+
+    @property
+    def gradients_only(self) -> bool:
+        """Uses one forward and one backward pass and nothing else (no masked passes, no relevance rules)."""
+        return self.needs == frozenset({"gradients"})
+
+    def map_layer(self, layer: str | list[str] | tuple[str, ...], params: dict[str, object]) -> str:
+        """Where this explainer's maps live for the explained ``layer``: the layer, or ``target_layer``.
+
+        Several fused layers are named joined by ``+``.
+        """
+        where = params.get("target_layer", layer) if self.resolution == "input" else layer
+        return where if isinstance(where, str) else "+".join(where)  # type: ignore[arg-type]
 
     def param(self, name: str) -> Param:
         """The parameter called ``name``."""
@@ -224,11 +252,11 @@ class Explainer:
 
     def run(self, req: ExplainRequest, **params: object) -> MapResult:
         """Run on a batch (``params`` already checked by :meth:`check_params`)."""
-        if self.driver == "own":
+        if not self.is_cam:
             if not isinstance(req.layer_name, str):
                 raise MethodError(f"{self.label} explains one layer; only CAM-family methods fuse several layers.")
             return self.compute(req, **params)  # type: ignore[return-value]
-        return run_cams(
+        return _run_cams(
             req.module,
             req.x,
             self.compute,
@@ -284,8 +312,6 @@ def _kpca(ctx: CamContext, *, kernel: str, gamma: float) -> torch.Tensor:
 
 
 def _cam(ctx: CamContext) -> torch.Tensor:
-    from xai_core.hooks.layers import linear_head
-
     weight = linear_head(ctx.module, ctx.activations.shape[1])
     if weight is None:
         raise MethodError(
@@ -301,51 +327,6 @@ def _eigen(ctx: CamContext) -> torch.Tensor:
     return activation.eigen_cam(ctx.activations).expand(-1, ctx.class_idx.shape[1], -1, -1).clone()
 
 
-class FGCamCompute:
-    """The compute of an FG-CAM entry: FG-CAM with the base chosen from this registry.
-
-    Attributes:
-        denoise: FG-CAM_D (the components denoised before propagation).
-    """
-
-    def __init__(self, *, denoise: bool) -> None:
-        self.denoise = denoise
-
-    def __call__(self, req: ExplainRequest, *, base: str, target_layer: str, rules: str, batch_size: int) -> MapResult:
-        """Run FG-CAM on the request."""
-        out = fg_cam(
-            req.module,
-            req.x,
-            cam_layer=req.layer_name,
-            target_layer=target_layer,
-            class_idx=req.choose,
-            base=get_explainer(base),
-            denoise=self.denoise,
-            rules=rules,
-            probabilities=req.probabilities,
-            score_batch_size=batch_size,
-            progress=req.progress,
-        )
-        return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
-
-
-def _lrp(req: ExplainRequest, *, variant: str, target_layer: str, rules: str) -> MapResult:
-    out = lrp(req.module, req.x, class_idx=req.choose, variant=variant, target_layer=target_layer, rules=rules)
-    return MapResult(out.relevance.float(), out.class_idx, out.logits.float(), 1)
-
-
-def _fm_g_cam(req: ExplainRequest, *, base: str, normalise: str, activation: str) -> MapResult:
-    from xai_core.fusion import fm_g_cam
-
-    spec = get_explainer(base)
-    raw = spec.run(req, **spec.check_params({}))
-    fused = torch.stack(
-        [fm_g_cam(m, channels=raw.channels, normalise=normalise, activation=activation).maps for m in raw.maps]
-    )
-    return MapResult(fused, raw.class_idx, raw.logits, 1)
-
-
-_FUSION_BASE_HELP = "Any CAM-family method that gives one map per class (its default parameters)."
 _BATCH = Param(
     "batch_size",
     "Masked inputs per batch",
@@ -354,71 +335,6 @@ _BATCH = Param(
     maximum=1024,
     help="Masked copies of the images run through the model per forward pass: larger is faster but uses more memory.",
 )
-_TARGET = Param(
-    "target_layer",
-    "Carry the relevance down to",
-    "input",
-    kind="layer",
-    help="'input' for a map at the input pixels, or a layer below the CAM layer.",
-)
-_RULES = Param(
-    "rules",
-    "Relevance rules",
-    "canonized",
-    choices=tuple(RULE_SETS),
-    help="'canonized': BatchNorm folded into the layer before it, evidence kept on real weights (default); "
-    "'authors': the FG-CAM authors' rules (BatchNorm as identity), as in the paper's code.",
-)
-_CAM_PAPERS = {
-    "fg_cam": "Qiu et al., Empowering CAM-Based Methods with Capability to Generate Fine-Grained and "
-    "High-Faithfulness Explanations, AAAI 2024",
-    "lrp": "Bach et al., On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance "
-    "Propagation, PLoS ONE 2015",
-}
-
-
-def _fg_entry(key: str, label: str, denoise: bool, summary: str) -> Explainer:
-    return Explainer(
-        key,
-        label,
-        "relevance",
-        FGCamCompute(denoise=denoise),
-        _CAM_PAPERS["fg_cam"],
-        summary,
-        driver="own",
-        needs=frozenset({"gradients", "relevance_rules"}),
-        resolution="input",
-        params=(
-            Param(
-                "base",
-                "CAM the components come from",
-                "grad_cam",
-                choices=("grad_cam",),  # every entry that gives channel weights: _refresh_fgcam_bases
-                help="A CAM with per-channel weights: Grad-CAM (one backward pass), Score-CAM (one masked "
-                "forward pass per channel: slow), ...",
-            ),
-            _TARGET,
-            _RULES,
-            _BATCH,
-        ),
-    )
-
-
-def _lrp_entry(key: str, label: str, paper: str, summary: str) -> Explainer:
-    return Explainer(
-        key,
-        label,
-        "relevance",
-        functools.partial(_lrp, variant=key),
-        paper,
-        summary,
-        driver="own",
-        needs=frozenset({"relevance_rules"}),
-        resolution="input",
-        params=(_TARGET, _RULES),
-    )
-
-
 CAM_DRIVER_PARAMS: tuple[Param, ...] = (
     Param(
         "aug_smooth",
@@ -443,18 +359,17 @@ CAM_DRIVER_PARAMS: tuple[Param, ...] = (
         "of the ReLU'd, min-max scaled maps.",
     ),
 )
-"""Parameters the CAM driver adds to every ``driver="cam"`` entry (see :func:`~xai_core.methods.base.run_cams`)."""
+"""Parameters the CAM driver adds to every ``driver="cam"`` entry (see :func:`~xai_core.methods.base._run_cams`)."""
 
 
 def _with_driver_params(spec: Explainer) -> Explainer:
     """``spec`` with :data:`CAM_DRIVER_PARAMS` appended if it is a CAM-family entry."""
-    if spec.driver != "cam":
+    if not spec.is_cam:
         return spec
     names = {p.name for p in spec.params}
     return replace(spec, params=spec.params + tuple(p for p in CAM_DRIVER_PARAMS if p.name not in names))
 
 
-_PGC, _TC = "pytorch-grad-cam", "torchcam"
 _SEED = Param("seed", "Random seed", 0, minimum=0, maximum=2**31 - 1, help="Seed of the random numbers (reproducible).")
 
 
@@ -574,7 +489,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "details that tell the class apart from its look-alikes, not everything they share.",
             needs=frozenset({"gradients"}),
             target=_finer_target,
-            peers=(_PGC, _TC),
             params=(
                 Param(
                     "alpha",
@@ -613,7 +527,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "The first principal component of gradient x activation: Eigen-CAM made class-specific, with less "
             "noise than the element-wise products.",
             needs=frozenset({"gradients"}),
-            peers=(_PGC,),
         ),
         Explainer(
             "kpca_cam",
@@ -628,7 +541,6 @@ EXPLAINERS: dict[str, Explainer] = {
             class_specific=False,
             per_class_maps=False,
             slow=True,
-            peers=(_PGC,),
             params=(
                 Param("kernel", "Kernel", "sigmoid", choices=activation.KERNELS),
                 Param(
@@ -650,7 +562,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "Gradient x activation per position with negative products dropped before the channel sum: "
             "HiResCAM without cancellation between channels.",
             needs=frozenset({"gradients"}),
-            peers=(_PGC,),
         ),
         Explainer(
             "shapley_cam",
@@ -662,7 +573,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "half the Hessian-vector product); equals Grad-CAM where the rest of the network is piecewise linear.",
             needs=frozenset({"gradients"}),
             hessian=True,
-            peers=(_PGC,),
         ),
         Explainer(
             "fem",
@@ -674,7 +584,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "mean + k standard deviations, so channels with unusually strong responses dominate.",
             class_specific=False,
             per_class_maps=False,
-            peers=(_PGC,),
             params=(Param("k", "Standard deviations (k-sigma rule)", 2.0, minimum=0.0, maximum=10.0),),
         ),
         Explainer(
@@ -685,7 +594,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018 (the random baseline of pytorch-grad-cam)",
             "A sanity baseline: feature maps weighted by random numbers in [-1, 1] (seeded, per class). A method "
             "whose maps or scores are no better than this one's explains nothing.",
-            peers=(_PGC,),
             params=(_SEED,),
         ),
         Explainer(
@@ -698,7 +606,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "Grad-CAM++ whose derivatives are averaged over noisy copies of the image (SmoothGrad): steadier "
             "weights, the map still on the clean image's features.",
             needs=frozenset({"gradients"}),
-            peers=(_TC,),
             params=(
                 Param("num_samples", "Noisy copies", 4, minimum=1, maximum=256),
                 Param(
@@ -722,7 +629,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "samples x channels forward passes.",
             needs=frozenset({"masked_forwards"}),
             slow=True,
-            peers=(_TC,),
             params=(
                 _BATCH,
                 Param("num_samples", "Noisy samples per mask", 35, minimum=1, maximum=1000),
@@ -740,7 +646,6 @@ EXPLAINERS: dict[str, Explainer] = {
             "gradients): less saturation. Slow: samples x channels forward passes.",
             needs=frozenset({"masked_forwards"}),
             slow=True,
-            peers=(_TC,),
             params=(_BATCH, Param("num_samples", "Integration steps", 10, minimum=1, maximum=1000)),
         ),
         Explainer(
@@ -754,7 +659,6 @@ EXPLAINERS: dict[str, Explainer] = {
             driver="own",
             needs=frozenset({"gradients"}),
             resolution="input",
-            peers=(_PGC,),
         ),
         Explainer(
             "guided_backprop",
@@ -767,7 +671,6 @@ EXPLAINERS: dict[str, Explainer] = {
             driver="own",
             needs=frozenset({"gradients"}),
             resolution="input",
-            peers=(_PGC,),
         ),
         Explainer(
             "guided_grad_cam",
@@ -779,57 +682,6 @@ EXPLAINERS: dict[str, Explainer] = {
             driver="own",
             needs=frozenset({"gradients"}),
             resolution="input",
-            peers=(_PGC,),
-        ),
-        _fg_entry(
-            "fg_cam",
-            "FG-CAM",
-            False,
-            "A CAM's per-channel explanation components carried back layer by layer with relevance rules: "
-            "a fine-grained map at a shallower layer or at the input pixels, with the CAM's class evidence.",
-        ),
-        _fg_entry(
-            "fg_cam_d",
-            "FG-CAM (denoised)",
-            True,
-            "FG-CAM whose explanation components are first denoised (row-centred SVD, 10 % of the components "
-            "kept): less texture noise in the fine-grained map.",
-        ),
-        _lrp_entry(
-            "lrp",
-            "LRP",
-            _CAM_PAPERS["lrp"],
-            "Layer-wise relevance propagation from the class logit (z+ in hidden layers, z^B at the input).",
-        ),
-        _lrp_entry(
-            "clrp",
-            "CLRP",
-            "Gu et al., Understanding Individual Decisions of CNNs via Contrastive Backpropagation, ACCV 2018",
-            "Contrastive LRP: the class's relevance minus that of a dual target made of all other classes.",
-        ),
-        _lrp_entry(
-            "sglrp",
-            "SGLRP",
-            "Iwana et al., Explaining Convolutional Neural Networks using Softmax Gradient LRP, ICCVW 2019",
-            "Softmax-gradient LRP: the starting relevance is the softmax gradient, so other classes' evidence "
-            "is subtracted.",
-        ),
-        Explainer(
-            "fm_g_cam",
-            "FM-G-CAM",
-            "fusion",
-            _fm_g_cam,
-            "Rammuni Silva & Bird, FM-G-CAM: A Holistic Approach for Explainable AI in Computer Vision, 2023",
-            "The top-K classes' maps fused: each position keeps only its strongest class, maps are "
-            "L2-normalised, passed through an end activation and scaled together; each class in its own colour.",
-            driver="own",
-            needs=frozenset({"gradients"}),
-            params=(
-                Param("base", "Base method", "grad_cam", choices=("grad_cam",), help=_FUSION_BASE_HELP),
-                Param("normalise", "L2 normalisation", "reference", choices=NORMALISATIONS),
-                Param("activation", "End activation", "relu", choices=ACTIVATIONS),
-            ),
-            per_class_maps=True,
         ),
     ]
 }
@@ -837,24 +689,10 @@ EXPLAINERS: dict[str, Explainer] = {
 
 def _refresh_fusion_bases() -> None:
     """Give every fusion entry's ``base`` parameter the CAM-family methods with per-class maps as choices."""
-    bases = tuple(k for k, e in EXPLAINERS.items() if e.driver == "cam" and e.per_class_maps)
+    bases = tuple(k for k, e in EXPLAINERS.items() if e.fusable)
     for key, spec in list(EXPLAINERS.items()):
         if spec.family == "fusion":
             params = tuple(replace(p, choices=bases) if p.name == "base" else p for p in spec.params)
-            EXPLAINERS[key] = replace(spec, params=params)
-
-
-def _refresh_fgcam_bases() -> None:
-    """Register every entry that gives channel weights as an FG-CAM base, and offer it as ``base``."""
-    bases = [e for e in EXPLAINERS.values() if e.gives_weights]
-    for key in fgcam_bases():
-        unregister_base(key)
-    for spec in bases:
-        register_base(spec)
-    keys = tuple(e.key for e in bases)
-    for key, spec in list(EXPLAINERS.items()):
-        if isinstance(spec.compute, FGCamCompute):
-            params = tuple(replace(p, choices=keys) if p.name == "base" else p for p in spec.params)
             EXPLAINERS[key] = replace(spec, params=params)
 
 
@@ -888,17 +726,26 @@ def register_explainer(spec: Explainer, *, replace: bool = False) -> Explainer:
         raise ValueError(f"A method called {spec.key!r} is already registered.")
     EXPLAINERS[spec.key] = _with_driver_params(spec)
     _refresh_fusion_bases()
-    _refresh_fgcam_bases()
+    for listener in _LISTENERS:
+        listener()
     return EXPLAINERS[spec.key]
 
 
+def unregister_explainer(key: str) -> None:
+    """Remove the method registered as ``key`` (the choices that offered it follow)."""
+    get_explainer(key)
+    del EXPLAINERS[key]
+    _refresh_fusion_bases()
+    for listener in _LISTENERS:
+        listener()
+
+
+_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_register(listener: Callable[[], None]) -> None:
+    """Call ``listener()`` after every :func:`register_explainer` (layers above keep their choices in step)."""
+    _LISTENERS.append(listener)
+
+
 _refresh_fusion_bases()
-_refresh_fgcam_bases()
-
-
-# The names of the first version, kept so existing notebooks run: the same registry.
-METHODS = EXPLAINERS
-MethodSpec = Explainer
-get_method = get_explainer
-list_methods = list_explainers
-register_method = register_explainer

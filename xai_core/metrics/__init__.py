@@ -6,7 +6,7 @@ imports ``xai_core.methods``.
 """
 
 from xai_core.metrics._common import Predict, gaussian_blur, rank_of_pixels
-from xai_core.metrics.batch import BatchEvaluation, evaluate_maps
+from xai_core.metrics.batch import BatchEvaluation, MapEvaluation, evaluate_map, evaluate_maps, scale_to_unit
 from xai_core.metrics.faithfulness import (
     PIXELS_PER_STEP_DIVISOR,
     AverageDropIncrease,
@@ -21,7 +21,6 @@ from xai_core.metrics.faithfulness import (
     insertion_deletion,
 )
 from xai_core.metrics.localisation import Box, check_box, proportion_in_box
-from xai_core.metrics.report import MapEvaluation, evaluate_map, scale_to_unit
 from xai_core.metrics.road import RoadResult, even_fractions, noisy_linear_impute, road, road_combined, road_scores
 
 __all__ = [

@@ -1,15 +1,16 @@
-"""Every per-image metric of many maps at once: the batched form of :func:`evaluate_map`.
+"""Every per-image metric of many maps at once: the one implementation behind the dashboard and the command.
 
-:func:`evaluate_maps` scores ``B`` maps of ``B`` images (one map per image) with the same
-definitions as :func:`~xai_core.metrics.evaluate_map` (and, for signed maps, the
-positive-only Average Drop of the evaluation command), but builds the perturbed images of
+:func:`evaluate_maps` scores ``B`` maps of ``B`` images (one map per image) with the
+definitions of :mod:`xai_core.metrics.faithfulness` (and, for signed maps, the
+positive-only Average Drop of the evaluation command). It builds the perturbed images of
 all of them - the insertion and deletion curves, the Average Drop image, seed 001's two
 checks - as one stream and scores it in forward passes of at most ``batch_size`` images,
 mixing images and steps freely. Perturbed images are made on ``x``'s device, chunk by
 chunk, so memory stays bounded by ``batch_size`` whatever ``B`` and the number of steps.
 
 Inputs that are the same image (the original, the fully blurred image: both ends of both
-curves and the reference ``Y``) are scored once per image.
+curves and the reference ``Y``) are scored once per image. :func:`evaluate_map` is the
+one-map call of it, for the dashboard's table and plots.
 """
 
 from __future__ import annotations
@@ -26,13 +27,21 @@ from xai_core.metrics._common import (
     auc,
     check_blur,
     check_fraction,
+    check_image,
     check_int,
+    check_saliency,
     class_probabilities,
     count_for_fraction,
     gaussian_blur,
     rank_of_pixels,
 )
-from xai_core.metrics.faithfulness import _check_baseline, _relative_drop, default_pixels_per_step
+from xai_core.metrics.faithfulness import (
+    InsertionDeletion,
+    _check_baseline,
+    _relative_drop,
+    default_pixels_per_step,
+)
+from xai_core.metrics.localisation import proportion_in_box
 
 # Kinds of perturbed image. KEEP: the top `count` pixels of the original, the rest blurred
 # (insertion, Average Drop). REMOVE: the top `count` pixels blurred (deletion, top-removed
@@ -103,9 +112,11 @@ def evaluate_maps(
 ) -> BatchEvaluation:
     """Every per-image metric of ``B`` maps, in batched forward passes.
 
-    Equal, image by image, to :func:`~xai_core.metrics.evaluate_map` (and to
-    :func:`~xai_core.metrics.average_drop_increase` with ``positive_only=True`` for the
-    maps flagged ``positive_only``), up to float round-off of batching.
+    Equal, image by image, to the single-metric functions of
+    :mod:`~xai_core.metrics.faithfulness` (:func:`~xai_core.metrics.insertion_deletion`,
+    :func:`~xai_core.metrics.average_drop_increase`, with ``positive_only=True`` for the
+    maps flagged ``positive_only``, and seed 001's two checks), up to float round-off of
+    batching.
 
     Args:
         predict: ``batch [N, C, H, W] -> probabilities [N, classes]``.
@@ -229,3 +240,126 @@ def evaluate_maps(
         settings=settings,
         forwards=len(specs),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class MapEvaluation:
+    """Every per-image metric of one map.
+
+    Attributes:
+        scores: metric name -> value, for a table (keys below; ``proportion`` only with a box).
+            ``probability``: class probability on the original image (``Y``).
+            ``average_drop``: ``100 * max(0, Y - O) / Y`` keeping the top ``keep_fraction``
+            (A.D. of this one image; lower is better).
+            ``average_increase``: 100 if ``O > Y`` else 0 (A.I. of this image; higher is better).
+            ``insertion_auc`` (higher better), ``deletion_auc`` (lower better),
+            ``overall`` = insertion - deletion (higher better).
+            ``proportion``: share of positive mass in the box (higher better).
+            ``multiplied_change``: ``O - Y`` after multiplying the image by the map
+            scaled to [0, 1] (higher better); ``multiplied_increased``: 1.0 or 0.0;
+            ``multiplied_drop_percent``: ``100 * max(0, Y - O) / Y`` (lower better).
+            ``top_removed_drop``: ``Y - O`` after blurring the top ``top_removed_fraction``
+            (higher better); ``top_removed_drop_percent``: ``100 * (Y - O) / Y``.
+        curves: the insertion and deletion curves, for plotting.
+        settings: the parameters used (blur kernel and sigma, fractions, step, baseline),
+            to be stated next to the numbers.
+    """
+
+    scores: dict[str, float]
+    curves: InsertionDeletion
+    settings: dict[str, object]
+
+
+def scale_to_unit(saliency: torch.Tensor) -> torch.Tensor:
+    """``max(S, 0) / max(max(S, 0))``, a ``[0, 1]`` map; all zeros when nothing is positive.
+
+    Args:
+        saliency: map ``[H, W]``.
+
+    Returns:
+        A new float tensor ``[H, W]`` in ``[0, 1]``.
+    """
+    positive = saliency.clamp(min=0)
+    peak = positive.max()
+    return positive / peak if float(peak) > 0 else torch.zeros_like(positive)
+
+
+def evaluate_map(
+    predict: Predict,
+    x: torch.Tensor,
+    saliency: torch.Tensor | np.ndarray,
+    class_idx: int,
+    *,
+    box: Sequence[int] | None = None,
+    keep_fraction: float = 0.5,
+    top_removed_fraction: float = 0.25,
+    multiply_baseline: float | torch.Tensor = 0.0,
+    pixels_per_step: int | None = None,
+    kernel_size: int = 11,
+    sigma: float = 5.0,
+    batch_size: int = 32,
+) -> MapEvaluation:
+    """Every per-image metric of one map (see :class:`MapEvaluation`): :func:`evaluate_maps` with ``B = 1``.
+
+    The multiplied-image check uses the map scaled by :func:`scale_to_unit`; the other
+    metrics rank the raw map. Costs about ``2 * (H * W / pixels_per_step) + 4`` images.
+
+    Args:
+        predict: ``batch [B, C, H, W] -> probabilities [B, N]``.
+        x: normalised input ``[1, C, H, W]``.
+        saliency: map at input resolution ``[H, W]``.
+        class_idx: the explained class.
+        box: optional ground-truth box ``(x0, y0, x1, y1)`` for the proportion.
+        keep_fraction: share kept for Average Drop / Increase (0.5).
+        top_removed_fraction: share removed by seed 001's second check (0.25).
+        multiply_baseline: what a zero map turns the image into in seed 001's first check
+            (see :func:`~xai_core.metrics.faithfulness.confidence_change_when_multiplied`).
+        pixels_per_step: insertion/deletion step; ``None`` = ``round(H * W / 112)``.
+        kernel_size: Gaussian blur kernel size (odd).
+        sigma: Gaussian blur sigma in pixels.
+        batch_size: largest batch passed to ``predict``.
+
+    Returns:
+        A :class:`MapEvaluation`.
+
+    Raises:
+        XaiCoreError: any argument is invalid (the message names it).
+        MethodError: ``predict`` does not return ``[B, N]`` probabilities.
+    """
+    x = check_image("x", x)
+    s = check_saliency("saliency", saliency, x.shape[2], x.shape[3], x.device)
+    proportion = None if box is None else proportion_in_box(s, box)
+    ev = evaluate_maps(
+        predict,
+        x,
+        s.unsqueeze(0),
+        [class_idx],
+        keep_fraction=keep_fraction,
+        top_removed_fraction=top_removed_fraction,
+        multiply_baseline=multiply_baseline,
+        pixels_per_step=pixels_per_step,
+        kernel_size=kernel_size,
+        sigma=sigma,
+        batch_size=batch_size,
+    )
+    scores = {name: float(values[0]) for name, values in ev.scores.items()}
+    if proportion is not None:
+        scores = {**{k: scores[k] for k in _BEFORE_PROPORTION}, "proportion": proportion, **scores}
+    curves = InsertionDeletion(
+        fractions=ev.fractions,
+        insertion=ev.insertion[0],
+        deletion=ev.deletion[0],
+        insertion_auc=scores["insertion_auc"],
+        deletion_auc=scores["deletion_auc"],
+        overall=scores["overall"],
+        pixels_per_step=int(ev.settings["pixels_per_step"]),
+        kernel_size=int(ev.settings["kernel_size"]),
+        sigma=float(ev.settings["sigma"]),
+    )
+    baseline = multiply_baseline if not isinstance(multiply_baseline, torch.Tensor) else multiply_baseline.tolist()
+    settings = {**ev.settings, "multiply_baseline": baseline, "class_idx": int(class_idx)}
+    return MapEvaluation(scores=scores, curves=curves, settings=settings)
+
+
+# The table's column order: the proportion (with a box) follows these.
+_BEFORE_PROPORTION = ("probability", "average_drop", "average_increase", "insertion_auc", "deletion_auc", "overall")

@@ -1,4 +1,4 @@
-"""Rendering: colour maps, class palette, fused colouring, colour scales, overlays (no model code)."""
+"""Rendering: colour maps, palette, fused colouring, colour scales, overlays, explanations drawn (no model code)."""
 
 from xai_core.render.colour import (
     CLASS_COLOURS,
@@ -16,10 +16,24 @@ from xai_core.render.colour import (
     resize_map,
     signed_colormap,
 )
+from xai_core.render.explanation import (
+    dominant_class,
+    legend,
+    render_fused,
+    render_fused_relevance,
+    render_map,
+    render_on_original,
+)
 from xai_core.render.palette import BASE_PALETTE, CVD_TYPES, class_palette, cvd_simulate, to_cam02ucs
 from xai_core.render.scale import SCALE_KINDS, ColourScale, colour_scale
 
 __all__ = [
+    "dominant_class",
+    "legend",
+    "render_fused",
+    "render_fused_relevance",
+    "render_map",
+    "render_on_original",
     "BASE_PALETTE",
     "CLASS_COLOURS",
     "COLORMAPS",
