@@ -24,9 +24,9 @@ content, so those URLs identify the exact pixels. Checks:
 It prints a table and exits non-zero when any error or mismatch was seen. Bounded: every
 wait has a timeout, the whole run a hard limit, and the server is always terminated.
 
-    python benchmarks/load_test.py                    # 8 sessions, 180 s
-    python benchmarks/load_test.py --sessions 12 --duration 300
-    python benchmarks/load_test.py --quick            # 8 sessions, 60 s (what tests/test_load.py runs)
+    python -m benchmarks.load_test                    # 8 sessions, 180 s
+    python -m benchmarks.load_test --sessions 12 --duration 300
+    python -m benchmarks.load_test --quick            # 8 sessions, 60 s (what tests/test_load.py runs)
 """
 
 from __future__ import annotations
@@ -48,8 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: import xai_core from this checkout
-    sys.path.insert(0, str(ROOT))
 SAMPLES = ROOT / "samples" / "imagenet"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from pages._ui import state  # noqa: E402
+from pages._ui import state
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

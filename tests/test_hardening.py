@@ -40,12 +40,10 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+import torch
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-import torch  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from tests.corpus import CorpusFile, build_corpus  # noqa: E402
+from tests.corpus import CorpusFile, build_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")

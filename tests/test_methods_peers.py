@@ -16,8 +16,12 @@ import copy
 
 import numpy as np
 import pytest
+import pytorch_grad_cam as pgc
 import torch
+import torchcam.methods as tcm
 import torchvision
+from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_kernel
 from torch import nn
 
 from tests.peer_helpers import (
@@ -32,11 +36,6 @@ from tests.peer_helpers import (
     torchcam_map,
     vgg_like,
 )
-
-pgc = pytest.importorskip("pytorch_grad_cam")
-tcm = pytest.importorskip("torchcam.methods")
-from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel  # noqa: E402
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_kernel  # noqa: E402
 
 AGREE = 0.999
 
