@@ -1,10 +1,15 @@
 """Cached loaders and one ``compute_*`` helper per page action.
 
 - Models: ``st.cache_resource`` (shared by every session), a few at a time.
-- Raw results (per-class maps, FG-CAM relevance, metric curves): ``st.cache_data`` keyed
-  by the image's SHA-256, the model and its weights, the layer, the method, its
-  parameters and K_max. Each caller gets its own unpickled copy. Everything shown from a
-  result afterwards (K, activation, normalisation, colour map, opacity) is model-free.
+- Raw results (per-class maps, FG-CAM relevance, ROAD curves): not cached here but
+  computed as background jobs in the shared :class:`pages._ui.jobs.JobStore`, keyed by
+  the image's SHA-256, the model and its weights, the layer, the method, its parameters
+  and the classes (``explanation_key``, ``fgcam_key``, ``road_key``; each ``*_work``
+  builds the job). Everything shown from a result afterwards (K, activation,
+  normalisation, colour map, opacity) is model-free.
+- Small, quick results (the decoded upload, predictions, thumbnails, FG-CAM's layer
+  list, the deletion/insertion metrics): ``st.cache_data``, so each caller gets its own
+  unpickled copy.
 
 Arguments with a leading underscore are not hashed: their identity is carried by the
 hashed argument next to them (``digest`` for the image, ``model_id`` for the model).
