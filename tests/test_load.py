@@ -17,6 +17,9 @@ import pytest
 
 from benchmarks import load_test
 
+# 8 Chromium sessions against a real server for a minute: outside the fast loop.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"Chromium not found at {CHROMIUM} (set CHROMIUM=/path/to/chromium)", allow_module_level=True)
