@@ -270,13 +270,9 @@ def _close_rel(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=1e-4)
 
 
+@pytest.mark.slow  # real architectures; test_batched_bases_and_lrp_equal_per_image covers it on the small VGG
 @pytest.mark.parametrize(
-    ("arch", "target"),
-    [
-        pytest.param("efficientnet_lite0", "input", marks=pytest.mark.slow),
-        ("efficientnet_lite0", "_blocks.4"),
-        pytest.param("resnet50", "input", marks=pytest.mark.slow),
-    ],
+    ("arch", "target"), [("efficientnet_lite0", "input"), ("efficientnet_lite0", "_blocks.4"), ("resnet50", "input")]
 )
 def test_batched_equals_per_image(arch: str, target: str) -> None:
     model, _x, cam, _n = _build(arch)

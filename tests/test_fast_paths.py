@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tests.conftest import slow_except
 from xai_core.hooks.capture import capture, rest_of_network
 from xai_core.hooks.layers import resolve_layer
 from xai_core.methods import class_gradients, compute_cams
@@ -81,8 +82,9 @@ def test_lite0_k_classes_at_once_equal_k_single_class_calls(lite0, cat_dog):
         torch.testing.assert_close(joint.cams[i], single, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("layer", ["layer3", "layer4.0.conv2", "layer4"])
-@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_pp", "layer_cam"])
+# The fast loop keeps one case of the 3 x 3 (a block inside layer4, Grad-CAM); the full suite runs all.
+@pytest.mark.parametrize("layer", slow_except(["layer3", "layer4.0.conv2", "layer4"], fast={"layer4.0.conv2"}))
+@pytest.mark.parametrize("method", slow_except(["grad_cam", "grad_cam_pp", "layer_cam"], fast={"grad_cam"}))
 def test_resnet_k_classes_at_once_equal_k_single_class_calls(layer, method):
     model = _resnet18()
     x = torch.randn(1, 3, 64, 80)
@@ -161,6 +163,7 @@ def test_score_cam_dedupe_equals_every_mask(variant):
     torch.testing.assert_close(ours.cams, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # one masked forward pass per channel of a ResNet-18 stage, twice; the tiny-net case above stays fast
 @pytest.mark.parametrize("variant", ["probability", "logit_softmax"])
 def test_score_cam_batched_inference_mode_equals_plain_loop_on_resnet(variant):
     model = _resnet18(2)
