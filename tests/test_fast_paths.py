@@ -285,8 +285,9 @@ class InPlaceAfterLayer(nn.Module):
 
 
 ABLATION_CASES = [
-    ("resnet18", lambda: _resnet18(3), "layer3.1.conv1", (1, 3, 48, 48)),
-    ("resnet18-stage", lambda: _resnet18(3), "layer4", (1, 3, 48, 48)),
+    # ResNet-18: one ablated forward pass per channel (256 and 512), with and without the fast path.
+    pytest.param("resnet18", lambda: _resnet18(3), "layer3.1.conv1", (1, 3, 48, 48), marks=pytest.mark.slow),
+    pytest.param("resnet18-stage", lambda: _resnet18(3), "layer4", (1, 3, 48, 48), marks=pytest.mark.slow),
     ("control-flow", ControlFlow, "layer", (1, 3, 10, 10)),
     ("batch-from-input", BatchFromInput, "layer", (1, 3, 12, 12)),
     ("in-place-on-upstream", InPlaceOnUpstream, "layer", (1, 3, 10, 10)),
@@ -295,7 +296,9 @@ ABLATION_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "build", "layer", "shape"), ABLATION_CASES, ids=[c[0] for c in ABLATION_CASES])
+@pytest.mark.parametrize(
+    ("name", "build", "layer", "shape"), ABLATION_CASES, ids=[getattr(c, "values", c)[0] for c in ABLATION_CASES]
+)
 def test_ablation_fast_path_equals_full_input_path(name, build, layer, shape):
     model = build().eval()
     torch.manual_seed(9)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import SmallVGG, slow_except
+from tests.conftest import SmallVGG
 from xai_core.errors import LayerError, LayerNotFoundError, MethodError
 from xai_core.hooks.capture import capture
 from xai_core.relevance import (
@@ -270,8 +270,9 @@ ARCHS = {
 }
 
 
+@pytest.mark.slow  # every target layer of four real networks; Lite0 is covered fast by the tests below
 @pytest.mark.parametrize("rules", ["canonized", "authors"])
-@pytest.mark.parametrize("arch", slow_except(ARCHS, fast={"efficientnet_lite0"}))
+@pytest.mark.parametrize("arch", list(ARCHS))
 def test_architectures_all_targets(arch: str, rules: str) -> None:
     """Maps at every offered target's resolution, finite, not constant; conserved where the
     rules are (no bias in the z steps, no pooling drop): |sum_a - sum_b| <= tol * sum|R_a| + 1e-6 * |sum_a|.
