@@ -24,6 +24,7 @@ from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_kernel
 from torch import nn
 
+from tests.conftest import slow_except
 from tests.peer_helpers import (
     ARCHS,
     corr,
@@ -45,7 +46,8 @@ def imgs():
     return images()
 
 
-@pytest.fixture(scope="module", params=sorted(ARCHS))
+# Lite0 (224 px, real weights) only in the full suite; the fast loop compares on ResNet-18 and the small VGG.
+@pytest.fixture(scope="module", params=slow_except(sorted(ARCHS), fast={"resnet18", "vgg_like"}))
 def arch(request):
     build, layer = ARCHS[request.param]
     return request.param, build(), layer
