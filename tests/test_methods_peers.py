@@ -46,8 +46,8 @@ def imgs():
     return images()
 
 
-# Lite0 (224 px, real weights) only in the full suite; the fast loop compares on ResNet-18 and the small VGG.
-@pytest.fixture(scope="module", params=slow_except(sorted(ARCHS), fast={"resnet18", "vgg_like"}))
+# ResNet-18 and Lite0 (224 px) in the full suite only; the fast loop compares on the small VGG.
+@pytest.fixture(scope="module", params=slow_except(sorted(ARCHS), fast={"vgg_like"}))
 def arch(request):
     build, layer = ARCHS[request.param]
     return request.param, build(), layer
