@@ -70,7 +70,8 @@ def test_default_layer_is_offered_and_geometry_comes_from_spec(random_models, ke
     assert out.shape == (1, len(model.labels))
 
 
-@pytest.mark.parametrize("key", ARCH_PARAMS)
+@pytest.mark.slow  # every explainer, Score-CAM-type ones included, on each real network
+@pytest.mark.parametrize("key", ARCHS)
 def test_every_method_runs_at_the_default_layer(random_models, key):
     """Every registered explainer, random weights, a small non-square input (the nets are fully convolutional).
 
