@@ -13,7 +13,7 @@ For each batch size, every case runs on the same batch, interleaved round after 
 Goals (issue 10): Grad-CAM <= 1.05x and FM-G-CAM K=5 <= 1.10x the floor at every batch
 size; on the CPU, batch 32 at least as many images per second as batch 1.
 
-Run: ``python benchmarks/batch.py [--model efficientnet_lite0] [--rounds 5] [--batches 1,8,32]``.
+Run: ``python -m benchmarks.batch [--model efficientnet_lite0] [--rounds 5] [--batches 1,8,32]``.
 """
 
 from __future__ import annotations
@@ -21,18 +21,16 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import xai_core as xc
+from xai_core.api import _memory_format
+from xai_core.hooks.capture import capture
 
-import xai_core as xc  # noqa: E402
-from xai_core.api import _memory_format  # noqa: E402
-from xai_core.hooks.capture import capture  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _images(model: xc.LoadedModel, n: int) -> torch.Tensor:

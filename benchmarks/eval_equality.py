@@ -33,7 +33,7 @@ with the same arguments computes only what is missing: an interrupted run resume
 added later is computed alone, and a finished run just prints the comparison again.
 ``--pixels-per-step 3584`` (15 steps a curve) and ``--images 3`` make a quick run.
 
-Run: ``python benchmarks/eval_equality.py [--images 16] [--pixels-per-step N] [--paths old,local,ray]``.
+Run: ``python -m benchmarks.eval_equality [--images 16] [--pixels-per-step N] [--paths old,local,ray]``.
 """
 
 from __future__ import annotations
@@ -53,12 +53,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from xai_core.evaluate import key_of, read_rows
+from xai_core.evaluate.jobs import list_images
+from xai_core.evaluate.store import METRIC_COLUMNS, ResultStore
 
-from xai_core.evaluate import key_of, read_rows  # noqa: E402
-from xai_core.evaluate.jobs import list_images  # noqa: E402
-from xai_core.evaluate.store import METRIC_COLUMNS, ResultStore  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = "grad_cam,fm_g_cam:k=3,fg_cam@input,lrp@input"
 PATHS = ("old", "local", "ray", "contiguous")

@@ -14,7 +14,7 @@ It also prints, per path, the largest difference of any metric from the old path
 the equality check, per method and column and pair of paths, each path in a process of its
 own, is ``benchmarks/eval_equality.py``.
 
-Run: ``python benchmarks/eval_throughput.py [--images 2] [--paths old,local,ray] [--workers 2]``.
+Run: ``python -m benchmarks.eval_throughput [--images 2] [--paths old,local,ray] [--workers 2]``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from xai_core.evaluate import key_of, main, read_rows
+from xai_core.evaluate.store import METRIC_COLUMNS
 
-from xai_core.evaluate import key_of, main, read_rows  # noqa: E402
-from xai_core.evaluate.store import METRIC_COLUMNS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = "grad_cam,fm_g_cam:k=3,fg_cam@input,lrp@input,sglrp@input"
 # The metrics both paths score (the old path had no ROAD and no multiplied_increased flag).

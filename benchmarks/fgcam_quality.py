@@ -17,7 +17,7 @@ medians (min..max) over the images:
 ``authors`` is the official code's rule set (BatchNorm as identity, today's default
 before issue 12); ``canonized`` is the new default. Printed, not asserted.
 
-Run: ``python benchmarks/fgcam_quality.py [--cam-layer _head_act] [--threads 2] [--targets L1,L2,...]``
+Run: ``python -m benchmarks.fgcam_quality [--cam-layer _head_act] [--threads 2] [--targets L1,L2,...]``
 (``--targets _conv_head,_blocks.15._depthwise_conv,_blocks.15._expand_conv,_blocks.14,input`` traces
 where the correlation is lost).
 """
@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import xai_core
+from xai_core.hooks.geometry import receptive_field
+from xai_core.relevance import RULE_SETS, fg_cam
 
-import xai_core  # noqa: E402
-from xai_core.hooks.geometry import receptive_field  # noqa: E402
-from xai_core.relevance import RULE_SETS, fg_cam  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGETS = ("input", "_blocks.4", "_blocks.10")
 EXTENSIONS = {".jpg", ".jpeg", ".png"}

@@ -6,7 +6,7 @@ with the layer captured plus the backward of the class logit to it. The authors'
 (BatchNorm identity rule, a hook on every BatchNorm: the path before issue 12) and the
 canonized default are measured side by side, interleaved in one run. Goal: <= 4x.
 
-Run: ``python benchmarks/fgcam_speed.py [--runs 10] [--layer _head_act] [--size 224]``.
+Run: ``python -m benchmarks.fgcam_speed [--runs 10] [--layer _head_act] [--size 224]``.
 ``--profile`` also counts, with torch.profiler, the convolution calls and the time in
 convolution kernels of the floor and of canonized FG-CAM K=1 (where the time goes).
 """
@@ -15,17 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from xai_core.hooks.capture import capture  # noqa: E402
-from xai_core.models.zoo import _build_lite0  # noqa: E402
-from xai_core.relevance import fg_cam  # noqa: E402
+from xai_core.hooks.capture import capture
+from xai_core.models.zoo import _build_lite0
+from xai_core.relevance import fg_cam
 
 
 def _time(fn) -> tuple[float, float]:

@@ -18,15 +18,15 @@ content, so those URLs identify the exact pixels. Checks:
   input view must be the session's own (its URL never changes and no other session ever
   shows it); a given (image, method, K, activation) must always render the same fused
   map, and never one another session rendered;
-- the server's memory: resident set size (``/proc/<pid>/status`` VmRSS of the server and
-  its children, or psutil when installed) sampled every second.
+- the server's memory: resident set size of the server and its children (psutil),
+  sampled every second.
 
 It prints a table and exits non-zero when any error or mismatch was seen. Bounded: every
 wait has a timeout, the whole run a hard limit, and the server is always terminated.
 
-    python benchmarks/load_test.py                    # 8 sessions, 180 s
-    python benchmarks/load_test.py --sessions 12 --duration 300
-    python benchmarks/load_test.py --quick            # 8 sessions, 60 s (what tests/test_load.py runs)
+    python -m benchmarks.load_test                    # 8 sessions, 180 s
+    python -m benchmarks.load_test --sessions 12 --duration 300
+    python -m benchmarks.load_test --quick            # 8 sessions, 60 s (what tests/test_load.py runs)
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: import xai_core from this checkout
-    sys.path.insert(0, str(ROOT))
 SAMPLES = ROOT / "samples" / "imagenet"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -130,47 +130,19 @@ def stop_server(proc: subprocess.Popen) -> None:
 # ----------------------------------------------------------------------------- memory
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as fh:
-                out += [int(c) for c in fh.read().split()]
-    except OSError:
-        pass
-    return out
-
-
 def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants (psutil, else /proc)."""
+    """Resident memory of ``pid`` and all its descendants (psutil); 0 once the server is gone."""
     try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-        total = 0
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-    except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 - the process is gone
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.Error:
         return 0
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
+    total = 0
+    for p in procs:
         try:
-            with open(f"/proc/{p}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:
-            continue
-        todo += _children(p)
+            total += p.memory_info().rss
+        except psutil.Error:  # a child exited between the listing and the reading
+            pass
     return total
 
 

@@ -5,7 +5,7 @@ median and worst of: the largest absolute difference relative to the fp32 map's 
 absolute value, and the correlation of the two maps. fp16 autocast runs only where the
 device supports it (CUDA); bf16 runs on the CPU too.
 
-Run: ``python benchmarks/precision.py [--device cpu] [--methods grad_cam,layer_cam]`` (CAM-family methods and
+Run: ``python -m benchmarks.precision [--device cpu] [--methods grad_cam,layer_cam]`` (CAM-family methods and
 FM-G-CAM: relevance methods always run in float32).
 """
 
@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import xai_core as xc
 
-import xai_core as xc  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -2,9 +2,9 @@
 
 Run from the repository root::
 
-    python benchmarks/run.py                 # full run (default 100 images, ~5-10 min on 2 cores)
-    python benchmarks/run.py --quick         # a smoke run while developing (~1-2 min)
-    python benchmarks/run.py --images 200    # as the author measured
+    python -m benchmarks.run                 # full run (default 100 images, ~5-10 min on 2 cores)
+    python -m benchmarks.run --quick         # a smoke run while developing (~1-2 min)
+    python -m benchmarks.run --images 200    # as the author measured
 
 What is measured (CPU, ``torch.set_num_threads(2)``, 224x224, batch 1, the model's
 default layer, images cycled from ``samples/imagenet``):
@@ -36,15 +36,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks import harness, peers, process
+from benchmarks.harness import Case, FloorHarness, interleave, paired_ratio, percentile
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks import harness, peers, process  # noqa: E402
-from benchmarks.harness import Case, FloorHarness, interleave, paired_ratio, percentile  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "imagenet"
 
@@ -492,7 +491,7 @@ def main() -> None:
     details["load average at end"] = harness.load_average()
     details["benchmark wall time"] = f"{time.perf_counter() - started:.0f} s"
     head = ["## Machine", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in details.items()] + [""]
-    head += [f"Command: `{' '.join(['python', 'benchmarks/run.py', *sys.argv[1:]])}`", ""]
+    head += [f"Command: `{' '.join(['python', '-m', 'benchmarks.run', *sys.argv[1:]])}`", ""]
     print("\n" + "\n".join(head + out))
     if args.json:
         args.json.write_text(json.dumps(raw, indent=1, default=str))

@@ -15,6 +15,15 @@ SAMPLES = ROOT / "samples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
+def slow_except(values, fast):
+    """``values`` as ``pytest.param``s, marked slow except those in ``fast``.
+
+    For sweeps over real architectures: the fast loop keeps one representative case, the
+    full suite runs them all (docs/testing.md).
+    """
+    return [pytest.param(v, marks=() if v in fast else pytest.mark.slow) for v in values]
+
+
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return SAMPLES

@@ -11,11 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from pages._ui import state  # noqa: E402
+from pages._ui import state
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -64,6 +62,7 @@ def test_home_lists_methods_and_samples():
     assert any(b.key == "home.open.imagenet.dogs.png" for b in at.button)
 
 
+@pytest.mark.slow
 def test_home_sample_opens_classification_page():
     at = _open()
     next(b for b in at.button if b.key == "home.open.imagenet.dogs.png").click().run()
@@ -76,6 +75,7 @@ def test_home_sample_opens_classification_page():
 # ----------------------------------------------------------------------------- classification
 
 
+@pytest.mark.slow
 def test_classification_sample_and_display_changes_reuse_maps():
     at = _open("pages/classification.py")
     assert at.title[0].value.startswith("Classification")
@@ -112,6 +112,7 @@ def test_classification_sample_and_display_changes_reuse_maps():
     assert state.model_runs() == runs + 1, "a new method runs the model once"
 
 
+@pytest.mark.slow
 def test_classification_upload_and_fgcam():
     at = _open("pages/classification.py")
     data = (ROOT / "samples" / "imagenet" / "ILSVRC2012_val_00000001.JPEG").read_bytes()
@@ -150,6 +151,7 @@ def test_xray_without_weights_says_so_and_offers_upload():
         assert any(u.key == "xray.weights_file" for u in at.sidebar.get("file_uploader"))
 
 
+@pytest.mark.slow
 def test_xray_random_weights_dicom_sample():
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page("pages/xray.py").run()
@@ -174,6 +176,7 @@ def test_xray_random_weights_dicom_sample():
 # ----------------------------------------------------------------------------- comparison
 
 
+@pytest.mark.slow
 def test_comparison_grid_and_faithfulness():
     import xai_core as xc
     from pages._ui.widgets import cam_methods
@@ -196,6 +199,7 @@ def test_comparison_grid_and_faithfulness():
     assert len(at.get("plotly_chart")) == 2
 
 
+@pytest.mark.slow
 def test_comparison_road_on_request_in_the_table():
     """ROAD is off by default; switched on it offers Compute, then its MoRF/LeRF means fill two table columns."""
     import xai_core as xc
@@ -235,6 +239,7 @@ def test_comparison_road_on_request_in_the_table():
     assert state.model_runs() == runs + 1
 
 
+@pytest.mark.slow
 def test_road_work_stops_and_keeps_the_maps_finished_before():
     """Stop ends a ROAD job at the next solver iteration; maps scored before stay in the shared store."""
     import time
@@ -274,6 +279,7 @@ def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+@pytest.mark.slow
 def test_image_and_choices_follow_the_session_across_pages():
     """Issue 14 item 2: an upload and K set on Classification survive a visit to Comparison and back."""
     at = _open("pages/classification.py")
@@ -328,6 +334,7 @@ def test_explain_a_class_outside_the_top_ten():
     assert state.model_runs() == runs + 1, "choosing what to show reuses the computed maps"
 
 
+@pytest.mark.slow
 def test_slow_result_shows_again_after_switching_method():
     """Issue 14 defect 1: a Score-CAM result is shown again (not an error) after moving away and back."""
     at = _open("pages/classification.py")

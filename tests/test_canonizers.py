@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import SmallVGG
+from tests.conftest import SmallVGG, slow_except
 from xai_core.errors import MethodError
 from xai_core.relevance import (
     canonized,
@@ -104,7 +104,7 @@ def _assert_restored(model: nn.Module, snap: dict) -> None:
     assert _snapshot(model)["hooks"] == snap["hooks"] == 0
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", slow_except(ARCHS, fast={"efficientnet_lite0", "mobilenet_v3_large"}))
 def test_folding_keeps_the_function_and_restores_bit_for_bit(arch: str) -> None:
     model, x, _cam, n_folds = _build(arch)
     with torch.no_grad():
@@ -125,6 +125,7 @@ def test_folding_keeps_the_function_and_restores_bit_for_bit(arch: str) -> None:
         assert torch.equal(model(x), before)
 
 
+@pytest.mark.slow
 def test_dense_layer_folds_norm2_not_norm1() -> None:
     """DenseNet: conv1 -> norm2 folds; norm1 sits after a concatenation and before a ReLU, so it
     keeps the identity rule (docs/fgcam.md)."""
@@ -151,6 +152,7 @@ def test_batchnorm_read_twice_is_not_folded() -> None:
     assert find_batchnorm_folds(model, torch.randn(1, 3, 8, 8)) == ()
 
 
+@pytest.mark.slow
 def test_folding_restores_after_an_error() -> None:
     model, x, _cam, _n = _build("resnet50")
     snap = _snapshot(model)
@@ -193,7 +195,10 @@ def _kept(model: nn.Module, x: torch.Tensor, cam: str, rules: str) -> float:
     return float(at_input.relevance.sum() / at_cam.relevance.sum())
 
 
-@pytest.mark.parametrize("arch", ["resnet50", "densenet121", "mobilenet_v3_large", "efficientnet_b0"])
+@pytest.mark.parametrize(
+    "arch",
+    slow_except(["resnet50", "densenet121", "mobilenet_v3_large", "efficientnet_b0"], fast={"mobilenet_v3_large"}),
+)
 def test_canonized_rules_conserve_relevance_to_the_input(arch: str) -> None:
     model, x, cam, _n = _build(arch)
     snap = _snapshot(model)
@@ -265,6 +270,7 @@ def _close_rel(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=1e-4)
 
 
+@pytest.mark.slow  # real architectures; test_batched_bases_and_lrp_equal_per_image covers it on the small VGG
 @pytest.mark.parametrize(
     ("arch", "target"), [("efficientnet_lite0", "input"), ("efficientnet_lite0", "_blocks.4"), ("resnet50", "input")]
 )

@@ -34,13 +34,9 @@ from pydicom.uid import (
     RLELossless,
 )
 
+from tests.corpus import _dicom, _xray_like
 from xai_core.errors import ImageError
 from xai_core.images import ReadRecord, read_xray
-
-try:
-    from tests.corpus import _dicom, _xray_like
-except ImportError:  # pragma: no cover - depends on how pytest set sys.path
-    from corpus import _dicom, _xray_like  # type: ignore[no-redef]
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "xray"

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from tests.conftest import slow_except
 from tests.explain_helpers import cams
 from xai_core.hooks.capture import capture, rest_of_network
 from xai_core.hooks.layers import resolve_layer
@@ -82,8 +83,9 @@ def test_lite0_k_classes_at_once_equal_k_single_class_calls(lite0, cat_dog):
         torch.testing.assert_close(joint.cams[i], single, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("layer", ["layer3", "layer4.0.conv2", "layer4"])
-@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_pp", "layer_cam"])
+# The fast loop keeps one case of the 3 x 3 (a block inside layer4, Grad-CAM); the full suite runs all.
+@pytest.mark.parametrize("layer", slow_except(["layer3", "layer4.0.conv2", "layer4"], fast={"layer4.0.conv2"}))
+@pytest.mark.parametrize("method", slow_except(["grad_cam", "grad_cam_pp", "layer_cam"], fast={"grad_cam"}))
 def test_resnet_k_classes_at_once_equal_k_single_class_calls(layer, method):
     model = _resnet18()
     x = torch.randn(1, 3, 64, 80)
@@ -162,6 +164,7 @@ def test_score_cam_dedupe_equals_every_mask(variant):
     torch.testing.assert_close(ours.cams, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # one masked forward pass per channel of a ResNet-18 stage, twice; the tiny-net case above stays fast
 @pytest.mark.parametrize("variant", ["probability", "logit_softmax"])
 def test_score_cam_batched_inference_mode_equals_plain_loop_on_resnet(variant):
     model = _resnet18(2)
@@ -283,8 +286,9 @@ class InPlaceAfterLayer(nn.Module):
 
 
 ABLATION_CASES = [
-    ("resnet18", lambda: _resnet18(3), "layer3.1.conv1", (1, 3, 48, 48)),
-    ("resnet18-stage", lambda: _resnet18(3), "layer4", (1, 3, 48, 48)),
+    # ResNet-18: one ablated forward pass per channel (256 and 512), with and without the fast path.
+    pytest.param("resnet18", lambda: _resnet18(3), "layer3.1.conv1", (1, 3, 48, 48), marks=pytest.mark.slow),
+    pytest.param("resnet18-stage", lambda: _resnet18(3), "layer4", (1, 3, 48, 48), marks=pytest.mark.slow),
     ("control-flow", ControlFlow, "layer", (1, 3, 10, 10)),
     ("batch-from-input", BatchFromInput, "layer", (1, 3, 12, 12)),
     ("in-place-on-upstream", InPlaceOnUpstream, "layer", (1, 3, 10, 10)),
@@ -293,7 +297,9 @@ ABLATION_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "build", "layer", "shape"), ABLATION_CASES, ids=[c[0] for c in ABLATION_CASES])
+@pytest.mark.parametrize(
+    ("name", "build", "layer", "shape"), ABLATION_CASES, ids=[getattr(c, "values", c)[0] for c in ABLATION_CASES]
+)
 def test_ablation_fast_path_equals_full_input_path(name, build, layer, shape):
     model = build().eval()
     torch.manual_seed(9)

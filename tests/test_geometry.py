@@ -50,6 +50,7 @@ def test_bad_layers_are_refused():
         receptive_field(net, x, "3")  # the Linear head
 
 
+@pytest.mark.slow  # backward passes of the whole Lite0 trunk on padded textures (~1 min on 2 cores)
 def test_efficientnet_lite0_cells_sit_half_a_cell_down_right(lite0, cat_dog):
     """TF "same" padding: Lite0's 7x7 units look 15.5 pixels below and right of their cells."""
     import xai_core

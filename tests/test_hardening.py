@@ -40,12 +40,10 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+import torch
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-import torch  # noqa: E402
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from tests.corpus import CorpusFile, build_corpus  # noqa: E402
+from tests.corpus import CorpusFile, build_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -117,6 +115,11 @@ XRAY_PAGE_OK = (
     "tall_3x5000.png",
     "animated.gif",
 )
+
+
+# The tests marked slow below run whole pages in AppTest with real model runs (seconds each on
+# 2 cores): the full suite only. The readers behind them are checked file by file in the fast
+# loop (test_xray_reader_rest_of_corpus, tests/test_images.py).
 
 
 def _files(kinds: tuple[str, ...]) -> list[CorpusFile]:
@@ -194,6 +197,7 @@ def _check_page_upload(at: AppTest, key: str, f: CorpusFile, good: Path) -> None
     assert _has_fused(at)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("f", _files(("image", "both")), ids=lambda f: f.name)
 def test_classification_page_corpus(cls_app: AppTest, f: CorpusFile) -> None:
@@ -203,6 +207,7 @@ def test_classification_page_corpus(cls_app: AppTest, f: CorpusFile) -> None:
         assert any(m.value.startswith("### Top class:") for m in cls_app.markdown)
 
 
+@pytest.mark.slow
 def test_classification_good_upload_result(cls_app: AppTest) -> None:
     _upload(cls_app, "cls.upload", GOOD_IMAGE.name, GOOD_IMAGE.read_bytes())
     assert any(c.startswith("1. sea snake") for c in _captions(cls_app)), _captions(cls_app)
@@ -212,6 +217,7 @@ _XRAY_PAGE = [f for f in _files(("xray", "both")) if FULL or f.expect == "error"
 _XRAY_READER_ONLY = [f for f in _files(("xray", "both")) if f not in _XRAY_PAGE]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @pytest.mark.parametrize("f", _XRAY_PAGE, ids=lambda f: f.name)
 def test_xray_page_corpus(xray_app: AppTest, f: CorpusFile) -> None:
@@ -340,6 +346,7 @@ def _missing_weights_message(at: AppTest, file_name: str, folder: Path) -> None:
     assert not list(folder.glob("*.part")), "a half-downloaded file was left behind"
 
 
+@pytest.mark.slow
 def test_classification_weights_missing_download_and_damaged_cache(offline, monkeypatch) -> None:
     at = _open("pages/classification.py")
     folder = offline / "torch" / "hub" / "checkpoints"
@@ -366,6 +373,7 @@ def test_classification_weights_missing_download_and_damaged_cache(offline, monk
     _default_model_works(at)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["classification", "xray"])
 def test_bad_weights_uploads(offline, weight_files: dict[str, bytes], page: str) -> None:
     marker = Path(weight_files["marker"].decode())
@@ -465,6 +473,7 @@ def _under(path: str, roots: list[str]) -> bool:
     return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
 
 
+@pytest.mark.slow
 def test_page_session_writes_only_to_temp_and_cache_dirs(offline, weight_files: dict[str, bytes]) -> None:
     """Audit every Python-level file access of a full dashboard session.
 

@@ -18,6 +18,7 @@ import pydicom
 import pytest
 from PIL import Image, ImageFile
 
+from tests.corpus import CorpusFile, build_corpus
 from xai_core.errors import ImageError
 from xai_core.images import (
     MAX_PIXELS,
@@ -30,11 +31,6 @@ from xai_core.images import (
     to_rgb,
     xray_to_model_input,
 )
-
-try:  # works whether or not tests/ becomes a package
-    from tests.corpus import CorpusFile, build_corpus
-except ImportError:  # pragma: no cover - depends on how pytest set sys.path
-    from corpus import CorpusFile, build_corpus  # type: ignore[no-redef]
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 IMAGENET = sorted(p for p in (SAMPLES / "imagenet").iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})

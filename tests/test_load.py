@@ -4,7 +4,7 @@ Each session uploads a different sample image on the classification page and kee
 changing K, activation and method. Asserts: no errors, no session ever shows another
 session's image or result, every result equals xai_core's single run on that image, and
 the server's peak resident memory stays under ``RSS_BOUND_MB``. Skipped without Chromium
-or the playwright package. The full run: ``python benchmarks/load_test.py`` (see
+or the playwright package. The full run: ``python -m benchmarks.load_test`` (see
 docs/hardening.md for its numbers).
 """
 
@@ -15,13 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import load_test
+
+# 8 Chromium sessions against a real server for a minute: outside the fast loop.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 if not Path(CHROMIUM).exists():
     pytest.skip(f"Chromium not found at {CHROMIUM} (set CHROMIUM=/path/to/chromium)", allow_module_level=True)
 pytest.importorskip("playwright.async_api", reason="the playwright package is not installed (pip install playwright)")
 pytest.importorskip("streamlit")
 
-from benchmarks import load_test  # noqa: E402
 
 SESSIONS = 8
 DURATION_S = float(os.environ.get("XAI_LOAD_SECONDS", "60"))

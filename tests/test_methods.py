@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pytorch_grad_cam as pgc
 import torch
 import torch.nn.functional as F
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 from torch import nn
 
 from tests.conftest import TinyGapNet
 from tests.explain_helpers import cams
+from tests.test_registry import hook_count as _hook_count
 from xai_core.errors import LayerError, LayerNotFoundError, MethodError, UnknownNameError
 from xai_core.methods import class_gradients, get_explainer
 from xai_core.methods.activation import eigen_cam
-
-pytest.importorskip("pytorch_grad_cam")
-import pytorch_grad_cam as pgc  # noqa: E402
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection  # noqa: E402
 
 
 def ours_at_input(model, x, method, layer, cls, **params) -> np.ndarray:
@@ -190,9 +189,6 @@ def test_reused_module_is_refused():
     from xai_core.hooks import candidate_layers
 
     assert "1" not in [layer.name for layer in candidate_layers(net, torch.randn(1, 3, 8, 8))]
-
-
-from tests.test_registry import hook_count as _hook_count  # noqa: E402
 
 
 def test_state_restored_after_an_exception(tiny_gap):

@@ -16,10 +16,15 @@ import copy
 
 import numpy as np
 import pytest
+import pytorch_grad_cam as pgc
 import torch
+import torchcam.methods as tcm
 import torchvision
+from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_kernel
 from torch import nn
 
+from tests.conftest import slow_except
 from tests.peer_helpers import (
     ARCHS,
     corr,
@@ -33,11 +38,6 @@ from tests.peer_helpers import (
     vgg_like,
 )
 
-pgc = pytest.importorskip("pytorch_grad_cam")
-tcm = pytest.importorskip("torchcam.methods")
-from pytorch_grad_cam.guided_backprop import GuidedBackpropReLUModel  # noqa: E402
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_kernel  # noqa: E402
-
 AGREE = 0.999
 
 
@@ -46,7 +46,8 @@ def imgs():
     return images()
 
 
-@pytest.fixture(scope="module", params=sorted(ARCHS))
+# ResNet-18 and Lite0 (224 px) in the full suite only; the fast loop compares on the small VGG.
+@pytest.fixture(scope="module", params=slow_except(sorted(ARCHS), fast={"vgg_like"}))
 def arch(request):
     build, layer = ARCHS[request.param]
     return request.param, build(), layer

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import xai_core as xc
+from tests.conftest import slow_except
 from xai_core.api import explain
 from xai_core.errors import LayerError, MethodError, UnknownNameError, WeightsError
 from xai_core.hooks.capture import capture
@@ -204,7 +205,9 @@ def test_unknown_library_names_say_what_exists() -> None:
 # ----------------------------------------------------------------------------- explaining
 
 
-@pytest.mark.parametrize("key", ["timm:resnet18", "torchvision:mobilenet_v3_small"])
+@pytest.mark.parametrize(
+    "key", slow_except(["timm:resnet18", "torchvision:mobilenet_v3_small"], fast={"torchvision:mobilenet_v3_small"})
+)
 def test_library_models_explain_with_every_fast_method(key: str) -> None:
     model = build_model(key, weights=None)
     torch.manual_seed(0)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst
+from pytorch_grad_cam.metrics.road import NoisyLinearImputer, ROADMostRelevantFirst
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from xai_core.errors import MethodError, XaiCoreError
@@ -18,11 +21,6 @@ from xai_core.metrics.road import (
     road_combined,
     road_scores,
 )
-
-pytest.importorskip("pytorch_grad_cam")
-from pytorch_grad_cam.metrics.perturbation_confidence import RemoveMostRelevantFirst  # noqa: E402
-from pytorch_grad_cam.metrics.road import NoisyLinearImputer, ROADMostRelevantFirst  # noqa: E402
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 
 def test_imputation_equals_pytorch_grad_cams_sparse_solve():

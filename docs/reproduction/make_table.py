@@ -16,9 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from xai_core.evaluate import read_rows  # noqa: E402
+from xai_core.evaluate import read_rows
 
 LAYERS = {
     "_blocks.10": "Layer33 (14x14)",

@@ -1,8 +1,9 @@
-"""256-entry colour lookup tables, generated once from matplotlib 3 (no runtime dependency).
+"""256-entry colour lookup tables, generated from matplotlib's colour maps by ``scripts/make_luts.py``.
 
-Each table is a hex string of 256 RGB triplets. The perceptual maps (viridis, inferno, magma,
-plasma, cividis) are CC0; turbo is Apache-2.0 (Google); jet, gray, RdBu_r and coolwarm are
-public-domain formulas. Regenerate with ``matplotlib.colormaps[name](np.linspace(0, 1, 256))``.
+Do not edit: run ``python scripts/make_luts.py`` (matplotlib is needed there only, not at run
+time). Each table is a hex string of 256 RGB triplets. The perceptual maps (viridis, inferno,
+magma, plasma, cividis) are CC0; turbo is Apache-2.0 (Google); jet, gray, RdBu_r and coolwarm
+are public-domain formulas.
 """
 
 LUT_HEX: dict[str, str] = {

@@ -1,0 +1,53 @@
+"""The package installs from a wheel: ``import xai_core`` and the ``xai-evaluate`` console script.
+
+The wheel is built from a copy of ``pyproject.toml``, ``README.md`` and ``xai_core/`` (so the
+checkout gets no ``build/`` folder), installed into a fresh virtual environment, and used
+from a directory outside the checkout, so nothing can be imported from the source tree.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*cmd: str | Path, cwd: Path) -> str:
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{cmd} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_a_fresh_venv(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "xai_core", src / "xai_core", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    dist = tmp_path / "dist"
+    # No build isolation: the setuptools already installed builds it, with no index needed.
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", dist, src, cwd=tmp_path)
+    (wheel,) = dist.glob("xai_core-*.whl")
+    names = _run(sys.executable, "-m", "zipfile", "-l", wheel, cwd=tmp_path)
+    assert "xai_core/__init__.py" in names
+    assert "pages/" not in names and "tests/" not in names and "samples/" not in names
+
+    # --system-site-packages: torch and the other dependencies (gigabytes) are already installed
+    # here; the venv sees them, so the wheel's declared dependencies are resolved against them
+    # with no index. --without-pip: the venv's bundled pip and setuptools would shadow the
+    # system's newer setuptools that torch requires; `python -m pip` finds the system's pip.
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv, cwd=tmp_path)
+    python = venv / "bin" / "python"
+    _run(python, "-m", "pip", "install", "--quiet", "--no-index", wheel, cwd=tmp_path)
+
+    where = _run(python, "-c", "import xai_core; print(xai_core.__file__)", cwd=tmp_path).strip()
+    assert Path(where).resolve().is_relative_to(venv.resolve()), where
+
+    usage = _run(venv / "bin" / "xai-evaluate", "--help", cwd=tmp_path)
+    assert "--methods" in usage and "--layers" in usage
