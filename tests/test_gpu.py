@@ -100,3 +100,155 @@ def test_on_a_real_gpu_a_pass_at_the_default_chunk_fits(lite0) -> None:
     before = torch.cuda.memory_allocated()
     xc.explain(model, torch.rand(chunk, 3, 224, 224), method="grad_cam", top_k=1)
     assert torch.cuda.max_memory_allocated() - before <= budget
+
+
+# ----------------------------------------------------------------------------- Ray on GPUs
+
+
+def test_gpus_per_worker_values_are_checked() -> None:
+    from xai_core.evaluate.cli import check_gpus_per_worker
+    from xai_core.evaluate.methods import UsageError
+
+    check_gpus_per_worker(0.0, local_ray=True)
+    check_gpus_per_worker(2.0, local_ray=False)
+    for bad in (-1.0, 1.5):
+        with pytest.raises(UsageError, match="gpus-per-worker"):
+            check_gpus_per_worker(bad, local_ray=False)
+    if not CUDA:  # a local Ray instance would wait for GPUs forever
+        with pytest.raises(UsageError, match="no CUDA device"):
+            check_gpus_per_worker(0.5, local_ray=True)
+
+
+def test_a_gpu_worker_runs_on_cuda_with_its_share_of_a_gpu() -> None:
+    from xai_core.evaluate.compute import Settings
+    from xai_core.evaluate.engines import RayOptions, worker_options, worker_settings
+
+    settings = Settings(model="efficientnet_lite0", threads=1)
+    options = RayOptions(workers=4, gpus_per_worker=0.5, cpus_per_worker=0.25)
+    assert worker_settings(settings, options).device == "cuda"
+    assert worker_options(settings, options) == {
+        "num_cpus": 0.25,
+        "num_gpus": 0.5,
+        "max_restarts": options.retries,
+        "max_task_retries": options.retries,
+    }
+
+
+@pytest.mark.slow
+def test_ray_puts_two_half_gpu_workers_on_each_gpu() -> None:
+    """Ray's scheduler, told the machine has 2 GPUs, with the evaluation's own worker options."""
+    import os
+    from collections import Counter
+
+    ray = pytest.importorskip("ray")
+    from xai_core.evaluate.compute import Settings
+    from xai_core.evaluate.engines import RayOptions, worker_options
+
+    settings = Settings(model="efficientnet_lite0", threads=1)
+    options = RayOptions(workers=4, gpus_per_worker=0.5, cpus_per_worker=0.25)
+    assert not ray.is_initialized()
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+
+        class Probe:
+            def where(self) -> tuple[list, str | None]:
+                return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+        actor = ray.remote(Probe).options(**worker_options(settings, options))
+        workers = [actor.remote() for _ in range(options.workers)]
+        places = ray.get([w.where.remote() for w in workers], timeout=120)
+        gpus = Counter()
+        for ids, visible in places:
+            assert len(ids) == 1 and visible == str(ids[0])  # each worker sees exactly its GPU, as "cuda"
+            gpus[int(ids[0])] += 1
+        assert gpus == Counter({0: 2, 1: 2})  # two workers share each GPU
+        fifth = actor.remote()  # 2 GPUs at 0.5 hold 4 workers: a fifth waits for a free share
+        ready, _ = ray.wait([fifth.where.remote()], timeout=3)
+        assert not ready
+        ray.kill(workers[0])
+        assert ray.get(fifth.where.remote(), timeout=60)[0] == places[0][0]  # it takes the freed share
+    finally:
+        ray.shutdown()
+
+
+# ----------------------------------------------------------------------------- the evaluation
+
+
+def test_prefetched_keeps_order_passes_errors_and_stops_when_closed() -> None:
+    import threading
+
+    from xai_core.evaluate.engines import prefetched
+
+    assert list(prefetched(iter(range(7)), depth=2)) == list(range(7))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    got = prefetched(failing())
+    assert next(got) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(got)
+
+    pulled: list[int] = []
+
+    def endless():
+        i = 0
+        while True:
+            pulled.append(i)
+            yield i
+            i += 1
+
+    stream = prefetched(endless(), depth=1)
+    assert next(stream) == 0
+    stream.close()
+    for thread in threading.enumerate():
+        if thread.name == "xai-evaluate-prefetch":
+            thread.join(timeout=5)
+    assert not any(t.name == "xai-evaluate-prefetch" for t in threading.enumerate())
+    assert len(pulled) <= 4  # the producer ran at most a couple of items ahead, then stopped
+
+
+def _tiny_rows(tmp_path, *extra: str) -> list[dict]:
+    import shutil
+    from pathlib import Path
+
+    from tests.eval_tiny_model import TINY
+    from xai_core.evaluate import main, read_rows
+
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    root = Path(__file__).resolve().parents[1] / "samples" / "imagenet"
+    for name in ("ILSVRC2012_val_00000001.JPEG", "cat_dog.png"):
+        shutil.copy(root / name, images / name)
+    out = tmp_path / ("out" + "_".join(extra).replace("-", ""))
+    argv = [str(images), "--model", TINY, "--out", str(out), "--pixels-per-step", "64", "--quiet"]
+    argv += ["--import", "tests.eval_tiny_model", "--methods", "grad_cam,lrp@input", *extra]
+    assert main(argv) == 0
+    return sorted(read_rows([out]), key=lambda r: (r["file"], r["method"]))
+
+
+def test_metric_precision_bf16_scores_close_to_fp32_and_keeps_the_class(tmp_path) -> None:
+    fp32 = _tiny_rows(tmp_path)
+    bf16 = _tiny_rows(tmp_path, "--metric-precision", "bf16")
+    assert len(fp32) == len(bf16) == 4
+    moved = 0.0
+    for a, b in zip(fp32, bf16, strict=True):
+        assert (a["file"], a["method"], a["class_idx"]) == (b["file"], b["method"], b["class_idx"])
+        for name in ("insertion_auc", "deletion_auc", "average_drop"):
+            assert b[name] == pytest.approx(a[name], abs=2.0)  # percent points
+            moved = max(moved, abs(b[name] - a[name]))
+    assert moved > 0  # the option really changes the metrics' arithmetic
+
+
+def test_memory_format_auto_is_channels_last_on_cpu_and_cuda() -> None:
+    from xai_core.evaluate.cli import _settings, build_parser
+
+    def settings(*argv: str):
+        return _settings(build_parser().parse_args(["samples/imagenet", *argv]))
+
+    assert settings().channels_last
+    assert settings("--device", "cuda").channels_last
+    assert not settings("--device", "mps").channels_last
+    assert not settings("--memory-format", "contiguous").channels_last
+    assert settings("--metric-precision", "bf16").metric_precision == "bf16"
