@@ -252,3 +252,35 @@ def test_memory_format_auto_is_channels_last_on_cpu_and_cuda() -> None:
     assert not settings("--device", "mps").channels_last
     assert not settings("--memory-format", "contiguous").channels_last
     assert settings("--metric-precision", "bf16").metric_precision == "bf16"
+
+
+# ----------------------------------------------------------------------------- the one-command check
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_part_quickly_and_prints_its_summary() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_check.sh"), "--quick"],
+        cwd=root,
+        env={**__import__("os").environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=3000,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "## GPU check summary (quick" in out
+    for target in ("CUDA tests", "Grad-CAM / floor", "FM-G-CAM K=5 / floor", "FG-CAM to the input / floor"):
+        assert f"| {target}" in out
+    assert "| Grad-CAM at batch 1, ms | <= 3 ms |" in out
+    evaluation = next(line for line in out.splitlines() if line.startswith("| evaluation, 5 methods"))
+    assert "10 rows, 0 errors" in evaluation  # 2 images x 5 methods, every row scored
+    for method in ("grad_cam", "fg_cam", "lrp", "sglrp"):
+        assert f"evaluation {method}" in out
+    if not CUDA:
+        assert "memory of a pass: not run (CUDA only)" in out
