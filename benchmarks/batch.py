@@ -13,12 +13,14 @@ For each batch size, every case runs on the same batch, interleaved round after 
 Goals (issue 10): Grad-CAM <= 1.05x and FM-G-CAM K=5 <= 1.10x the floor at every batch
 size; on the CPU, batch 32 at least as many images per second as batch 1.
 
-Run: ``python -m benchmarks.batch [--model efficientnet_lite0] [--rounds 5] [--batches 1,8,32]``.
+Run: ``python -m benchmarks.batch [--model efficientnet_lite0] [--device cuda] [--rounds 5] [--batches 1,8,32]
+[--json FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import time
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--no-fgcam", action="store_true", help="skip FG-CAM (slow on the CPU)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON (gpu_check.sh reads it)")
     args = parser.parse_args()
 
     model = xc.load_model(args.model, device=args.device)
@@ -79,6 +82,7 @@ def main() -> None:
     if not args.no_fgcam:
         cases["fg_cam to input"] = lambda x: xc.explain(model, x, method="fg_cam", top_k=1, max_batch=len(x))
     per_image: dict[tuple[str, int], float] = {}
+    table: list[dict] = []
     for b in batches:
         x = _images(model, b)
         times: dict[str, list[float]] = {name: [] for name in cases}
@@ -97,7 +101,10 @@ def main() -> None:
         for name, ts in times.items():
             med = statistics.median(ts)
             per_image[(name, b)] = med / b
+            table.append({"case": name, "batch": b, "ms_per_image": med / b * 1000, "x_floor": med / floor})
             print(f"{name:28s} {med / b * 1000:10.1f} {b / med:10.2f} {med / floor:8.2f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"device": str(device), "rows": table}, indent=1))
     if 1 in batches and len(batches) > 1:
         print("\n## throughput against batch 1 (images/s ratio)")
         for name in cases:

@@ -35,14 +35,15 @@ from xai_core.fusion.fmgcam import FusedMap, fm_g_cam
 from xai_core.methods.base import class_rows, select_classes, unique_rows
 from xai_core.methods.context import ExplainRequest, Progress
 from xai_core.methods.registry import Explainer, get_explainer
+from xai_core.models.device import CPU_MEMORY_BUDGET, default_memory_budget, images_in_budget
 from xai_core.models.preprocess import PreparedInput, prepare
 from xai_core.models.registry import LoadedModel, load_model
 from xai_core.render.colour import minmax, resize_map
 from xai_core.render.relevance import scale_relevance
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3
-"""Bytes one explain pass may use for activations and gradients (see :func:`images_per_pass`)."""
+DEFAULT_MEMORY_BUDGET = CPU_MEMORY_BUDGET
+"""Bytes one explain pass may use on the CPU (on CUDA: from the free memory, see :func:`images_per_pass`)."""
 
 
 @dataclass(frozen=True)
@@ -168,13 +169,15 @@ def images_per_pass(model: LoadedModel, k: int, memory_budget: int | None = None
     The estimate: per image, every traced layer output kept for the backward pass
     (float32, twice: forward values and autograd's saved tensors), plus K gradient
     copies of the largest layer output. It is deliberately coarse; pass ``max_batch``
-    to :func:`explain` to choose the chunk size yourself.
+    to :func:`explain` to choose the chunk size yourself. The default budget comes from
+    the model's device (:func:`xai_core.models.device.default_memory_budget`: half the
+    available memory on CUDA, 2 GiB on the CPU).
     """
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    budget = default_memory_budget(model.device) if memory_budget is None else int(memory_budget)
     # math.prod, not np.prod: on EfficientNet-Lite0's 166 layers np.prod costs about 1 ms per call.
     sizes = [math.prod(layer.shape) for layer in model.layers] or [int(model.example_input().numel())]
     per_image = 4 * (2 * sum(sizes) + k * max(sizes))
-    return int(max(1, min(256, budget // max(per_image, 1))))
+    return images_in_budget(per_image, budget)
 
 
 def _memory_format(x: torch.Tensor, spec: Explainer) -> torch.Tensor:
@@ -232,7 +235,8 @@ def explain(
             all images or one per image; classes already chosen are not repeated.
         progress: ``progress(done, total)`` for slow methods (per chunk of images).
         max_batch: images per forward/backward pass (default from ``memory_budget``).
-        memory_budget: bytes a pass may use (default 2 GiB; see :func:`images_per_pass`).
+        memory_budget: bytes a pass may use (default from the device: half the available
+            memory on CUDA, 2 GiB on the CPU; see :func:`images_per_pass`).
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast for the
             forward passes of CAM-family methods and FM-G-CAM (README gives the measured
             difference from fp32); relevance and guided methods run in float32.

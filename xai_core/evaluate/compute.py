@@ -7,6 +7,7 @@ engines use it: the local engine in the main process, the Ray engine once per wo
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,9 @@ from xai_core.evaluate.methods import ScoreComponents, make_maps
 from xai_core.hooks.capture import eval_mode
 from xai_core.metrics import default_pixels_per_step, evaluate_maps, road
 from xai_core.models.registry import load_model
+
+#: ``--metric-precision``: the dtype of the metrics' forward passes (``None``: float32, no autocast).
+METRIC_PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class Settings:
         forward_batch: most images per forward pass of the metrics (the memory budget).
         method_batch: masked forward passes per batch inside Score-CAM / Ablation-CAM.
         channels_last: run the model in ``channels_last`` memory format.
+        metric_precision: ``"fp32"`` (default) or ``"bf16"``: the dtype of the metrics'
+            forward passes (insertion/deletion, Average Drop, ROAD) under
+            ``torch.autocast``; the ranking of the classes and the maps stay float32.
         road: also score ROAD (remove and debias), MoRF and LeRF, at 10 % to 90 % removed.
         threads: torch intra-op threads of every process that computes: this one on the
             local engine, each worker on Ray (``None``: torch's default of the driver, see
@@ -58,6 +65,7 @@ class Settings:
     forward_batch: int = 64
     method_batch: int = 32
     channels_last: bool = False
+    metric_precision: str = "fp32"
     road: bool = False
     threads: int | None = None
     imports: tuple[str, ...] = ()
@@ -124,11 +132,21 @@ class Evaluator:
         self._probs: tuple[int, torch.Tensor] | None = None
 
     def predict(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``[B, N]`` (inference mode, the chosen memory format)."""
+        """Probabilities ``[B, N]`` (inference mode, the chosen memory format, float32)."""
+        return self._forward(batch, None)
+
+    def metric_predict(self, batch: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``[B, N]`` for the metrics: like :meth:`predict`, at ``settings.metric_precision``."""
+        return self._forward(batch, METRIC_PRECISIONS[self.settings.metric_precision])
+
+    def _forward(self, batch: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
         if self.settings.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast(batch.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         with self.model.lock, eval_mode(self.model.module), torch.inference_mode():
-            return self.model.probabilities(self.model.module(batch))
+            with autocast:
+                logits = self.model.module(batch)
+            return self.model.probabilities(logits.float())
 
     def run(self, unit: Unit) -> list[list[dict]]:
         """Rows of every task of ``unit``, one list per task (each list is one results part)."""
@@ -136,7 +154,7 @@ class Evaluator:
 
     def run_iter(self, unit: Unit) -> Iterator[list[dict]]:
         """Like :meth:`run`, yielding each task's rows as soon as they are computed."""
-        x = unit.x.to(self.device)
+        x = unit.x.to(self.device, non_blocking=True)  # asynchronous from pinned memory (see engines.units)
         if self._probs is None or self._probs[0] != unit.batch_id:
             self._probs = (unit.batch_id, self.predict(x).float().cpu())
         probs = self._probs[1]
@@ -190,7 +208,7 @@ class Evaluator:
         start = time.perf_counter()
         try:
             ev = evaluate_maps(
-                self.predict,
+                self.metric_predict,
                 x[todo],
                 maps,
                 classes,
@@ -202,7 +220,12 @@ class Evaluator:
             if self.settings.road:
                 for order in ("morf", "lerf"):
                     result = road(
-                        self.predict, x[todo], maps, classes, order=order, batch_size=self.settings.forward_batch
+                        self.metric_predict,
+                        x[todo],
+                        maps,
+                        classes,
+                        order=order,
+                        batch_size=self.settings.forward_batch,
                     )
                     scores[f"road_{order}"] = result.mean
         except Exception as exc:  # the rows say why

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from queue import Full, Queue
+from typing import TypeVar
 
 import torch
 
@@ -30,6 +33,7 @@ from xai_core.evaluate.dataset import ImageFiles, make_loader
 from xai_core.evaluate.jobs import Job
 
 OnRows = Callable[[list[dict]], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,12 @@ class Plan:
         return sum(len(t) for t in self.todo)
 
 
-def units(plan: Plan, settings: Settings, model) -> Iterator[tuple[Unit | None, list[dict]]]:
-    """Batches of the plan as units, with the error rows of unreadable images in each batch."""
+def units(plan: Plan, settings: Settings, model, *, pin: bool = False) -> Iterator[tuple[Unit | None, list[dict]]]:
+    """Batches of the plan as units, with the error rows of unreadable images in each batch.
+
+    ``pin``: put each unit's images in page-locked memory, so that the copy to a CUDA
+    device is asynchronous (``non_blocking``) and overlaps the work queued before it.
+    """
     step = pixels_per_step(settings, model)
     dataset = ImageFiles(plan.files, model.spec.preprocessing, model.spec.family)
     loader = make_loader(dataset, plan.batch_size, plan.loader_workers)
@@ -76,9 +84,10 @@ def units(plan: Plan, settings: Settings, model) -> Iterator[tuple[Unit | None, 
         for item in good:
             jobs += [j for j in plan.todo[item.index] if j not in jobs]
         tasks = [(job, [n for n, item in enumerate(good) if job in plan.todo[item.index]]) for job in jobs]
+        x = torch.stack([item.tensor for item in good])
         unit = Unit(
             batch_id=batch_id,
-            x=torch.stack([item.tensor for item in good]),
+            x=x.pin_memory() if pin else x,
             files=[item.path.name for item in good],
             labels=[item.label for item in good],
             crop_boxes=[item.crop_box for item in good],
@@ -96,10 +105,56 @@ def pixels_per_step(settings: Settings, model) -> int:
     return default_pixels_per_step(*model.spec.preprocessing.input_size)
 
 
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """The items of ``items`` in order, produced by a background thread up to ``depth`` ahead.
+
+    The next batch is decoded (by the loader's workers, or in this thread when there are
+    none), stacked and pinned while the current one is explained and scored. An exception
+    in the producer is raised here, at the item where it happened; closing this generator
+    stops the producer.
+    """
+    queue: Queue = Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put((done, exc))
+
+    thread = threading.Thread(target=produce, name="xai-evaluate-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 def run_local(plan: Plan, settings: Settings, model, write: OnRows) -> None:
-    """Run the plan in this process; ``write`` gets each finished task's rows."""
+    """Run the plan in this process; ``write`` gets each finished task's rows.
+
+    The next batch is read while the current one runs (:func:`prefetched`); on CUDA its
+    images are pinned, so their copy to the GPU does not wait for the CPU.
+    """
     evaluator = Evaluator(settings, model)
-    for unit, errors in units(plan, settings, model):
+    pin = evaluator.device.type == "cuda"
+    for unit, errors in prefetched(units(plan, settings, model, pin=pin)):
         if errors:
             write(errors)
         if unit is not None:
@@ -164,39 +219,60 @@ def worker_settings(settings: Settings, options: RayOptions) -> Settings:
     return replace(settings, threads=run_threads(settings), device=device)
 
 
+def worker_options(settings: Settings, options: RayOptions) -> dict[str, float | int]:
+    """The Ray actor options of one worker: its CPUs, its GPUs and its restarts.
+
+    ``num_gpus`` below 1 is a share of one GPU: Ray packs such workers onto the same GPU
+    (two at 0.5) and sets each worker's ``CUDA_VISIBLE_DEVICES`` to it, where it is
+    ``cuda``; N GPUs take 2N workers at 0.5, spread across them.
+    """
+    return {
+        "num_cpus": worker_cpus(settings, options),
+        "num_gpus": options.gpus_per_worker,
+        "max_restarts": options.retries,
+        "max_task_retries": options.retries,
+    }
+
+
+def start_ray(settings: Settings, options: RayOptions) -> bool:
+    """Start (or join) Ray for the run unless it is running; True when this call started it.
+
+    A local instance gets the CPUs the workers reserve and, when they ask for GPUs,
+    the GPUs Ray finds on this machine (none otherwise).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if options.address is None:
+        # A local instance: its workers inherit this environment, so they import
+        # the same xai_core as the driver.
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH", "")
+        if root not in path.split(os.pathsep):
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
+        ray.init(
+            num_cpus=max(1, math.ceil(options.workers * worker_cpus(settings, options))),
+            num_gpus=None if options.gpus_per_worker else 0,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    else:
+        ray.init(address=options.address, log_to_driver=False)
+    return True
+
+
 def run_ray(plan: Plan, settings: Settings, model, write: OnRows, options: RayOptions) -> None:
     """Run the plan on Ray actors; the driver reads images and writes the results."""
     import ray
     from ray.util import ActorPool
 
-    cpus = worker_cpus(settings, options)
-    started = not ray.is_initialized()
-    if started:
-        if options.address is None:
-            # A local instance: its workers inherit this environment, so they import
-            # the same xai_core as the driver.
-            root = str(Path(__file__).resolve().parents[2])
-            path = os.environ.get("PYTHONPATH", "")
-            if root not in path.split(os.pathsep):
-                os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
-            ray.init(
-                num_cpus=max(1, math.ceil(options.workers * cpus)),
-                num_gpus=None if options.gpus_per_worker else 0,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-        else:
-            ray.init(address=options.address, log_to_driver=False)
+    started = start_ray(settings, options)
     try:
-        actor = ray.remote(EvalWorker).options(
-            num_cpus=cpus,
-            num_gpus=options.gpus_per_worker,
-            max_restarts=options.retries,
-            max_task_retries=options.retries,
-        )
+        actor = ray.remote(EvalWorker).options(**worker_options(settings, options))
         pool = ActorPool([actor.remote(worker_settings(settings, options)) for _ in range(options.workers)])
-        for unit, errors in units(plan, settings, model):
+        for unit, errors in prefetched(units(plan, settings, model)):
             if errors:
                 write(errors)
             if unit is None:

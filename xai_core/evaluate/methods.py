@@ -229,10 +229,11 @@ def make_maps(
 ) -> tuple[torch.Tensor, bool]:
     """Maps of one method at one layer for a batch, one class per image.
 
-    CAM-family methods and fusions run batched through :func:`xai_core.explain`;
-    relevance methods run image by image through :mod:`xai_core.relevance` (the
-    functions the registry's relevance entries call), sharing FG-Score-CAM's channel
-    weights between layers and variants through ``cache``.
+    Every method runs batched through :func:`xai_core.explain` (one forward and one
+    backward pass per chunk of images, as in ``explain``: a relevance method image by
+    image costs its per-pass overhead, the hooks and the Python of every rule, once per
+    image); FG-Score-CAM runs image by image, sharing its channel weights between layers
+    and variants through ``cache``.
 
     Args:
         model: the :class:`~xai_core.models.registry.LoadedModel`.
@@ -252,14 +253,11 @@ def make_maps(
     family = method.info.family
     if family in ("cam", "fusion"):
         return _layer_maps(model, x, method, layer, class_idx, ranked, batch_size).to(x.device), False
-    maps, signed = [], False
     ids = list(image_ids) if image_ids is not None else list(range(x.shape[0]))
-    for i in range(x.shape[0]):
-        m, signed = _relevance_map(
-            model, x[i : i + 1], method, layer, int(class_idx[i]), cam_layer, batch_size, cache, ids[i]
-        )
-        maps.append(m.to(device=x.device, dtype=torch.float64))
-    return torch.stack(maps), signed
+    maps, signed = _relevance_maps(
+        model, x, method, layer, [int(c) for c in class_idx], cam_layer, batch_size, cache, ids
+    )
+    return maps.to(device=x.device, dtype=torch.float64), signed
 
 
 def _layer_maps(model, x, method: Method, layer, class_idx, ranked, batch_size) -> torch.Tensor:
@@ -283,27 +281,36 @@ def _layer_maps(model, x, method: Method, layer, class_idx, ranked, batch_size) 
     return torch.from_numpy(np.stack(maps))
 
 
-def _relevance_map(model, x, method: Method, layer, class_idx, cam_layer, batch_size, cache, image_id):
+def _relevance_maps(model, x, method: Method, layer, class_idx, cam_layer, batch_size, cache, image_ids):
+    """Relevance maps ``[B, H, W]`` (float64, CPU) of a batch, one class per image."""
     from xai_core.api import explain
     from xai_core.render.colour import resize_map
 
     size = tuple(x.shape[-2:])
     spec = get_explainer(method.info.key)
     if isinstance(spec.compute, FGCamCompute) and shares_score_components(method) and cache is not None:
-        relevance = _fg_score_cam_shared(
-            model, x, method, spec.compute.denoise, layer, class_idx, cam_layer, batch_size, cache, image_id
+        denoise = spec.compute.denoise
+        relevance = torch.stack(
+            [
+                _fg_score_cam_shared(
+                    model, x[i : i + 1], method, denoise, layer, c, cam_layer, batch_size, cache, image_ids[i]
+                ).cpu()
+                for i, c in enumerate(class_idx)
+            ]
         )
     else:
         params = method.registry_params()
         if any(p.name == "batch_size" for p in spec.params):
             params["batch_size"] = batch_size
-        relevance = explain(
-            model, x, method=spec.key, layer=cam_layer, class_idx=[int(class_idx)], target_layer=layer, **params
-        )[0].cams[0]
+        exps = explain(
+            model, x, method=spec.key, layer=cam_layer, class_idx=[[c] for c in class_idx], target_layer=layer, **params
+        )
+        relevance = torch.stack([e.cams[0] for e in exps])
     relevance = relevance.detach().to(torch.float64)
     if layer == INPUT:
         return relevance, True
-    return torch.from_numpy(np.asarray(resize_map(relevance.clamp(min=0), size), dtype=np.float64)), False
+    maps = [np.asarray(resize_map(r.clamp(min=0), size), dtype=np.float64) for r in relevance]
+    return torch.from_numpy(np.stack(maps)), False
 
 
 def _fg_score_cam_shared(

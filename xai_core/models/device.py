@@ -111,3 +111,45 @@ def module_device(module: nn.Module) -> torch.device:
     for tensor in module.buffers():
         return tensor.device
     return torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- memory budget
+
+#: Bytes one explain pass may use on the CPU (and on MPS, whose free memory torch cannot query).
+CPU_MEMORY_BUDGET = 2 * 1024**3
+#: Share of the CUDA device's available memory one explain pass may use by default: half,
+#: leaving the rest to the model's weights, cuDNN workspaces, the maps being gathered and
+#: other processes sharing the GPU.
+CUDA_MEMORY_FRACTION = 0.5
+#: Most images one pass takes, whatever the budget (the batched speed-up is flat beyond it).
+MAX_IMAGES_PER_PASS = 256
+
+
+def cuda_available_bytes(device: torch.device) -> int:
+    """Bytes a new allocation on CUDA ``device`` can get: free memory plus torch's cached, unused blocks.
+
+    ``torch.cuda.mem_get_info`` counts what torch's caching allocator holds as used; the
+    blocks it holds but no tensor uses (``memory_reserved - memory_allocated``) are free
+    for the next pass, so they count too.
+    """
+    free, _total = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free) + max(int(cached), 0)
+
+
+def default_memory_budget(device: torch.device | str | None) -> int:
+    """Bytes one explain pass may use on ``device`` when the caller gives no ``memory_budget``.
+
+    The rule: on CUDA, :data:`CUDA_MEMORY_FRACTION` of the memory available now
+    (:func:`cuda_available_bytes`, read at each call, so a GPU shared with other work gets
+    smaller chunks); on the CPU and MPS, :data:`CPU_MEMORY_BUDGET` (2 GiB).
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    if device.type == "cuda":
+        return int(CUDA_MEMORY_FRACTION * cuda_available_bytes(device))
+    return CPU_MEMORY_BUDGET
+
+
+def images_in_budget(bytes_per_image: int, budget: int, *, most: int = MAX_IMAGES_PER_PASS) -> int:
+    """How many images of ``bytes_per_image`` fit in ``budget`` bytes: at least 1, at most ``most``."""
+    return int(max(1, min(most, int(budget) // max(int(bytes_per_image), 1))))
