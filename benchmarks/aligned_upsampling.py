@@ -8,25 +8,23 @@ EfficientNet-Lite0); insertion, deletion and Overall (insertion - deletion) of b
 (:func:`xai_core.metrics.evaluate_maps`, default settings), mean over images and the
 per-image mean difference.
 
-Run: ``python benchmarks/aligned_upsampling.py [--images 16] [--methods grad_cam,layer_cam]``
+Run: ``python -m benchmarks.aligned_upsampling [--images 16] [--methods grad_cam,layer_cam]``
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import xai_core as xc
+from xai_core.metrics import evaluate_maps
+from xai_core.trust.upsample import aligned_resize, unit_offset
 
-import xai_core as xc  # noqa: E402
-from xai_core.metrics import evaluate_maps  # noqa: E402
-from xai_core.trust.upsample import aligned_resize, unit_offset  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

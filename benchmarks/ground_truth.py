@@ -8,14 +8,13 @@ measured receptive-field centres (:func:`xai_core.trust.upsample.aligned_resize`
 data-randomisation check: the same model trained on shuffled labels, its pointing game and
 the Spearman correlation of its maps with the trained model's.
 
-Run: ``python benchmarks/ground_truth.py [--n-test 200] [--n-slow 40] [--methods grad_cam,lrp]``
+Run: ``python -m benchmarks.ground_truth [--n-test 200] [--n-slow 40] [--methods grad_cam,lrp]``
 (slow methods, the registry's ``slow`` flag, run on the first ``--n-slow`` test images).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -23,13 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import xai_core as xc
+from xai_core.trust import synthetic
+from xai_core.trust.similarity import spearman
+from xai_core.trust.upsample import aligned_resize, unit_offset
 
-import xai_core as xc  # noqa: E402
-from xai_core.trust import synthetic  # noqa: E402
-from xai_core.trust.similarity import spearman  # noqa: E402
-from xai_core.trust.upsample import aligned_resize, unit_offset  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def maps_of(model, x, method, classes, offset, stride):

@@ -7,23 +7,21 @@ cumulatively (:func:`xai_core.trust.sanity.model_randomisation`, Quantus's order
 seed). Every layer is randomised in turn; maps are compared after the block groups named
 in the header (after the classifier, the head convolution, chosen blocks, the stem).
 
-Run: ``python benchmarks/sanity.py [--images 16] [--blocks 15,12,9,6,3,0] [--methods grad_cam,lrp]``
+Run: ``python -m benchmarks.sanity [--images 16] [--blocks 15,12,9,6,3,0] [--methods grad_cam,lrp]``
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import xai_core as xc
+from xai_core.trust.sanity import model_randomisation, randomisable_layers
 
-import xai_core as xc  # noqa: E402
-from xai_core.trust.sanity import model_randomisation, randomisable_layers  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = "grad_cam,guided_backprop,guided_grad_cam,fg_cam,lrp,fm_g_cam"
 
