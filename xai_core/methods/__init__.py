@@ -15,6 +15,7 @@ from xai_core.methods.registry import (
     register_explainer,
     register_method,
 )
+from xai_core.methods.transformer import register_transformer_explainers  # registers the transformer methods
 
 __all__ = [
     "EXPLAINERS",
@@ -34,6 +35,7 @@ __all__ = [
     "list_methods",
     "register_explainer",
     "register_method",
+    "register_transformer_explainers",
     "run_cams",
     "select_classes",
 ]
