@@ -381,3 +381,23 @@ def test_attn_lrp_and_fg_attn_lrp_conserve_relevance(vit):
         for k in range(3):
             kept = float(f.cams[k].sum()) / float(g.cams[k].sum())
             assert 0.95 <= kept <= 1.05, (k, kept)
+
+
+def test_built_in_transformers_download_on_demand():
+    """Listed without building; weights fetched only when asked for (as the built-in CNNs)."""
+    from xai_core.models.registry import get_spec
+
+    keys = {i.key for i in xc.list_models("imagenet")}
+    assert {"timm:vit_small_patch16_224", "timm:swin_tiny_patch4_window7_224"} <= keys
+    vit_spec = get_spec("timm:vit_small_patch16_224")
+    assert vit_spec.default_layer == "blocks.11.norm1"
+    assert vit_spec.fetch_weights is not None and "downloaded once" in vit_spec.description
+    assert get_spec("timm:swin_tiny_patch4_window7_224").default_layer == "norm"
+
+
+def test_fine_grained_fused_map_on_a_vit(vit):
+    """FG-AttnLRP's per-class maps at the pixels, fused into one multi-class map."""
+    exp = xc.explain(vit, torch.randn(1, 3, 48, 48), method="fg_attn_lrp", top_k=3)[0]
+    fused = exp.fused(3)
+    assert fused.maps.shape == (3, 48, 48)
+    assert torch.isfinite(fused.maps).all()
