@@ -145,10 +145,19 @@ def _params(key: str) -> dict:
     return {"batch_size": 64} if "batch_size" in names else {}
 
 
+# The fast loop runs a representative set per model (the full sweep took 7.5 min on the
+# loaded 2-core CI machine); every registered method runs under -m slow.
+FAST = {
+    "vit": {"grad_cam", "layer_cam", "eigen_cam", "fm_g_cam", "lrp", *GLOBAL_ATTENTION, "attn_lrp", "fg_attn_lrp"},
+    "deit": {"grad_cam", "fm_g_cam", "attention_rollout", "attn_lrp"},
+    "swin": {"grad_cam", "fm_g_cam", "chefer", "fg_cam"},
+}
+
+
 def _cases():
     for model in MODELS:
         for key in sorted(EXPLAINERS):
-            marks = [pytest.mark.slow] if key in SLOW else []
+            marks = [pytest.mark.slow] if key in SLOW or key not in FAST[model] else []
             yield pytest.param(model, key, marks=marks, id=f"{model}-{key}")
 
 
@@ -401,3 +410,17 @@ def test_fine_grained_fused_map_on_a_vit(vit):
     fused = exp.fused(3)
     assert fused.maps.shape == (3, 48, 48)
     assert torch.isfinite(fused.maps).all()
+
+
+def test_faithfulness_metrics_on_a_vit_map(vit):
+    """The metrics take any map and a predict function: a ViT's Grad-CAM and AttnLRP maps score as a CNN's."""
+    from xai_core.metrics import evaluate_map
+
+    torch.manual_seed(10)
+    x = torch.randn(1, 3, 48, 48)
+    for method in ("grad_cam", "attn_lrp"):
+        exp = xc.explain(vit, x, method=method, top_k=1)[0]
+        saliency = torch.from_numpy(np.asarray(exp.saliency(0), dtype=np.float64))
+        assert saliency.shape == (48, 48)
+        ev = evaluate_map(vit.predict, x, saliency, exp.class_idx[0], pixels_per_step=96)
+        assert all(np.isfinite(v) for v in ev.scores.values()), (method, ev.scores)
