@@ -27,6 +27,7 @@ from torch import nn
 from xai_core.errors import LayerError
 from xai_core.hooks.layers import resolve_layer
 from xai_core.hooks.state import eval_mode, model_lock
+from xai_core.hooks.tokens import token_hook
 
 
 @dataclass
@@ -114,7 +115,8 @@ def capture(model: nn.Module, layer_names: str | Sequence[str], *, grad: bool = 
         try:
             handles.append(model.register_forward_pre_hook(reset_calls))
             for name, module in modules.items():
-                handles.append(module.register_forward_hook(make_hook(name)))
+                # Vision transformers: the hook sees (and returns) [B, C, h, w] maps (hooks/tokens.py).
+                handles.append(module.register_forward_hook(token_hook(model, make_hook(name))))
             with torch.enable_grad() if grad else contextlib.nullcontext():
                 yield result
         finally:
@@ -130,7 +132,8 @@ def replace_output(model: nn.Module, layer_name: str, fn) -> Iterator[None]:
     batch of modified feature maps. The hook is removed on exit, also on error.
     """
     module = resolve_layer(model, layer_name)
-    handle = module.register_forward_hook(lambda _m, _i, output: fn(output))
+    # Vision transformers: fn works on [B, C, h, w] maps (hooks/tokens.py).
+    handle = module.register_forward_hook(token_hook(model, lambda _m, _i, output: fn(output)))
     try:
         yield
     finally:

@@ -11,6 +11,7 @@ from xai_core.methods.registry import (
     register_explainer,
     unregister_explainer,
 )
+from xai_core.methods.transformer import register_transformer_explainers  # registers the transformer methods
 
 __all__ = [
     "EXPLAINERS",
@@ -24,5 +25,6 @@ __all__ = [
     "list_explainers",
     "register_explainer",
     "unregister_explainer",
+    "register_transformer_explainers",
     "select_classes",
 ]

@@ -17,6 +17,7 @@ from torch import nn
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.capture import capture, eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
+from xai_core.hooks.tokens import token_hook, unfused_attention
 from xai_core.methods.context import CamContext, ClassChoice, MapResult, Progress
 from xai_core.methods.smoothing import AUGMENTATIONS, augment, fuse_layers, relu_minmax, to_maps
 
@@ -214,7 +215,8 @@ def _capture_in_graph(module: nn.Module, layers: list[str]) -> Iterator[dict[str
     with model_lock(module), eval_mode(module), torch.enable_grad():
         try:
             for name in layers:
-                handles.append(resolve_layer(module, name).register_forward_hook(make(name)))
+                # Vision transformers: the hook sees (and returns) [B, C, h, w] maps (hooks/tokens.py).
+                handles.append(resolve_layer(module, name).register_forward_hook(token_hook(module, make(name))))
             yield outputs
         finally:
             for handle in handles:
@@ -241,7 +243,9 @@ def _one_pass(
     """One forward (and backward) pass over ``x``: per layer the maps ``[N, K, h, w]``, the classes, logits, C."""
     grad = needs_gradients or hessian
     in_graph = grad and len(layers) > 1
-    with _capture_in_graph(module, layers) if in_graph else capture(module, layers, grad=grad) as cap:
+    # Second derivatives (ShapleyCAM): fused attention kernels have none; the unfused path is the same maths.
+    unfused = unfused_attention(module) if hessian else contextlib.nullcontext()
+    with unfused, _capture_in_graph(module, layers) if in_graph else capture(module, layers, grad=grad) as cap:
         if in_graph:
             with autocast_context(x, autocast):
                 logits = module(x.detach().clone().requires_grad_(True))

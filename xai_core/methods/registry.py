@@ -39,7 +39,7 @@ from xai_core.methods.context import CamContext, ExplainRequest, MapResult
 from xai_core.methods.smoothing import FUSIONS
 
 NEEDS = frozenset({"gradients", "relevance_rules", "masked_forwards"})
-FAMILIES = ("gradient", "linear", "activation", "perturbation", "relevance", "fusion")
+FAMILIES = ("gradient", "linear", "activation", "perturbation", "relevance", "fusion", "transformer")
 
 
 @dataclass(frozen=True)

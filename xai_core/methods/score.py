@@ -244,7 +244,7 @@ def ablation_cam_weights(ctx: CamContext, *, batch_size: int = 32, upstream_once
                         store(done, bi, bc, logits)
                     return weights.to(a.dtype)
                 log.info("Ablation-CAM: the rest of the network alone does not reproduce the logits; running it whole")
-        except (ReplayMismatch, RuntimeError, AttributeError, TypeError) as err:
+        except (ReplayMismatch, RuntimeError, AttributeError, TypeError, ValueError) as err:  # ValueError: token layers
             log.info("Ablation-CAM: running the whole network per batch (%s)", err)
     done = 0
     with torch.inference_mode():

@@ -1,11 +1,12 @@
-"""Any CNN of timm or torchvision, by name, with its own preprocessing and weights.
+"""Any CNN or vision transformer of timm or torchvision, by name, with its own preprocessing and weights.
 
 ``timm:NAME`` (any ``timm.list_models()`` name, optionally with a weights tag:
 ``timm:convnext_atto.d2_in1k``) and ``torchvision:NAME`` (any classification model of
 ``torchvision.models.list_models()`` with pretrained weights) become a
 :class:`~xai_core.models.spec.ModelSpec` on first use: preprocessing from the library's
 pretrained config, ImageNet class names, and the default layer found by tracing the
-architecture (:func:`xai_core.hooks.layers.final_feature_layer`). Nothing is downloaded
+architecture (:func:`xai_core.hooks.layers.final_feature_layer`; for vision transformers
+:func:`xai_core.hooks.tokens.default_token_layer`). Nothing is downloaded
 until weights are asked for.
 """
 
@@ -48,18 +49,29 @@ def auto_default_layer(build, channels: int, input_size: tuple[int, int]) -> str
     Raises:
         LayerError: the architecture has no spatial feature map (not a CNN).
     """
-    from xai_core.hooks.layers import final_feature_layer
-
     example_shape = (1, channels, *input_size)
     try:
         with torch.device("meta"):
             module = build()
-        return final_feature_layer(module, torch.zeros(example_shape, device="meta"))
+        return _default_layer(module, torch.zeros(example_shape, device="meta"))
     except LayerError:
         raise
     except Exception:  # noqa: BLE001 - code the meta device cannot run: trace on the CPU instead
         module = build()
-        return final_feature_layer(module, torch.zeros(example_shape))
+        return _default_layer(module, torch.zeros(example_shape))
+
+
+def _default_layer(module: nn.Module, example: torch.Tensor) -> str:
+    """A vision transformer's default token layer (hooks/tokens.py), else the CNN's final feature map."""
+    from xai_core.hooks.layers import final_feature_layer
+    from xai_core.hooks.tokens import default_token_layer, is_transformer
+
+    if is_transformer(module):
+        layer = default_token_layer(module, example)
+        if layer is None:
+            raise LayerError(f"{type(module).__name__}: no layer of its token layout gives a map with h, w > 1.")
+        return layer
+    return final_feature_layer(module, example)
 
 
 # ----------------------------------------------------------------------------- torchvision
@@ -221,7 +233,7 @@ def timm_spec(name: str, *, key: str | None = None, label: str | None = None, de
 
     Raises:
         UnknownNameError: timm has no such model or no pretrained config for it.
-        LayerError: the model has no spatial feature map (a vision transformer, say).
+        LayerError: the model has no spatial feature map and no token layout read as one.
     """
     from timm.data import resolve_data_config
 

@@ -98,6 +98,10 @@ class LoadedModel:
     @cached_property
     def layers(self) -> list[LayerInfo]:
         """Layers that can be explained, in forward order (traced once, then cached)."""
+        from xai_core.hooks.tokens import is_transformer, token_candidate_layers
+
+        if is_transformer(self.module):  # token layers read as [C, h, w] maps (hooks/tokens.py)
+            return token_candidate_layers(self.module, self.example_input())
         return candidate_layers(self.module, self.example_input())
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:

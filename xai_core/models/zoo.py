@@ -206,6 +206,17 @@ _TIMM = {
         "ConvNeXt-T (timm)",
         "ConvNeXt-Tiny from timm (ImageNet-12k pretraining, ImageNet-1k fine-tuning).",
     ),
+    # Vision transformers (issue 21): token layers read as [C, h, w] maps (xai_core/hooks/tokens.py).
+    "vit_small_patch16_224": (
+        "ViT-S/16 (timm)",
+        "Vision transformer ViT-Small/16 (ImageNet-21k, fine-tuned on ImageNet-1k): a class token plus one "
+        "token per 16x16 patch, read as a map; CAMs at the last block's norm1.",
+    ),
+    "swin_tiny_patch4_window7_224": (
+        "Swin-T (timm)",
+        "Swin Transformer Tiny (ImageNet-1k): channels-last token grids [h, w, C] read as [C, h, w]; CAMs at the "
+        "final norm (32x32 px cells).",
+    ),
 }
 
 
