@@ -461,3 +461,21 @@ def test_xray_warns_about_a_non_chest_modality():
     assert not at.exception
     assert any("Modality is US (ultrasound)" in w.value for w in at.warning), [w.value for w in at.warning]
     assert _image_by_caption(at, "probe.dcm as read")
+
+
+# ----------------------------------------------------------------------------- issue 23 walkthrough
+
+
+def test_xray_random_weights_say_not_a_result_and_flag_nothing():
+    """Item 1: with random weights the page says so beside the result and flags no output red."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/xray.py").run()
+    at.sidebar.radio(key="xray.weights").set_value("random").run()
+    _no_errors(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "not a result" in warnings.lower(), warnings
+    text = " ".join(m.value for m in at.markdown)
+    assert "Above the model's operating threshold" not in text
+    assert any("No output is flagged" in c.value for c in at.caption)
+    chart = next(c.proto.spec for c in at.get("plotly_chart") if "pathology outputs" in c.proto.spec)
+    assert "not a result" in chart.lower() and "#d62728" not in chart  # no red bar, the banner on the chart

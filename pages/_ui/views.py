@@ -189,13 +189,16 @@ def download_stem(settings: dict) -> str:
     return _safe_file_name(f"{image}_{method}_k{settings['k']}", "explanation")
 
 
-def downloads(page: str, exp: xc.Explanation, view: dict, settings: dict, title: str) -> None:
-    """Download buttons: the figure as PNG, predictions with settings as JSON and CSV."""
+def downloads(page: str, exp: xc.Explanation, view: dict, settings: dict, title: str, watermark: str = "") -> None:
+    """Download buttons: the figure as PNG, predictions with settings as JSON and CSV.
+
+    ``watermark``: the banner of weights that give no result (random, unknown), written on the figure.
+    """
     stem = download_stem(settings)
     a, b, c = st.columns(3)
     a.download_button(
         "Figure (PNG)",
-        figures.figure_png(view["panels"], title, view["legend"]),
+        figures.figure_png(view["panels"], title, view["legend"], watermark=watermark),
         file_name=f"{stem}.png",
         mime="image/png",
         key=key(page, "dl_png"),

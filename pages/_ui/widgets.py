@@ -238,8 +238,8 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
         return None
     if choice.weights == "random":
         st.warning(
-            "**Random weights**: this model is untrained. Its outputs and maps are meaningless; "
-            "use this only to try the dashboard."
+            "**Random weights — not a result.** This model is untrained: its outputs and maps are meaningless "
+            "and nothing is flagged against thresholds; use this only to try the dashboard."
         )
     return model
 

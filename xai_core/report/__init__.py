@@ -1,0 +1,13 @@
+"""What a result may claim, and the clinician's PDF report of the chest X-ray page.
+
+:func:`weights_status` says whether a model's outputs are a result at all (published
+weights) or not (random weights, or a weights file of unknown provenance whose
+calibration the published operating thresholds do not describe). The dashboard and the
+PDF report use it to withhold threshold flags and to watermark what they produce.
+"""
+
+from __future__ import annotations
+
+from xai_core.report.status import WeightsStatus, weights_status
+
+__all__ = ["WeightsStatus", "weights_status"]
