@@ -44,12 +44,18 @@ if model is None:
 
 methods = cam_methods()  # every CAM-family method of the registry, at one layer
 labels = {m.key: m.label for m in methods}
-fast = [m.key for m in methods if not m.slow]
-slow = [m.key for m in methods if m.slow]
 with st.sidebar:
     device_note(model)
     layer = layer_picker(PAGE, model, choice)
-    seed(key(PAGE, "methods"), "cmp_methods", fast, valid=lambda v: isinstance(v, list) and set(v) <= set(fast))
+    unavailable = compute.unavailable_methods(model, layer)  # e.g. CAM away from the head layer
+    fast = [m.key for m in methods if not m.slow and m.key not in unavailable]
+    slow = [m.key for m in methods if m.slow and m.key not in unavailable]
+    for why in unavailable.values():
+        st.caption(":material/info: " + why)
+    seed(key(PAGE, "methods"), "cmp_methods", fast, valid=lambda v: isinstance(v, list))
+    # A choice made at another layer keeps only the methods that run at this one.
+    if not set(st.session_state[key(PAGE, "methods")]) <= set(fast):
+        st.session_state[key(PAGE, "methods")] = [m for m in st.session_state[key(PAGE, "methods")] if m in fast]
     chosen = st.multiselect(
         "Methods",
         fast,

@@ -479,3 +479,27 @@ def test_xray_random_weights_say_not_a_result_and_flag_nothing():
     assert any("No output is flagged" in c.value for c in at.caption)
     chart = next(c.proto.spec for c in at.get("plotly_chart") if "pathology outputs" in c.proto.spec)
     assert "not a result" in chart.lower() and "#d62728" not in chart  # no red bar, the banner on the chart
+
+
+def _layer_box(at: AppTest, page: str):
+    return next(s for s in at.sidebar.selectbox if s.key.startswith(f"{page}.layer."))
+
+
+def test_comparison_leaves_cam_out_away_from_the_head_layer():
+    """Item 7: CAM is not a default at a layer where it cannot run; the sidebar says why; no red box."""
+    at = _open("pages/comparison.py")
+    assert "cam" in at.sidebar.multiselect(key="cmp.methods").value  # at the head layer it runs
+    box = _layer_box(at, "cmp")
+    box.set_value("_blocks.5").run()
+    _no_errors(at)
+    assert "cam" not in at.sidebar.multiselect(key="cmp.methods").value
+    assert "CAM" not in at.sidebar.multiselect(key="cmp.methods").options
+    assert any("CAM applies only to the layer" in c.value for c in at.sidebar.caption)
+
+
+def test_layer_list_leaves_out_padding_layers():
+    """Item 15: the layer list has no padding-only module (EfficientNet's ``static_padding``)."""
+    at = _open("pages/classification.py")
+    options = _layer_box(at, "cls").options
+    assert options and not any("static_padding" in o for o in options), options
+    assert any(o.startswith("_blocks.5 (") for o in options) and any(o.startswith("_head_act (") for o in options)

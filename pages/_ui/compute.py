@@ -216,6 +216,24 @@ def layer_channels(model: xc.LoadedModel, layer: str) -> int:
     return 0
 
 
+def unavailable_methods(model: xc.LoadedModel, layer: str) -> dict[str, str]:
+    """Methods that cannot run at ``layer`` of this model, with the reason (for the method lists).
+
+    CAM needs the layer whose feature maps feed the model's last linear layer through
+    global average pooling (the check CAM itself makes, :func:`xai_core.hooks.layers.linear_head`).
+    """
+    from xai_core.hooks.layers import linear_head
+
+    out = {}
+    channels = layer_channels(model, layer)
+    if channels and linear_head(model.module, channels) is None:
+        out["cam"] = (
+            f"CAM applies only to the layer whose feature maps feed the final linear layer through global average "
+            f"pooling (`{model.spec.default_layer}` here), not `{layer}`: Grad-CAM equals CAM there."
+        )
+    return out
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def compute_metrics(
     digest: str,

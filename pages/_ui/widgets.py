@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
@@ -254,9 +255,22 @@ def _user_file(message: str, name: str) -> str:
     return re.sub(r"(?:[A-Za-z]:)?[^\s'\"]*[/\\]" + re.escape(safe), name.replace("\\", "/"), message)
 
 
+#: Module kinds whose output only pads, copies or drops its input: never offered as a layer.
+SKIPPED_LAYER_KINDS = re.compile(r"^(Zero|Constant|Reflection|Replication|Circular)Pad\dd$|^Identity$|^Dropout")
+
+
+def skipped_layer(info) -> bool:
+    """Whether the layer picker leaves ``info`` (an ``xai_core`` LayerInfo) out of its list."""
+    return info.name.endswith("static_padding") or bool(SKIPPED_LAYER_KINDS.match(info.kind))
+
+
 def layer_picker(page: str, model: xc.LoadedModel, choice: compute.ModelChoice) -> str:
-    """Layer select box over ``model.layers`` (default: the spec's default layer)."""
-    layers = model.layers
+    """Layer select box over ``model.layers`` (default: the spec's default layer).
+
+    Padding, identity and dropout modules are left out: their output is their input's,
+    only shifted or padded, so they add length to the list and nothing to explain.
+    """
+    layers = [info for info in model.layers if not skipped_layer(info)] or list(model.layers)
     names = [layer.name for layer in layers]
     labels = {layer.name: layer.label for layer in layers}
     widget = key(page, f"layer.{choice.key}")
@@ -308,9 +322,15 @@ def cam_methods() -> list:
     return [m for m in xc.list_methods() if getattr(m, "driver", "cam") == "cam"]
 
 
-def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tuple[str, object], ...]]:
-    """The base CAM method (from the method registry) and its parameters."""
-    methods = cam_methods()
+def method_picker(
+    page: str, label: str = "Base method", unavailable: dict[str, str] | None = None
+) -> tuple[str, tuple[tuple[str, object], ...]]:
+    """The base CAM method (from the method registry) and its parameters.
+
+    ``unavailable``: methods that cannot run at the chosen layer, left out with their reason.
+    """
+    unavailable = unavailable or {}
+    methods = [m for m in cam_methods() if m.key not in unavailable]
     labels = {m.key: m.label + (" (slow)" if m.slow else "") for m in methods}
     keys = [m.key for m in methods]
     widget = key(page, "method")
@@ -326,6 +346,8 @@ def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tup
     )
     spec = xc.get_method(method)
     st.caption(f"{spec.summary} *{spec.paper}*")
+    for why in unavailable.values():
+        st.caption(":material/info: " + why)
     return method, method_params(page, spec)
 
 
@@ -491,7 +513,7 @@ def explanation_sidebar(page: str, family: str, what: str = "classes") -> Setup 
     with st.sidebar:
         device_note(model)
         layer = layer_picker(page, model, choice)
-        method, params = method_picker(page)
+        method, params = method_picker(page, unavailable=compute.unavailable_methods(model, layer))
         classes, mode = class_picker(page, family, model, what)
         st.header("Display")
         display = display_controls(page, k_max)
