@@ -23,6 +23,7 @@ from pages._ui.widgets import (
     size_warning,
     slow_estimate,
 )
+from xai_core.report import coinciding_groups
 
 ensure_routed()
 
@@ -155,6 +156,21 @@ pictures = [first.prepared.view] + [
 ]
 captions = ["input"] + [f"{label}: {e.seconds:.2f} s" for label, e in results.items()]
 image_grid(pictures, captions, columns=5)
+same = coinciding_groups({label: e.cams[0].detach().cpu().numpy() for label, e in results.items()})
+head = "cam" not in compute.unavailable_methods(model, layer)
+for group in same:
+    why = (
+        f"at `{layer}` the network goes on with only global average pooling and one linear layer, so the class "
+        "score's gradient is the same at every position and each of these methods reduces to CAM (the linear "
+        "layer's weights applied to the feature maps)"
+        if head
+        else "their weights happen to agree on this image at this layer"
+    )
+    st.info(
+        f"**{', '.join(group)}** give the same map here (up to scale): {why}. Their maps, scores and curves are "
+        "identical; the curves are drawn dashed so that none hides another.",
+        icon=":material/join:",
+    )
 st.caption(
     "Times are the compute time of each map for one class on this machine (cached results keep the time "
     "of their first computation)."

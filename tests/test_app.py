@@ -503,3 +503,25 @@ def test_layer_list_leaves_out_padding_layers():
     options = _layer_box(at, "cls").options
     assert options and not any("static_padding" in o for o in options), options
     assert any(o.startswith("_blocks.5 (") for o in options) and any(o.startswith("_head_act (") for o in options)
+
+
+def test_comparison_names_coinciding_methods_and_keeps_their_curves_apart():
+    """Item 2: identical maps are named with the reason; curves have their own colour, repeats dashed."""
+    import json
+
+    at = _open("pages/comparison.py")
+    notes = " ".join(i.value for i in at.info)
+    assert "give the same map here" in notes and "global average pooling" in notes, notes
+    group = notes.split("**")[1].split(", ")
+    assert {"Grad-CAM", "CAM"} <= set(group), group
+    at.multiselect(key="cmp.score").set_value(group[:2])
+    at.select_slider(key="cmp.steps").set_value(14)
+    at.button(key="cmp.run_metrics").click().run()
+    _no_errors(at)
+    fig = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if "Deletion" in c.proto.spec))
+    lines = [t["line"] for t in fig["data"]]
+    assert lines[0]["color"] != lines[1]["color"]
+    assert lines[0]["dash"] == "solid" and lines[1]["dash"] != "solid", "the identical curve is dashed"
+    layout = fig["layout"]
+    plot_h = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    assert layout["legend"]["y"] * plot_h <= -55, "the legend starts below the x axis title"

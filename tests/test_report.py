@@ -34,3 +34,13 @@ def test_figure_png_watermark_is_drawn():
     assert marked.shape[0] > plain.shape[0]
     red = (marked[..., 0].astype(int) - marked[..., 2].astype(int)) > 50
     assert red[80:].mean() > 0.005, "the diagonal watermark crosses the panels"
+
+
+def test_coinciding_groups_up_to_scale_only():
+    from xai_core.report import coinciding_groups
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(7, 7))
+    maps = {"Grad-CAM": a, "CAM": 49 * a, "Grad-CAM++": a + 0.1 * rng.normal(size=(7, 7)), "HiResCAM": a.copy()}
+    assert coinciding_groups(maps) == [["Grad-CAM", "CAM", "HiResCAM"]]
+    assert coinciding_groups({"x": a, "y": -a}) == [], "a sign flip is a different map"

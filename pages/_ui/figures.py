@@ -137,18 +137,51 @@ def fused_hover_figure(exp: xc.Explanation, fused: xc.FusedMap, picture: np.ndar
 def curves_figure(results: dict[str, object], kind: str) -> go.Figure:
     """Insertion or deletion curves (``kind``) of several methods' MapEvaluation results."""
     fig = go.Figure()
-    for label, ev in results.items():
+    seen: list[np.ndarray] = []
+    for i, (label, ev) in enumerate(results.items()):
         c = ev.curves
-        y = c.insertion if kind == "insertion" else c.deletion
+        y = np.asarray(c.insertion if kind == "insertion" else c.deletion, dtype=float)
         auc = c.insertion_auc if kind == "insertion" else c.deletion_auc
+        # A curve equal to one drawn before is dashed: the two stay visible on top of each other.
+        repeats = sum(1 for s in seen if s.shape == y.shape and np.allclose(s, y, atol=1e-6))
+        seen.append(y)
         fig.add_trace(
-            go.Scatter(x=100 * np.asarray(c.fractions), y=np.asarray(y), mode="lines", name=f"{label} (AUC {auc:.3f})")
+            go.Scatter(
+                x=100 * np.asarray(c.fractions),
+                y=y,
+                mode="lines",
+                name=f"{label} (AUC {auc:.3f})",
+                line=dict(color=LINE_COLOURS[i % len(LINE_COLOURS)], dash=DASHES[min(repeats, len(DASHES) - 1)]),
+            )
         )
     better = "higher is better" if kind == "insertion" else "lower is better"
     fig.update_xaxes(title=f"pixels {'inserted' if kind == 'insertion' else 'deleted'} (%)")
     fig.update_yaxes(title="class probability", range=[0, 1.02])
-    fig.update_layout(title=f"{kind.capitalize()} ({better})", legend=dict(orientation="h", y=-0.25))
-    return _layout(fig, 430)
+    fig.update_layout(title=f"{kind.capitalize()} ({better})")
+    return _legend_below(fig, len(results))
+
+
+#: 20 distinguishable line colours (Plotly's Dark24 without its near-duplicates): no two methods share one.
+LINE_COLOURS = (
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB",
+    "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7",
+)  # fmt: skip
+#: Dash styles of a curve identical to one, two, three... curves drawn before it.
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+PLOT_HEIGHT = 330  # px of plotting area of a curves figure; its legend goes below, clear of the x axis title
+
+
+def _legend_below(fig: go.Figure, entries: int) -> go.Figure:
+    """One legend entry per line under the plot and its x-axis title, the figure made tall enough for it."""
+    legend_h = 22 * entries + 10
+    top, axis = 50, 60  # title above; tick labels and the x-axis title below the plot
+    fig.update_layout(
+        height=top + PLOT_HEIGHT + axis + legend_h,
+        margin=dict(l=10, r=10, t=top, b=axis + legend_h),
+        font=dict(family=FONT, size=15),
+        legend=dict(orientation="v", yanchor="top", y=-axis / PLOT_HEIGHT, xanchor="left", x=0.0),
+    )
+    return fig
 
 
 def road_figure(results: dict[str, dict], order: str) -> go.Figure:
@@ -161,13 +194,21 @@ def road_figure(results: dict[str, dict], order: str) -> go.Figure:
         r = by_order[order]
         x = [0.0, *(100 * np.asarray(r.fractions))]
         y = [float(r.base[0]), *np.asarray(r.scores[0], dtype=float)]
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{label} (mean {float(r.mean[0]):.3f})"))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines+markers",
+                name=f"{label} (mean {float(r.mean[0]):.3f})",
+                line=dict(color=LINE_COLOURS[len(fig.data) % len(LINE_COLOURS)]),
+            )
+        )
     name, better = ("MoRF", "lower is better") if order == "morf" else ("LeRF", "higher is better")
     first = "most" if order == "morf" else "least"
     fig.update_xaxes(title=f"pixels removed and imputed, {first} relevant first (%)")
     fig.update_yaxes(title="class probability", range=[0, 1.02])
-    fig.update_layout(title=f"ROAD {name} ({better})", legend=dict(orientation="h", y=-0.25))
-    return _layout(fig, 430)
+    fig.update_layout(title=f"ROAD {name} ({better})")
+    return _legend_below(fig, len(results))
 
 
 # ----------------------------------------------------------------------------- downloads
