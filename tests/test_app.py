@@ -525,3 +525,28 @@ def test_comparison_names_coinciding_methods_and_keeps_their_curves_apart():
     layout = fig["layout"]
     plot_h = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
     assert layout["legend"]["y"] * plot_h <= -55, "the legend starts below the x axis title"
+
+
+def test_class_search_finds_wordnet_synonyms():
+    """Item 4: "tabby cat" is found (ImageNet's synset n02123045 is "tabby, tabby cat")."""
+    from xai_core.models.imagenet_classes import IMAGENET_CLASSES, class_synonyms, class_wnid
+
+    assert class_wnid(281) == "n02123045" and class_synonyms(281) == ("tabby", "tabby cat")
+    at = _open("pages/classification.py")
+    options = at.sidebar.multiselect(key="cls.classes.efficientnet_lite0").options
+    assert len(options) == len(IMAGENET_CLASSES)
+    assert [o for o in options if "tabby cat" in o] == ["tabby (also: tabby cat)"]
+    assert any("ATM" in o for o in options) and "Egyptian cat" in options
+
+
+def test_imagenet_synsets_match_timm_lemmas():
+    """The synonym data in xai_core is WordNet's, as timm ships it, in class order."""
+    import timm.data
+
+    from xai_core.models.imagenet_classes import IMAGENET_SYNSETS
+
+    info = timm.data.ImageNetInfo()
+    for i, line in enumerate(IMAGENET_SYNSETS):
+        wnid, names = line.split(" ", 1)
+        assert info.index_to_label_name(i) == wnid
+        assert info.label_name_to_description(wnid) == names, i

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
@@ -441,13 +441,29 @@ def map_display_controls(page: str) -> tuple[str, float, bool]:
     return colormap, alpha, signed
 
 
+def searchable_labels(labels: Sequence[str]) -> list[str]:
+    """The option texts of the class search: ImageNet classes also carry their other WordNet names.
+
+    The search box matches what it shows, so "tabby cat" finds "tabby (also: tabby cat)".
+    """
+    from xai_core.models.imagenet_classes import IMAGENET_CLASSES, class_synonyms
+
+    if tuple(labels) != IMAGENET_CLASSES:
+        return list(labels)
+    out = []
+    for i, name in enumerate(labels):
+        others = [s for s in class_synonyms(i) if s.lower() != name.lower()]
+        out.append(f"{name} (also: {', '.join(others)})" if others else name)
+    return out
+
+
 def class_picker(page: str, family: str, model: xc.LoadedModel, what: str = "classes") -> tuple[list[int], str]:
     """Search-as-you-type over every named output: classes to explain besides (or instead of) the top K.
 
     Returns the chosen class numbers and ``"join"`` or ``"replace"``.
     """
     named = [i for i, name in enumerate(model.labels) if name]
-    labels = model.labels
+    labels = searchable_labels(model.labels)
     name = f"classes.{model.key}"
     chosen = st.multiselect(
         f"Explain {what} I choose",
