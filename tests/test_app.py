@@ -525,6 +525,12 @@ def test_comparison_names_coinciding_methods_and_keeps_their_curves_apart():
     layout = fig["layout"]
     plot_h = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
     assert layout["legend"]["y"] * plot_h <= -55, "the legend starts below the x axis title"
+    # Item 10: the per-image indicator and the opposite arrows are explained; no raw settings line.
+    columns = list(at.table[0].value.columns)
+    assert "Rose, map kept (this image: 0 or 100) ↑" in columns, columns
+    captions = " ".join(c.value for c in at.caption)
+    assert "yes/no indicator" in captions and "hence the opposite arrows" in captions
+    assert "pixels_per_step" not in captions and "class_idx" not in captions
 
 
 def test_class_search_finds_wordnet_synonyms():
