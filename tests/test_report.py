@@ -44,3 +44,33 @@ def test_coinciding_groups_up_to_scale_only():
     maps = {"Grad-CAM": a, "CAM": 49 * a, "Grad-CAM++": a + 0.1 * rng.normal(size=(7, 7)), "HiResCAM": a.copy()}
     assert coinciding_groups(maps) == [["Grad-CAM", "CAM", "HiResCAM"]]
     assert coinciding_groups({"x": a, "y": -a}) == [], "a sign flip is a different map"
+
+
+def test_fused_map_default_shows_the_top_class_colour_on_a_red_object():
+    """Issue 23 item 9: at the default display the top class's colour reads on a red object."""
+    import xai_core as xc
+    from pages._ui.views import fused_picture
+    from pages._ui.widgets import Display
+
+    rng = np.random.default_rng(0)
+    red = np.zeros((224, 224, 3), np.uint8)
+    red[..., 0] = 200 + rng.integers(0, 40, (224, 224))
+    exp = xc.explain("efficientnet_lite0", Image.fromarray(red), top_k=3)
+    fused = exp.fused(3)
+    from xai_core.render.colour import resize_map
+
+    strength = resize_map(fused.maps.max(0).values.numpy(), exp.input_size)
+    owner = resize_map((fused.maps.argmax(0) == 0).numpy().astype(np.float32), exp.input_size) > 0.5
+    claimed = owner & (strength > 0.6 * strength.max())
+    assert claimed.mean() > 0.01
+    top_hue = float(np.asarray(Image.new("RGB", (1, 1), xc.class_colours(3)[0]).convert("HSV"))[0, 0, 0])
+
+    def hue_error(picture):
+        """How far the top class's region is from the top class's hue (PIL's 0-255 hue circle)."""
+        hue = np.asarray(Image.fromarray(picture).convert("HSV"))[..., 0].astype(float)[claimed]
+        d = np.abs(hue - top_hue)
+        return float(np.minimum(d, 256 - d).mean())
+
+    new = hue_error(fused_picture(exp, fused, Display(3, "relu", "reference", "viridis", 0.5, False)))
+    old = hue_error(xc.render_fused(exp, fused, alpha=0.5))  # round 2's default: opacity 0.5 on the colour photo
+    assert new < 0.5 * old, (new, old)

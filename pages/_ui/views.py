@@ -77,6 +77,20 @@ def on_image(exp: xc.Explanation, picture, original, display: Display):
     return picture
 
 
+def fused_picture(exp: xc.Explanation, fused: xc.FusedMap, display: Display) -> np.ndarray:
+    """The fused map drawn with the fused map's own opacity, over the photo in grey when asked.
+
+    A grey photo keeps each class's colour readable on an object of a similar hue.
+    """
+    from dataclasses import replace
+
+    if display.grey_photo and exp.prepared.view is not None:
+        grey = exp.prepared.view.astype(np.float32).mean(axis=2, keepdims=True)
+        view = np.repeat(grey + 0.5, 3, axis=2).astype(np.uint8)
+        exp = replace(exp, prepared=replace(exp.prepared, view=view))
+    return xc.render_fused(exp, fused, alpha=max(display.fused_alpha, 0.05), colormap=display.colormap)
+
+
 def fused_view(
     page: str,
     exp: xc.Explanation,
@@ -95,9 +109,7 @@ def fused_view(
     k = exp.k_max
     method = xc.get_method(exp.method).label if exp.method in xc.METHODS else exp.method
     fused = exp.fused(k, normalise=display.normalise, activation=display.activation, brightness=display.brightness)
-    fused_img = on_image(
-        exp, xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap), original, display
-    )
+    fused_img = on_image(exp, fused_picture(exp, fused, display), original, display)
     rows = xc.legend(exp, k)
     spec = xc.METHODS.get(exp.method)
 
@@ -150,7 +162,7 @@ def fused_view(
     map_scale(display)
 
     with st.expander("Interactive fused map (hover to see the dominant class)", expanded=False):
-        plain = xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap)
+        plain = fused_picture(exp, fused, display)
         st.plotly_chart(figures.fused_hover_figure(exp, fused, plain, k), key=key(page, "hover"))
 
     panels = [(view, "input"), (fused_img, f"FM-G-CAM, K={k}"), *zip(maps, captions)]

@@ -363,6 +363,8 @@ class Display:
     signed: bool
     on_original: bool = False
     brightness: str = "normalised"
+    fused_alpha: float = 0.85
+    grey_photo: bool = True
 
 
 def _bound(page: str, name: str, default: object, valid=None) -> dict:
@@ -414,6 +416,19 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
         "By probability: each class's map also scaled by its probability relative to the top class shown.",
         **_bound(page, "brightness", xc.BRIGHTNESS[0], valid=lambda v: v in xc.BRIGHTNESS),
     )
+    fused_alpha = st.slider(
+        "Fused map opacity",
+        0.0,
+        1.0,
+        step=0.05,
+        help="The fused map's colours over the photo (the per-class maps have their own opacity below).",
+        **_bound(page, "fused_alpha", Display.fused_alpha),
+    )
+    grey_photo = st.toggle(
+        "Photo in grey under the fused map",
+        help="The class colours stay readable on coloured objects (an orange class on a red ladybug).",
+        **_bound(page, "grey_photo", Display.grey_photo),
+    )
     colormap, alpha, signed = map_display_controls(page)
     on_original = st.toggle(
         "Show maps on the full image",
@@ -421,7 +436,7 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
         "resized, centre-cropped view.",
         **_bound(page, "on_original", False),
     )
-    return Display(k, activation, normalise, colormap, alpha, signed, on_original, brightness)
+    return Display(k, activation, normalise, colormap, alpha, signed, on_original, brightness, fused_alpha, grey_photo)
 
 
 def map_display_controls(page: str) -> tuple[str, float, bool]:
