@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._ui import compute, figures, views
+from pages._ui.report import report_pdf
 from pages._ui.state import ensure_routed, key
 from pages._ui.widgets import (
     attempt,
@@ -80,4 +81,26 @@ views.downloads(
     settings,
     title=f"{image.name}: {model.spec.label} (research use only)",
     watermark=status.banner,
+)
+st.download_button(
+    "Clinician's report (PDF)",
+    # Built on click: the image, how it was read, findings with thresholds, the maps with scales, every setting.
+    lambda: report_pdf(
+        title=image.name,
+        xray=xray,
+        model=model,
+        probs=full.all_probs.tolist(),
+        exp=shown,
+        view=view,
+        display=display,
+        settings=settings,
+        status=status,
+    ),
+    file_name=f"{views.download_stem(settings)}_report.pdf",
+    mime="application/pdf",
+    key=key(PAGE, "dl_pdf"),
+    on_click="ignore",
+    icon=":material/picture_as_pdf:",
+    help="A PDF for the record: research tool, not a diagnostic device. "
+    + ("Watermarked: " + status.banner.lower() + "." if status.banner else ""),
 )

@@ -479,6 +479,7 @@ def test_xray_random_weights_say_not_a_result_and_flag_nothing():
     assert any("No output is flagged" in c.value for c in at.caption)
     chart = next(c.proto.spec for c in at.get("plotly_chart") if "pathology outputs" in c.proto.spec)
     assert "not a result" in chart.lower() and "#d62728" not in chart  # no red bar, the banner on the chart
+    assert any(b.proto.label == "Clinician's report (PDF)" for b in at.get("download_button"))
 
 
 def _layer_box(at: AppTest, page: str):

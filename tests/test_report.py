@@ -74,3 +74,60 @@ def test_fused_map_default_shows_the_top_class_colour_on_a_red_object():
     new = hue_error(fused_picture(exp, fused, Display(3, "relu", "reference", "viridis", 0.5, False)))
     old = hue_error(xc.render_fused(exp, fused, alpha=0.5))  # round 2's default: opacity 0.5 on the colour photo
     assert new < 0.5 * old, (new, old)
+
+
+def _report(source: str):
+    from xai_core.report import Figure, Finding, XrayReport, weights_status
+
+    rng = np.random.default_rng(1)
+    pic = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    return XrayReport(
+        title="nih_00000001_000.png: DenseNet-121 (torchxrayvision)",
+        image=rng.random((80, 60)),
+        reading=[("Format", "PNG"), ("Size", "60x80"), ("Window", "none")],
+        reading_notes=["read as is"],
+        findings=[Finding("Atelectasis", 0.93, 0.31), Finding("Effusion", 0.12, 0.4), Finding("Hernia", 0.5, None)],
+        fused=Figure(pic, "FM-G-CAM fused map, top 2"),
+        legend=[{"label": "Atelectasis", "colour": (213, 94, 0), "probability": 0.93}],
+        fused_scale=Figure(pic[:8], "Colour scale: dominant pathology"),
+        maps=[Figure(pic, f"{i + 1}. map") for i in range(5)],
+        map_scale=Figure(pic[:8], "Colour scale: 0 to 1"),
+        model="DenseNet-121",
+        status=weights_status(source),
+        settings={"layer": "features.norm5", "method": "grad_cam", "k": 2},
+    )
+
+
+def _pdf_text(data: bytes, tmp_path) -> tuple[str, int]:
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if not shutil.which("pdftotext"):
+        pytest.skip("poppler-utils (pdftotext) not installed")
+    path = tmp_path / "r.pdf"
+    path.write_bytes(data)
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return text, text.count("\f")
+
+
+def test_report_pdf_with_random_weights_is_watermarked_on_every_page_and_flags_nothing(tmp_path):
+    from xai_core.report import xray_report_pdf
+
+    data = xray_report_pdf(_report("random"))
+    assert data.startswith(b"%PDF-")
+    text, pages = _pdf_text(data, tmp_path)
+    per_page = [p for p in text.split("\f") if p.strip()]
+    assert len(per_page) >= 1 and all("NOT A RESULT" in p for p in per_page), "the watermark on every page"
+    assert "ABOVE" not in text and "not flagged" in text
+    for needed in ("Atelectasis", "93.0%", "31.0%", "features.norm5", "not a diagnostic device", "UTC", "60x80"):
+        assert needed in text, needed
+
+
+def test_report_pdf_with_published_weights_flags_above_threshold(tmp_path):
+    from xai_core.report import xray_report_pdf
+
+    text, _ = _pdf_text(xray_report_pdf(_report("default")), tmp_path)
+    assert "NOT A RESULT" not in text
+    assert "ABOVE" in text and "below" in text
