@@ -573,3 +573,16 @@ def test_sample_box_names_the_upload_and_a_sample_replaces_it():
     assert "sea snake" not in _image_by_caption(at, "1. ").captions[0]
     uploaders = [u.key for u in at.get("file_uploader")]
     assert "cls.upload.1" in uploaders and "cls.upload" not in uploaders, uploaders
+
+
+def test_xray_reading_table_is_two_columns_wide():
+    """Item 5: the "How the file was read" table runs down (field, value), not 978 px across a 596 px column."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/xray.py").run()
+    at.selectbox(key="xray.sample").set_value("fake_monochrome1.dcm").run()
+    assert not at.exception
+    table = at.table[0].value
+    assert list(table.columns) == ["Field", "Value"], list(table.columns)
+    fields = list(table["Field"])
+    assert len(fields) >= 8 and "Format" in fields, fields
+    assert any("window" in f.lower() for f in fields) and any("modality" in f.lower() for f in fields), fields

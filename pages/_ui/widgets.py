@@ -713,6 +713,9 @@ def reading_record(xray, name: str, *, compact: bool = False) -> None:
                 st.markdown(f"**{title}**")
             rec = getattr(xray, "record", None)
             if rec is not None:
-                st.table({label: [value] for label, value in rec.rows()}, border="horizontal")
+                # One row per field (a tall two-column table): a one-row table of every field ran
+                # 978 px wide in a 596 px column, its right half cut off.
+                rows = rec.rows()
+                st.table({"Field": [r[0] for r in rows], "Value": [r[1] for r in rows]}, border="horizontal")
             for note in xray.notes or ("read as is",):
                 st.markdown(f"- {note}")
