@@ -43,3 +43,26 @@ def test_xray_report_pdf_with_random_weights_is_watermarked(new_page, server, tm
     shutil.copyfile(first, ARTIFACTS / "report_first_page.png")
     shutil.copyfile(first, ROOT / "docs" / "report_first_page.png")
     shutil.copyfile(pdf, ARTIFACTS / "report.pdf")
+
+
+def _background(page) -> tuple[int, ...]:
+    colour = page.evaluate("() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]')).backgroundColor")
+    return tuple(int(v) for v in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3])
+
+
+def test_dark_preference_is_followed_and_a_theme_control_is_offered(browser, server):  # noqa: F811
+    """Item 3: a browser preferring dark gets the dark theme; the menu offers the theme choice."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        page.goto(server)
+        page.get_by_text("A research and teaching tool", exact=False).wait_for()
+        assert sum(_background(page)) < 3 * 80, _background(page)
+        page.locator('[data-testid="stMainMenuButton"]').click()
+        menu = page.locator('[data-testid="stMainMenuPopover"]')
+        menu.wait_for()
+        items = menu.inner_text()
+        assert all(word in items for word in ("System", "Light", "Dark")), items  # the theme control
+    finally:
+        context.close()
