@@ -172,8 +172,8 @@ for group in same:
         icon=":material/join:",
     )
 st.caption(
-    "Times are the compute time of each map for one class on this machine (cached results keep the time "
-    "of their first computation)."
+    "Times are the compute time of each map for one class on this machine, after one untimed warm-up pass "
+    "per model and layer (cached results keep the time of their first computation)."
 )
 
 # ----------------------------------------------------------------------------- faithfulness

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from xai_core.report import weights_status
@@ -131,3 +133,19 @@ def test_report_pdf_with_published_weights_flags_above_threshold(tmp_path):
     text, _ = _pdf_text(xray_report_pdf(_report("default")), tmp_path)
     assert "NOT A RESULT" not in text
     assert "ABOVE" in text and "below" in text
+
+
+@pytest.mark.slow  # timing: run on a machine that is not saturated
+def test_first_explanation_time_excludes_the_warm_up():
+    """Issue 23 item 11: the first map timed on a fresh model is not inflated by one-off warm-up costs."""
+    import xai_core as xc
+    from pages._ui import compute
+
+    model = xc.build_model("efficientnet_lite0")  # fresh, never run in this process
+    image = Image.open(Path(__file__).resolve().parents[1] / "samples" / "imagenet" / "cat_dog.png").convert("RGB")
+    layer = model.spec.default_layer
+    times = []
+    for method in ("grad_cam", "xgrad_cam", "grad_cam"):
+        exp = compute.explanation_work(model, image, layer, method, (), (281,))(lambda done, total: None)
+        times.append(exp.seconds)
+    assert times[0] < 4 * min(times[1:]) + 0.1, times
