@@ -149,3 +149,17 @@ def test_first_explanation_time_excludes_the_warm_up():
         exp = compute.explanation_work(model, image, layer, method, (), (281,))(lambda done, total: None)
         times.append(exp.seconds)
     assert times[0] < 4 * min(times[1:]) + 0.1, times
+
+
+def test_text_file_as_weights_is_not_called_a_pickle(tmp_path):
+    """Issue 23 item 14: a text file uploaded as weights was "a pickled Python object"."""
+    import pytest
+
+    from xai_core import WeightsError
+    from xai_core.models.weights import read_state_dict
+
+    path = tmp_path / "notes.pt"
+    path.write_text("config = a text file, not weights\n")
+    with pytest.raises(WeightsError) as info:
+        read_state_dict(path)
+    assert "pickled" not in str(info.value) and "not a PyTorch weights file" in str(info.value)
