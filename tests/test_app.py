@@ -586,3 +586,10 @@ def test_xray_reading_table_is_two_columns_wide():
     fields = list(table["Field"])
     assert len(fields) >= 8 and "Format" in fields, fields
     assert any("window" in f.lower() for f in fields) and any("modality" in f.lower() for f in fields), fields
+
+
+def test_fused_colour_scale_caption_is_not_squeezed_under_the_narrow_scale():
+    """Item 15: the fused scale's caption wraps at the column's width, not at the 108 px scale image's."""
+    at = _open("pages/classification.py")
+    assert not any(c.startswith("Colour scale: black = no evidence") for img in at.image for c in img.captions)
+    assert any(c.value.startswith("Colour scale: black = no evidence") for c in at.caption)

@@ -129,7 +129,9 @@ def fused_view(
         st.markdown(f"**Fused {whats}**")
         show_legend(rows)
         scale = xc.colour_scale("fused", colours=xc.class_colours(k), labels=list(exp.labels))
-        st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title}", width=min(36 * k, 220))
+        # The caption below the narrow scale image (not its own caption), so it wraps at the column's width.
+        st.image(horizontal(scale.image), width=min(36 * k, 220))
+        st.caption(f"Colour scale: {scale.title}")
         st.caption(
             xc.brightness_caption(display.brightness, normalise=display.normalise, probs=exp.probs, labels=exp.labels)
             + f" Maps drawn on {where}. End activation: {ACTIVATION_LABELS[display.activation]}."
