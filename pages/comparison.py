@@ -23,6 +23,7 @@ from pages._ui.widgets import (
     size_warning,
     slow_estimate,
 )
+from xai_core.report import coinciding_groups
 
 ensure_routed()
 
@@ -44,12 +45,18 @@ if model is None:
 
 methods = cam_methods()  # every CAM-family method of the registry, at one layer
 labels = {m.key: m.label for m in methods}
-fast = [m.key for m in methods if not m.slow]
-slow = [m.key for m in methods if m.slow]
 with st.sidebar:
     device_note(model)
     layer = layer_picker(PAGE, model, choice)
-    seed(key(PAGE, "methods"), "cmp_methods", fast, valid=lambda v: isinstance(v, list) and set(v) <= set(fast))
+    unavailable = compute.unavailable_methods(model, layer)  # e.g. CAM away from the head layer
+    fast = [m.key for m in methods if not m.slow and m.key not in unavailable]
+    slow = [m.key for m in methods if m.slow and m.key not in unavailable]
+    for why in unavailable.values():
+        st.caption(":material/info: " + why)
+    seed(key(PAGE, "methods"), "cmp_methods", fast, valid=lambda v: isinstance(v, list))
+    # A choice made at another layer keeps only the methods that run at this one.
+    if not set(st.session_state[key(PAGE, "methods")]) <= set(fast):
+        st.session_state[key(PAGE, "methods")] = [m for m in st.session_state[key(PAGE, "methods")] if m in fast]
     chosen = st.multiselect(
         "Methods",
         fast,
@@ -149,9 +156,24 @@ pictures = [first.prepared.view] + [
 ]
 captions = ["input"] + [f"{label}: {e.seconds:.2f} s" for label, e in results.items()]
 image_grid(pictures, captions, columns=5)
+same = coinciding_groups({label: e.cams[0].detach().cpu().numpy() for label, e in results.items()})
+head = "cam" not in compute.unavailable_methods(model, layer)
+for group in same:
+    why = (
+        f"at `{layer}` the network goes on with only global average pooling and one linear layer, so the class "
+        "score's gradient is the same at every position and each of these methods reduces to CAM (the linear "
+        "layer's weights applied to the feature maps)"
+        if head
+        else "their weights happen to agree on this image at this layer"
+    )
+    st.info(
+        f"**{', '.join(group)}** give the same map here (up to scale): {why}. Their maps, scores and curves are "
+        "identical; the curves are drawn dashed so that none hides another.",
+        icon=":material/join:",
+    )
 st.caption(
-    "Times are the compute time of each map for one class on this machine (cached results keep the time "
-    "of their first computation)."
+    "Times are the compute time of each map for one class on this machine, after one untimed warm-up pass "
+    "per model and layer (cached results keep the time of their first computation)."
 )
 
 # ----------------------------------------------------------------------------- faithfulness

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._ui import compute, figures, views
+from pages._ui.report import report_pdf
 from pages._ui.state import ensure_routed, key
 from pages._ui.widgets import (
     attempt,
@@ -14,6 +15,7 @@ from pages._ui.widgets import (
     reading_record,
     reading_warnings,
 )
+from xai_core.report import weights_status
 
 ensure_routed()
 
@@ -45,15 +47,22 @@ explained = explain_classes(PAGE, setup, image.digest, xray.pixels, "pathologies
 if explained is None:
     st.stop()
 full, shown, _ = explained
+status = weights_status(model.weights_source)
+if not status.is_result:  # on the page, beside the figure: these outputs are not a finding
+    st.warning(f"**{status.banner.capitalize()}.** {status.explanation}", icon=":material/block:")
 
 st.subheader("FM-G-CAM across the top pathologies")
 view = views.fused_view(PAGE, shown, display, what="pathology", whats="pathologies", original=xray.pixels)
 settings = views.settings_dict(shown, display, model, image.name)
 
-flagged = model.above_threshold(full.all_probs)
-st.plotly_chart(figures.xray_outputs_chart(model, full.all_probs, flagged), key=key(PAGE, "outputs"))
+flagged = model.above_threshold(full.all_probs) if status.flags_allowed else [None] * len(model.labels)
+st.plotly_chart(
+    figures.xray_outputs_chart(model, full.all_probs, flagged, watermark=status.banner), key=key(PAGE, "outputs")
+)
 above = [name for name, f in zip(model.labels, flagged) if name and f]
-if all(f is None for f in flagged):
+if not status.flags_allowed:
+    st.caption(f"No output is flagged: {status.explanation}")
+elif all(f is None for f in flagged):
     st.caption("This model publishes no operating thresholds: outputs are shown without flags.")
 elif above:
     st.markdown("**Above the model's operating threshold:** " + ", ".join(above))
@@ -61,7 +70,37 @@ else:
     st.markdown("No output is above the model's operating threshold.")
 st.caption("Outputs are independent (sigmoid) scores per pathology, not probabilities that sum to one.")
 settings["above_threshold"] = above
+settings["weights_status"] = status.kind
 reading_record(xray, image.name, compact=True)
 
 st.subheader("Downloads")
-views.downloads(PAGE, shown, view, settings, title=f"{image.name}: {model.spec.label} (research use only)")
+views.downloads(
+    PAGE,
+    shown,
+    view,
+    settings,
+    title=f"{image.name}: {model.spec.label} (research use only)",
+    watermark=status.banner,
+)
+st.download_button(
+    "Clinician's report (PDF)",
+    # Built on click: the image, how it was read, findings with thresholds, the maps with scales, every setting.
+    lambda: report_pdf(
+        title=image.name,
+        xray=xray,
+        model=model,
+        probs=full.all_probs.tolist(),
+        exp=shown,
+        view=view,
+        display=display,
+        settings=settings,
+        status=status,
+    ),
+    file_name=f"{views.download_stem(settings)}_report.pdf",
+    mime="application/pdf",
+    key=key(PAGE, "dl_pdf"),
+    on_click="ignore",
+    icon=":material/picture_as_pdf:",
+    help="A PDF for the record: research tool, not a diagnostic device. "
+    + ("Watermarked: " + status.banner.lower() + "." if status.banner else ""),
+)

@@ -468,3 +468,135 @@ def test_xray_warns_about_a_non_chest_modality():
     assert not at.exception
     assert any("Modality is US (ultrasound)" in w.value for w in at.warning), [w.value for w in at.warning]
     assert _image_by_caption(at, "probe.dcm as read")
+
+
+# ----------------------------------------------------------------------------- issue 23 walkthrough
+
+
+def test_xray_random_weights_say_not_a_result_and_flag_nothing():
+    """Item 1: with random weights the page says so beside the result and flags no output red."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/xray.py").run()
+    at.sidebar.radio(key="xray.weights").set_value("random").run()
+    _no_errors(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "not a result" in warnings.lower(), warnings
+    text = " ".join(m.value for m in at.markdown)
+    assert "Above the model's operating threshold" not in text
+    assert any("No output is flagged" in c.value for c in at.caption)
+    chart = next(c.proto.spec for c in at.get("plotly_chart") if "pathology outputs" in c.proto.spec)
+    assert "not a result" in chart.lower() and "#d62728" not in chart  # no red bar, the banner on the chart
+    assert any(b.proto.label == "Clinician's report (PDF)" for b in at.get("download_button"))
+
+
+def _layer_box(at: AppTest, page: str):
+    return next(s for s in at.sidebar.selectbox if s.key.startswith(f"{page}.layer."))
+
+
+def test_comparison_leaves_cam_out_away_from_the_head_layer():
+    """Item 7: CAM is not a default at a layer where it cannot run; the sidebar says why; no red box."""
+    at = _open("pages/comparison.py")
+    assert "cam" in at.sidebar.multiselect(key="cmp.methods").value  # at the head layer it runs
+    box = _layer_box(at, "cmp")
+    box.set_value("_blocks.5").run()
+    _no_errors(at)
+    assert "cam" not in at.sidebar.multiselect(key="cmp.methods").value
+    assert "CAM" not in at.sidebar.multiselect(key="cmp.methods").options
+    assert any("CAM applies only to the layer" in c.value for c in at.sidebar.caption)
+
+
+def test_layer_list_leaves_out_padding_layers():
+    """Item 15: the layer list has no padding-only module (EfficientNet's ``static_padding``)."""
+    at = _open("pages/classification.py")
+    options = _layer_box(at, "cls").options
+    assert options and not any("static_padding" in o for o in options), options
+    assert any(o.startswith("_blocks.5 (") for o in options) and any(o.startswith("_head_act (") for o in options)
+
+
+def test_comparison_names_coinciding_methods_and_keeps_their_curves_apart():
+    """Item 2: identical maps are named with the reason; curves have their own colour, repeats dashed."""
+    import json
+
+    at = _open("pages/comparison.py")
+    notes = " ".join(i.value for i in at.info)
+    assert "give the same map here" in notes and "global average pooling" in notes, notes
+    group = notes.split("**")[1].split(", ")
+    assert {"Grad-CAM", "CAM"} <= set(group), group
+    at.multiselect(key="cmp.score").set_value(group[:2])
+    at.select_slider(key="cmp.steps").set_value(14)
+    at.button(key="cmp.run_metrics").click().run()
+    _no_errors(at)
+    fig = json.loads(next(c.proto.spec for c in at.get("plotly_chart") if "Deletion" in c.proto.spec))
+    lines = [t["line"] for t in fig["data"]]
+    assert lines[0]["color"] != lines[1]["color"]
+    assert lines[0]["dash"] == "solid" and lines[1]["dash"] != "solid", "the identical curve is dashed"
+    layout = fig["layout"]
+    plot_h = layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]
+    assert layout["legend"]["y"] * plot_h <= -55, "the legend starts below the x axis title"
+    # Item 10: the per-image indicator and the opposite arrows are explained; no raw settings line.
+    columns = list(at.table[0].value.columns)
+    assert "Rose, map kept (this image: 0 or 100) ↑" in columns, columns
+    captions = " ".join(c.value for c in at.caption)
+    assert "yes/no indicator" in captions and "hence the opposite arrows" in captions
+    assert "pixels_per_step" not in captions and "class_idx" not in captions
+
+
+def test_class_search_finds_wordnet_synonyms():
+    """Item 4: "tabby cat" is found (ImageNet's synset n02123045 is "tabby, tabby cat")."""
+    from xai_core.models.imagenet_classes import IMAGENET_CLASSES, class_synonyms, class_wnid
+
+    assert class_wnid(281) == "n02123045" and class_synonyms(281) == ("tabby", "tabby cat")
+    at = _open("pages/classification.py")
+    options = at.sidebar.multiselect(key="cls.classes.efficientnet_lite0").options
+    assert len(options) == len(IMAGENET_CLASSES)
+    assert [o for o in options if "tabby cat" in o] == ["tabby (also: tabby cat)"]
+    assert any("ATM" in o for o in options) and "Egyptian cat" in options
+
+
+def test_imagenet_synsets_match_timm_lemmas():
+    """The synonym data in xai_core is WordNet's, as timm ships it, in class order."""
+    import timm.data
+
+    from xai_core.models.imagenet_classes import IMAGENET_SYNSETS
+
+    info = timm.data.ImageNetInfo()
+    for i, line in enumerate(IMAGENET_SYNSETS):
+        wnid, names = line.split(" ", 1)
+        assert info.index_to_label_name(i) == wnid
+        assert info.label_name_to_description(wnid) == names, i
+
+
+def test_sample_box_names_the_upload_and_a_sample_replaces_it():
+    """Item 13: with an upload shown the sample box says so; choosing any sample shows it and clears the chip."""
+    at = _open("pages/classification.py")
+    data = (ROOT / "samples" / "imagenet" / "ILSVRC2012_val_00000001.JPEG").read_bytes()
+    at.file_uploader(key="cls.upload").set_value(("snake.jpg", data, "image/jpeg")).run()
+    _no_errors(at)
+    box = at.selectbox(key="cls.sample")
+    assert box.options[0] == "(uploaded: snake.jpg)" and box.format_func(box.value) == "(uploaded: snake.jpg)"
+    box.set_value("cat_dog.png").run()  # the sample the box showed before the upload: now a change
+    _no_errors(at)
+    assert at.selectbox(key="cls.sample").value == "cat_dog.png"
+    assert "sea snake" not in _image_by_caption(at, "1. ").captions[0]
+    uploaders = [u.key for u in at.get("file_uploader")]
+    assert "cls.upload.1" in uploaders and "cls.upload" not in uploaders, uploaders
+
+
+def test_xray_reading_table_is_two_columns_wide():
+    """Item 5: the "How the file was read" table runs down (field, value), not 978 px across a 596 px column."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/xray.py").run()
+    at.selectbox(key="xray.sample").set_value("fake_monochrome1.dcm").run()
+    assert not at.exception
+    table = at.table[0].value
+    assert list(table.columns) == ["Field", "Value"], list(table.columns)
+    fields = list(table["Field"])
+    assert len(fields) >= 8 and "Format" in fields, fields
+    assert any("window" in f.lower() for f in fields) and any("modality" in f.lower() for f in fields), fields
+
+
+def test_fused_colour_scale_caption_is_not_squeezed_under_the_narrow_scale():
+    """Item 15: the fused scale's caption wraps at the column's width, not at the 108 px scale image's."""
+    at = _open("pages/classification.py")
+    assert not any(c.startswith("Colour scale: black = no evidence") for img in at.image for c in img.captions)
+    assert any(c.value.startswith("Colour scale: black = no evidence") for c in at.caption)

@@ -25,10 +25,28 @@ SCORE_LABELS = {
     "insertion_auc": "Insertion AUC ↑",
     "deletion_auc": "Deletion AUC ↓",
     "overall": "Insertion − deletion ↑",
-    "average_drop": "Average drop % ↓",
-    "average_increase": "Increase in confidence ↑",
+    "average_drop": "Drop, map kept % ↓",
+    "average_increase": "Rose, map kept (this image: 0 or 100) ↑",
     "multiplied_change": "Change when multiplied ↑",
     "top_removed_drop": "Drop, top 25% blurred ↑",
+}
+#: What each column measures and why its arrow points the way it does (shown under the table).
+SCORE_HELP = {
+    "insertion_auc": "area under the insertion curve: the class probability as the map's pixels are put back into "
+    "a blurred image, most relevant first. High: the map found what the model needs.",
+    "deletion_auc": "area under the deletion curve: the probability as the map's pixels are blurred, most relevant "
+    "first. Low: removing what the map points at hurts at once.",
+    "overall": "the two together (Insertion AUC minus Deletion AUC).",
+    "average_drop": "Average Drop (Grad-CAM++ paper) for one image: the share of the class probability lost when "
+    "only the map's region is kept (the image multiplied by the map, the rest blurred). Low is better: "
+    "the map kept what mattered.",
+    "average_increase": "Increase in Confidence (Grad-CAM++ paper) is a share of images; for one image it is a "
+    "yes/no indicator: 100 when keeping only the map's region raised the probability, else 0. "
+    "Many methods reach 100 on one image; it tells them apart only over many images (the evaluation command).",
+    "multiplied_change": "the probability of the image multiplied by the normalised map, minus the original's "
+    "(as the FG-CAM paper's Table 2). Higher is better.",
+    "top_removed_drop": "the probability lost when the map's top 25% of pixels are blurred. High is better: this "
+    "removes the map's region, where the Drop, map kept column keeps it, hence the opposite arrows.",
 }
 ROAD_LABELS = {"morf": "ROAD MoRF ↓", "lerf": "ROAD LeRF ↑"}
 ROAD_POINTS = [1, 3, 9]
@@ -116,7 +134,11 @@ def show(
     left, right = st.columns(2)
     left.plotly_chart(figures.curves_figure(scored, "insertion"), key=key(page, "insertion"))
     right.plotly_chart(figures.curves_figure(scored, "deletion"), key=key(page, "deletion"))
-    settings = "; ".join(f"{k}: {v}" for k, v in next(iter(scored.values())).settings.items())
+    st.caption(
+        "**How to read the columns** (↑ higher is better, ↓ lower is better). "
+        + " ".join(f"**{SCORE_LABELS[k]}**: {SCORE_HELP[k]}" for k in SCORE_LABELS)
+    )
+    settings = readable_settings(next(iter(scored.values())).settings)
     if with_road:
         todo = [(keys[label], maps[label]) for label in scored if label not in stored()]
         if todo:
@@ -138,7 +160,22 @@ def show(
             left.plotly_chart(figures.road_figure(roads, "morf"), key=key(page, "road_morf"))
             right.plotly_chart(figures.road_figure(roads, "lerf"), key=key(page, "road_lerf"))
             settings += (
-                f"; ROAD: {', '.join(f'{100 * q:.0f} %' for q in road_fractions)} removed, noisy linear imputation "
-                f"(noise {DEFAULT_NOISE}), score the mean class probability over those shares"
+                f" ROAD: {', '.join(f'{100 * q:.0f} %' for q in road_fractions)} of the pixels removed and filled by "
+                f"noisy linear imputation (noise {DEFAULT_NOISE}); its score is the mean class probability over those "
+                "shares."
             )
-    st.caption("Settings: " + settings)
+    st.caption(settings)
+
+
+def readable_settings(settings: dict) -> str:
+    """The scoring settings in a sentence (``MapEvaluation.settings``), for the caption under the table."""
+    parts = []
+    if "blur" in settings:
+        parts.append(f"Removed pixels are blurred ({settings['blur']})")
+    if "pixels_per_step" in settings:
+        parts.append(f"each curve point moves {settings['pixels_per_step']:,} pixels")
+    if "keep_fraction" in settings and settings["keep_fraction"] is not None:
+        parts.append(f"'map kept' keeps the map's top {100 * float(settings['keep_fraction']):.0f}%")
+    if "top_removed_fraction" in settings:
+        parts.append(f"'top blurred' blurs the map's top {100 * float(settings['top_removed_fraction']):.0f}%")
+    return ("; ".join(parts) + ".") if parts else ""

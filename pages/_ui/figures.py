@@ -45,8 +45,13 @@ def predictions_chart(exp: xc.Explanation, k: int, title: str = "Top predictions
     return _layout(fig, 60 + 34 * exp.k_max)
 
 
-def xray_outputs_chart(model: xc.LoadedModel, probs: Sequence[float], flagged: Sequence[bool | None]) -> go.Figure:
-    """Every named pathology output, flagged where the operating threshold is known and exceeded."""
+def xray_outputs_chart(
+    model: xc.LoadedModel, probs: Sequence[float], flagged: Sequence[bool | None], *, watermark: str = ""
+) -> go.Figure:
+    """Every named pathology output, flagged where the operating threshold is known and exceeded.
+
+    ``watermark`` (weights that give no result) replaces the title and is written across the plot.
+    """
     thresholds = model.spec.thresholds or (float("nan"),) * len(model.labels)
     rows = [(name, 100 * float(p), t, f) for name, p, t, f in zip(model.labels, probs, thresholds, flagged) if name]
     rows.sort(key=lambda r: r[1])
@@ -78,8 +83,21 @@ def xray_outputs_chart(model: xc.LoadedModel, probs: Sequence[float], flagged: S
             )
         )
     fig.update_xaxes(title="output (%)", range=[0, 118])
+    if watermark:
+        fig.add_annotation(
+            text=watermark,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            textangle=-20,
+            font=dict(size=30, color="rgba(198,40,40,0.35)"),
+        )
     fig.update_layout(
-        title="All pathology outputs (red: above the model's operating threshold)",
+        title=f"All pathology outputs: {watermark.lower()}"
+        if watermark
+        else "All pathology outputs (red: above the model's operating threshold)",
         # The legend sits above the plot, clear of the x axis title below it.
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
     )
@@ -119,18 +137,51 @@ def fused_hover_figure(exp: xc.Explanation, fused: xc.FusedMap, picture: np.ndar
 def curves_figure(results: dict[str, object], kind: str) -> go.Figure:
     """Insertion or deletion curves (``kind``) of several methods' MapEvaluation results."""
     fig = go.Figure()
-    for label, ev in results.items():
+    seen: list[np.ndarray] = []
+    for i, (label, ev) in enumerate(results.items()):
         c = ev.curves
-        y = c.insertion if kind == "insertion" else c.deletion
+        y = np.asarray(c.insertion if kind == "insertion" else c.deletion, dtype=float)
         auc = c.insertion_auc if kind == "insertion" else c.deletion_auc
+        # A curve equal to one drawn before is dashed: the two stay visible on top of each other.
+        repeats = sum(1 for s in seen if s.shape == y.shape and np.allclose(s, y, atol=1e-6))
+        seen.append(y)
         fig.add_trace(
-            go.Scatter(x=100 * np.asarray(c.fractions), y=np.asarray(y), mode="lines", name=f"{label} (AUC {auc:.3f})")
+            go.Scatter(
+                x=100 * np.asarray(c.fractions),
+                y=y,
+                mode="lines",
+                name=f"{label} (AUC {auc:.3f})",
+                line=dict(color=LINE_COLOURS[i % len(LINE_COLOURS)], dash=DASHES[min(repeats, len(DASHES) - 1)]),
+            )
         )
     better = "higher is better" if kind == "insertion" else "lower is better"
     fig.update_xaxes(title=f"pixels {'inserted' if kind == 'insertion' else 'deleted'} (%)")
     fig.update_yaxes(title="class probability", range=[0, 1.02])
-    fig.update_layout(title=f"{kind.capitalize()} ({better})", legend=dict(orientation="h", y=-0.25))
-    return _layout(fig, 430)
+    fig.update_layout(title=f"{kind.capitalize()} ({better})")
+    return _legend_below(fig, len(results))
+
+
+#: 20 distinguishable line colours (Plotly's Dark24 without its near-duplicates): no two methods share one.
+LINE_COLOURS = (
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86", "#EB663B", "#511CFB",
+    "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7",
+)  # fmt: skip
+#: Dash styles of a curve identical to one, two, three... curves drawn before it.
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+PLOT_HEIGHT = 330  # px of plotting area of a curves figure; its legend goes below, clear of the x axis title
+
+
+def _legend_below(fig: go.Figure, entries: int) -> go.Figure:
+    """One legend entry per line under the plot and its x-axis title, the figure made tall enough for it."""
+    legend_h = 22 * entries + 10
+    top, axis = 50, 60  # title above; tick labels and the x-axis title below the plot
+    fig.update_layout(
+        height=top + PLOT_HEIGHT + axis + legend_h,
+        margin=dict(l=10, r=10, t=top, b=axis + legend_h),
+        font=dict(family=FONT, size=15),
+        legend=dict(orientation="v", yanchor="top", y=-axis / PLOT_HEIGHT, xanchor="left", x=0.0),
+    )
+    return fig
 
 
 def road_figure(results: dict[str, dict], order: str) -> go.Figure:
@@ -143,13 +194,21 @@ def road_figure(results: dict[str, dict], order: str) -> go.Figure:
         r = by_order[order]
         x = [0.0, *(100 * np.asarray(r.fractions))]
         y = [float(r.base[0]), *np.asarray(r.scores[0], dtype=float)]
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{label} (mean {float(r.mean[0]):.3f})"))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines+markers",
+                name=f"{label} (mean {float(r.mean[0]):.3f})",
+                line=dict(color=LINE_COLOURS[len(fig.data) % len(LINE_COLOURS)]),
+            )
+        )
     name, better = ("MoRF", "lower is better") if order == "morf" else ("LeRF", "higher is better")
     first = "most" if order == "morf" else "least"
     fig.update_xaxes(title=f"pixels removed and imputed, {first} relevant first (%)")
     fig.update_yaxes(title="class probability", range=[0, 1.02])
-    fig.update_layout(title=f"ROAD {name} ({better})", legend=dict(orientation="h", y=-0.25))
-    return _layout(fig, 430)
+    fig.update_layout(title=f"ROAD {name} ({better})")
+    return _legend_below(fig, len(results))
 
 
 # ----------------------------------------------------------------------------- downloads
@@ -162,10 +221,23 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def figure_png(panels: list[tuple[np.ndarray, str]], title: str, legend_rows: list[dict], columns: int = 6) -> bytes:
-    """Panels (``uint8 [H, W, 3]`` + caption) in a grid, with a title and a colour legend, as PNG."""
+def figure_png(
+    panels: list[tuple[np.ndarray, str]],
+    title: str,
+    legend_rows: list[dict],
+    columns: int = 6,
+    *,
+    watermark: str = "",
+) -> bytes:
+    """Panels (``uint8 [H, W, 3]`` + caption) in a grid, with a title and a colour legend, as PNG.
+
+    ``watermark`` (e.g. "RANDOM WEIGHTS - NOT A RESULT") is written in a red band under the
+    title and diagonally across the panels, so that the figure cannot pass for a result.
+    """
     tile = 224
-    pad, cap_h, title_h = 12, 40, 44
+    pad, cap_h = 12, 40
+    band_h = 34 if watermark else 0
+    title_h = 44 + band_h
     legend_h = 30 * len(legend_rows) + (10 if legend_rows else 0)
     n = len(panels)
     cols = min(columns, n)
@@ -175,6 +247,9 @@ def figure_png(panels: list[tuple[np.ndarray, str]], title: str, legend_rows: li
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((pad, 10), title, fill="black", font=_font(20))
+    if watermark:
+        draw.rectangle([0, 40, width, 40 + band_h - 4], fill="#c62828")
+        draw.text((pad, 44), watermark, fill="white", font=_font(20))
     small = _font(14)
     for i, (img, caption) in enumerate(panels):
         x = pad + (i % cols) * (tile + pad)
@@ -187,9 +262,28 @@ def figure_png(panels: list[tuple[np.ndarray, str]], title: str, legend_rows: li
         draw.rectangle([pad, y + 4, pad + 20, y + 24], fill=r["colour"], outline="black")
         draw.text((pad + 30, y + 5), f"{r['label']}  {100 * r['probability']:.1f}%", fill="black", font=_font(16))
         y += 30
+    if watermark:
+        canvas = _diagonal_text(canvas, watermark, top=title_h)
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _diagonal_text(canvas: Image.Image, text: str, top: int) -> Image.Image:
+    """``canvas`` with ``text`` repeated diagonally in translucent red below ``top`` (a watermark)."""
+    w, h = canvas.size
+    layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    font = _font(max(18, min(w, h) // 14))
+    stamp = Image.new("RGBA", (int(font.getlength(text)) + 20, font.size + 20), (0, 0, 0, 0))
+    ImageDraw.Draw(stamp).text(
+        (10, 5), text, fill=(198, 40, 40, 170), font=font, stroke_width=2, stroke_fill=(255, 255, 255, 140)
+    )
+    stamp = stamp.rotate(25, expand=True)
+    step_x, step_y = stamp.width + 40, stamp.height + 20
+    for y in range(top, h, step_y):
+        for x in range(step_x // 2 if ((y - top) // step_y) % 2 else 0, w, step_x):
+            layer.alpha_composite(stamp, (x, y))
+    return Image.alpha_composite(canvas.convert("RGBA"), layer).convert("RGB")
 
 
 def _wrap(text: str, width: int) -> list[str]:

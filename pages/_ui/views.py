@@ -77,6 +77,20 @@ def on_image(exp: xc.Explanation, picture, original, display: Display):
     return picture
 
 
+def fused_picture(exp: xc.Explanation, fused: xc.FusedMap, display: Display) -> np.ndarray:
+    """The fused map drawn with the fused map's own opacity, over the photo in grey when asked.
+
+    A grey photo keeps each class's colour readable on an object of a similar hue.
+    """
+    from dataclasses import replace
+
+    if display.grey_photo and exp.prepared.view is not None:
+        grey = exp.prepared.view.astype(np.float32).mean(axis=2, keepdims=True)
+        view = np.repeat(grey + 0.5, 3, axis=2).astype(np.uint8)
+        exp = replace(exp, prepared=replace(exp.prepared, view=view))
+    return xc.render_fused(exp, fused, alpha=max(display.fused_alpha, 0.05), colormap=display.colormap)
+
+
 def fused_view(
     page: str,
     exp: xc.Explanation,
@@ -95,9 +109,7 @@ def fused_view(
     k = exp.k_max
     method = xc.get_explainer(exp.method).label if exp.method in xc.EXPLAINERS else exp.method
     fused = exp.fused(k, normalise=display.normalise, activation=display.activation, brightness=display.brightness)
-    fused_img = on_image(
-        exp, xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap), original, display
-    )
+    fused_img = on_image(exp, fused_picture(exp, fused, display), original, display)
     rows = xc.legend(exp, k)
     spec = xc.EXPLAINERS.get(exp.method)
 
@@ -117,7 +129,9 @@ def fused_view(
         st.markdown(f"**Fused {whats}**")
         show_legend(rows)
         scale = xc.colour_scale("fused", colours=xc.class_colours(k), labels=list(exp.labels))
-        st.image(horizontal(scale.image), caption=f"Colour scale: {scale.title}", width=min(36 * k, 220))
+        # The caption below the narrow scale image (not its own caption), so it wraps at the column's width.
+        st.image(horizontal(scale.image), width=min(36 * k, 220))
+        st.caption(f"Colour scale: {scale.title}")
         st.caption(
             xc.brightness_caption(display.brightness, normalise=display.normalise, probs=exp.probs, labels=exp.labels)
             + f" Maps drawn on {where}. End activation: {ACTIVATION_LABELS[display.activation]}."
@@ -150,7 +164,7 @@ def fused_view(
     map_scale(display)
 
     with st.expander("Interactive fused map (hover to see the dominant class)", expanded=False):
-        plain = xc.render_fused(exp, fused, alpha=max(display.alpha, 0.05), colormap=display.colormap)
+        plain = fused_picture(exp, fused, display)
         st.plotly_chart(figures.fused_hover_figure(exp, fused, plain, k), key=key(page, "hover"))
 
     panels = [(view, "input"), (fused_img, f"FM-G-CAM, K={k}"), *zip(maps, captions)]
@@ -189,13 +203,16 @@ def download_stem(settings: dict) -> str:
     return _safe_file_name(f"{image}_{method}_k{settings['k']}", "explanation")
 
 
-def downloads(page: str, exp: xc.Explanation, view: dict, settings: dict, title: str) -> None:
-    """Download buttons: the figure as PNG, predictions with settings as JSON and CSV."""
+def downloads(page: str, exp: xc.Explanation, view: dict, settings: dict, title: str, watermark: str = "") -> None:
+    """Download buttons: the figure as PNG, predictions with settings as JSON and CSV.
+
+    ``watermark``: the banner of weights that give no result (random, unknown), written on the figure.
+    """
     stem = download_stem(settings)
     a, b, c = st.columns(3)
     a.download_button(
         "Figure (PNG)",
-        figures.figure_png(view["panels"], title, view["legend"]),
+        figures.figure_png(view["panels"], title, view["legend"], watermark=watermark),
         file_name=f"{stem}.png",
         mime="image/png",
         key=key(page, "dl_png"),

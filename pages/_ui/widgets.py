@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
@@ -96,10 +97,25 @@ def _take_upload(widget: str, family: str) -> None:
     set_shared(_image_name(family), ImageFile(upload.name, data, image_digest(data), False))
 
 
+#: The sample box's first option while an uploaded image is shown (so that any sample is a change).
+UPLOADED = "\u200b(uploaded image)"
+
+
+def _upload_generation(family: str) -> int:
+    return int(shared(f"upload_gen.{family}", 0) or 0)
+
+
 def _take_sample(widget: str, family: str) -> None:
-    """Sample box ``on_change``: the chosen sample becomes the session's image (an upload is dropped)."""
+    """Sample box ``on_change``: the chosen sample becomes the session's image.
+
+    An upload is dropped, and the uploader is drawn anew (a new key), so that its file chip goes too.
+    """
+    if st.session_state.get(widget) == UPLOADED:
+        return
     remember(widget, f"sample.{family}")
-    set_shared(_image_name(family), None)
+    if shared(_image_name(family)) is not None:
+        set_shared(_image_name(family), None)
+        set_shared(f"upload_gen.{family}", _upload_generation(family) + 1)
 
 
 def image_source(page: str, family: str, default_sample: str | None = None) -> ImageFile | None:
@@ -120,12 +136,20 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
         fallback = default_sample if default_sample in names else names[0]
         seed(sample_key, f"sample.{family}", fallback, valid=lambda v: v in names)
 
+    uploaded = shared(_image_name(family))
+    options = [UPLOADED, *names] if uploaded is not None else names
+    if uploaded is not None and st.session_state.get(sample_key) != UPLOADED:
+        st.session_state[sample_key] = UPLOADED  # the box names the upload shown, not a sample
+    elif uploaded is None and st.session_state.get(sample_key) == UPLOADED and names:
+        st.session_state[sample_key] = shared(f"sample.{family}", names[0])
+
     left, right = st.columns([3, 2])
     with left:
         what = (
             "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
         )
-        upload_key = key(page, "upload")
+        gen = _upload_generation(family)
+        upload_key = key(page, "upload") if gen == 0 else key(page, f"upload.{gen}")
         st.file_uploader(
             f"Upload {what}",
             type=types,
@@ -139,7 +163,8 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
     with right:
         sample = st.selectbox(
             "...or use a sample",
-            names,
+            options,
+            format_func=lambda v: f"(uploaded: {uploaded.name})" if v == UPLOADED and uploaded else v,
             key=sample_key,
             on_change=_take_sample,
             args=(sample_key, family),
@@ -149,7 +174,7 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
             st.caption(f"Showing **{html.escape(uploaded.name)}**, uploaded earlier in this session.")
     if uploaded is not None:
         return uploaded
-    if sample:
+    if sample and sample != UPLOADED:
         data = (SAMPLES / family / sample).read_bytes()
         return ImageFile(sample, data, image_digest(data), True)
     return None
@@ -238,8 +263,8 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
         return None
     if choice.weights == "random":
         st.warning(
-            "**Random weights**: this model is untrained. Its outputs and maps are meaningless; "
-            "use this only to try the dashboard."
+            "**Random weights — not a result.** This model is untrained: its outputs and maps are meaningless "
+            "and nothing is flagged against thresholds; use this only to try the dashboard."
         )
     return model
 
@@ -254,9 +279,22 @@ def _user_file(message: str, name: str) -> str:
     return re.sub(r"(?:[A-Za-z]:)?[^\s'\"]*[/\\]" + re.escape(safe), name.replace("\\", "/"), message)
 
 
+#: Module kinds whose output only pads, copies or drops its input: never offered as a layer.
+SKIPPED_LAYER_KINDS = re.compile(r"^(Zero|Constant|Reflection|Replication|Circular)Pad\dd$|^Identity$|^Dropout")
+
+
+def skipped_layer(info) -> bool:
+    """Whether the layer picker leaves ``info`` (an ``xai_core`` LayerInfo) out of its list."""
+    return info.name.endswith("static_padding") or bool(SKIPPED_LAYER_KINDS.match(info.kind))
+
+
 def layer_picker(page: str, model: xc.LoadedModel, choice: compute.ModelChoice) -> str:
-    """Layer select box over ``model.layers`` (default: the spec's default layer)."""
-    layers = model.layers
+    """Layer select box over ``model.layers`` (default: the spec's default layer).
+
+    Padding, identity and dropout modules are left out: their output is their input's,
+    only shifted or padded, so they add length to the list and nothing to explain.
+    """
+    layers = [info for info in model.layers if not skipped_layer(info)] or list(model.layers)
     names = [layer.name for layer in layers]
     labels = {layer.name: layer.label for layer in layers}
     widget = key(page, f"layer.{choice.key}")
@@ -308,9 +346,15 @@ def cam_methods() -> list:
     return [m for m in xc.list_explainers() if m.is_cam]
 
 
-def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tuple[str, object], ...]]:
-    """The base CAM method (from the method registry) and its parameters."""
-    methods = cam_methods()
+def method_picker(
+    page: str, label: str = "Base method", unavailable: dict[str, str] | None = None
+) -> tuple[str, tuple[tuple[str, object], ...]]:
+    """The base CAM method (from the method registry) and its parameters.
+
+    ``unavailable``: methods that cannot run at the chosen layer, left out with their reason.
+    """
+    unavailable = unavailable or {}
+    methods = [m for m in cam_methods() if m.key not in unavailable]
     labels = {m.key: m.label + (" (slow)" if m.slow else "") for m in methods}
     keys = [m.key for m in methods]
     widget = key(page, "method")
@@ -326,6 +370,8 @@ def method_picker(page: str, label: str = "Base method") -> tuple[str, tuple[tup
     )
     spec = xc.get_explainer(method)
     st.caption(f"{spec.summary} *{spec.paper}*")
+    for why in unavailable.values():
+        st.caption(":material/info: " + why)
     return method, method_params(page, spec)
 
 
@@ -341,6 +387,8 @@ class Display:
     signed: bool
     on_original: bool = False
     brightness: str = "normalised"
+    fused_alpha: float = 0.85
+    grey_photo: bool = True
 
 
 def _bound(page: str, name: str, default: object, valid=None) -> dict:
@@ -392,6 +440,19 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
         "By probability: each class's map also scaled by its probability relative to the top class shown.",
         **_bound(page, "brightness", xc.BRIGHTNESS[0], valid=lambda v: v in xc.BRIGHTNESS),
     )
+    fused_alpha = st.slider(
+        "Fused map opacity",
+        0.0,
+        1.0,
+        step=0.05,
+        help="The fused map's colours over the photo (the per-class maps have their own opacity below).",
+        **_bound(page, "fused_alpha", Display.fused_alpha),
+    )
+    grey_photo = st.toggle(
+        "Photo in grey under the fused map",
+        help="The class colours stay readable on coloured objects (an orange class on a red ladybug).",
+        **_bound(page, "grey_photo", Display.grey_photo),
+    )
     colormap, alpha, signed = map_display_controls(page)
     on_original = st.toggle(
         "Show maps on the full image",
@@ -399,7 +460,7 @@ def display_controls(page: str, k_max: int, default_k: int = 3) -> Display:
         "resized, centre-cropped view.",
         **_bound(page, "on_original", False),
     )
-    return Display(k, activation, normalise, colormap, alpha, signed, on_original, brightness)
+    return Display(k, activation, normalise, colormap, alpha, signed, on_original, brightness, fused_alpha, grey_photo)
 
 
 def map_display_controls(page: str) -> tuple[str, float, bool]:
@@ -419,13 +480,29 @@ def map_display_controls(page: str) -> tuple[str, float, bool]:
     return colormap, alpha, signed
 
 
+def searchable_labels(labels: Sequence[str]) -> list[str]:
+    """The option texts of the class search: ImageNet classes also carry their other WordNet names.
+
+    The search box matches what it shows, so "tabby cat" finds "tabby (also: tabby cat)".
+    """
+    from xai_core.models.imagenet_classes import IMAGENET_CLASSES, class_synonyms
+
+    if tuple(labels) != IMAGENET_CLASSES:
+        return list(labels)
+    out = []
+    for i, name in enumerate(labels):
+        others = [s for s in class_synonyms(i) if s.lower() != name.lower()]
+        out.append(f"{name} (also: {', '.join(others)})" if others else name)
+    return out
+
+
 def class_picker(page: str, family: str, model: xc.LoadedModel, what: str = "classes") -> tuple[list[int], str]:
     """Search-as-you-type over every named output: classes to explain besides (or instead of) the top K.
 
     Returns the chosen class numbers and ``"join"`` or ``"replace"``.
     """
     named = [i for i, name in enumerate(model.labels) if name]
-    labels = model.labels
+    labels = searchable_labels(model.labels)
     name = f"classes.{model.key}"
     chosen = st.multiselect(
         f"Explain {what} I choose",
@@ -491,7 +568,7 @@ def explanation_sidebar(page: str, family: str, what: str = "classes") -> Setup 
     with st.sidebar:
         device_note(model)
         layer = layer_picker(page, model, choice)
-        method, params = method_picker(page)
+        method, params = method_picker(page, unavailable=compute.unavailable_methods(model, layer))
         classes, mode = class_picker(page, family, model, what)
         st.header("Display")
         display = display_controls(page, k_max)
@@ -636,6 +713,9 @@ def reading_record(xray, name: str, *, compact: bool = False) -> None:
                 st.markdown(f"**{title}**")
             rec = getattr(xray, "record", None)
             if rec is not None:
-                st.table({label: [value] for label, value in rec.rows()}, border="horizontal")
+                # One row per field (a tall two-column table): a one-row table of every field ran
+                # 978 px wide in a 596 px column, its right half cut off.
+                rows = rec.rows()
+                st.table({"Field": [r[0] for r in rows], "Value": [r[1] for r in rows]}, border="horizontal")
             for note in xray.notes or ("read as is",):
                 st.markdown(f"- {note}")

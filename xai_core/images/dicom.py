@@ -158,7 +158,8 @@ def _decode_failure(name: str | None, ts_name: str, uid: str, bits: int, exc: Ba
             )
     return dicom_fail(
         name,
-        f"has pixel data that could not be decoded ({ts_name}; damaged or truncated: {type(exc).__name__})",
+        f"has pixel data that could not be decoded ({ts_name}, {type(exc).__name__}): either the decoders "
+        f"installed here cannot read this variant of {ts_name}, or the data is damaged or truncated",
     )
 
 
@@ -212,8 +213,8 @@ def read_dicom(data: bytes, name: str | None, max_pixels: int, frame: int | None
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise dicom_fail(
             name,
-            "is a DICOM file without an image (no Pixel Data element: a report, DICOMDIR or "
-            "structured report?), or not a DICOM file at all",
+            "has no Pixel Data element: it may be cut short (truncated in a copy or upload), a DICOM file "
+            "without an image (a report, DICOMDIR or structured report), or not a DICOM file at all",
             "Export the image itself as DICOM, PNG or JPEG and upload it.",
         )
     rows, cols = _tag_int(ds, "Rows"), _tag_int(ds, "Columns")

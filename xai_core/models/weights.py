@@ -109,6 +109,8 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickled_module: bool = Fal
     except Exception as err:  # noqa: BLE001 - every failure becomes one clear message
         text = str(err)
         needs_pickle = "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text
+        with open(p, "rb") as fh:  # torch.save writes a zip archive (PK) or, legacy, a pickle (protocol 0x80)
+            needs_pickle = needs_pickle and fh.read(2)[:1] in (b"P", b"\x80")
         if needs_pickle and allow_pickled_module:
             try:
                 obj = torch.load(p, map_location="cpu", weights_only=False)
