@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from tests.conftest import slow_except
-from tests.explain_helpers import cams
+from tests.explain_helpers import as_model, cams
 from xai_core.hooks.capture import capture, rest_of_network
 from xai_core.hooks.layers import resolve_layer
 from xai_core.methods import class_gradients
@@ -41,6 +41,11 @@ def _context(model: nn.Module, x: torch.Tensor, layer: str, classes: list[int]) 
             logits = model(x)
         a = cap[layer]
     return CamContext(model, x, layer, a, None, torch.tensor([classes]), logits, lambda t: torch.softmax(t, dim=-1))
+
+
+def _ablation_maps(ctx: CamContext, **kwargs) -> torch.Tensor:
+    """Ablation-CAM maps ``[N, K, h, w]``: its channel weights times the activations."""
+    return torch.einsum("nkc,nchw->nkhw", score_module.ablation_cam_weights(ctx, **kwargs), ctx.activations)
 
 
 def _run(fn, ctx: CamContext, **kwargs) -> torch.Tensor:
@@ -152,10 +157,11 @@ class DuplicatedChannels(nn.Module):
 def test_score_cam_dedupe_equals_every_mask(variant):
     model = DuplicatedChannels().eval()
     x = torch.randn(1, 3, 20, 24)
+    loaded = as_model(model, x, layer="act")  # its own forward pass, before the count
     calls = []
     handle = model.register_forward_pre_hook(lambda _m, inputs: calls.append(inputs[0].shape[0]))
     try:
-        ours = cams(model, x, method="score_cam", layer="act", class_idx=[0, 3], variant=variant, batch_size=4)
+        ours = cams(loaded, x, method="score_cam", layer="act", class_idx=[0, 3], variant=variant, batch_size=4)
     finally:
         handle.remove()
     masked_inputs = sum(calls) - 1  # minus the driver's own forward
@@ -307,9 +313,9 @@ def test_ablation_fast_path_equals_full_input_path(name, build, layer, shape):
     classes = [0, 2]
     ctx = _context(model, x, layer, classes)
     hooks = _hook_count(model)
-    fast = _run(score_module.ablation_cam, ctx, batch_size=4)
+    fast = _run(_ablation_maps, ctx, batch_size=4)
     assert _no_instance_forward(model) and _hook_count(model) == hooks
-    full = _run(score_module.ablation_cam, ctx, batch_size=4, upstream_once=False)
+    full = _run(_ablation_maps, ctx, batch_size=4, upstream_once=False)
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-7)
     # The plain one-channel-at-a-time loop differs by float rounding only (batch 1 vs 4,
     # and (y - y_k) / y amplifies it where y is small): compare at the map's scale.
@@ -338,7 +344,7 @@ def test_ablation_on_lite0_head_runs_the_upstream_once(lite0, cat_dog):
     with _CountConvolutions() as one_pass, torch.no_grad():
         lite0.module(x)
     with _CountConvolutions() as counted:
-        res = cams(lite0.module, x, method="ablation_cam", layer="_head_act", top_k=1, batch_size=64)
+        res = cams(lite0, x, method="ablation_cam", layer="_head_act", top_k=1, batch_size=64)
     assert counted.n == 2 * one_pass.n  # the driver's forward + the recording pass
     assert torch.isfinite(res.cams).all()
     assert _no_instance_forward(lite0.module)

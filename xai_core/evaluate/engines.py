@@ -117,20 +117,24 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     stop = threading.Event()
     done = object()
 
+    def put(entry: tuple) -> bool:
+        """Hand ``entry`` over unless the consumer has stopped (never blocks past a stop)."""
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        queue.put((item, None), timeout=0.1)
-                        break
-                    except Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
-            queue.put((done, None))
+            put((done, None))
         except BaseException as exc:  # handed to the consumer, raised there
-            queue.put((done, exc))
+            put((done, exc))
 
     thread = threading.Thread(target=produce, name="xai-evaluate-prefetch", daemon=True)
     thread.start()

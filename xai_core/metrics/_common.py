@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2.functional import gaussian_blur as tv_gaussian_blur
 
 from xai_core.errors import MethodError, XaiCoreError
 
@@ -134,6 +133,10 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) ->
         raise XaiCoreError(f"x must be a tensor of shape [B, C, H, W]; got {shape}.")
     if not x.is_floating_point():
         raise XaiCoreError(f"x must be a floating-point tensor; got dtype {x.dtype}.")
+    # Imported here, not at the top: torchvision costs a second of start-up for every
+    # `import xai_core` (the model listing must stay light), and only the metrics blur.
+    from torchvision.transforms.v2.functional import gaussian_blur as tv_gaussian_blur
+
     k, s = check_blur(kernel_size, sigma)
     _, _, h, w = x.shape
     half = k // 2

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
-from torchvision.ops.misc import SqueezeExcitation
 
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.layers import resolve_layer
@@ -218,7 +218,10 @@ def gate_modules(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
     efficientnet_pytorch ``MBConvBlock`` computes ``sigmoid(_se_expand(...)) * x`` inline,
     so there the gate is held constant by detaching ``_se_expand``'s output.
     """
-    se_blocks = [m for m in model.modules() if isinstance(m, SqueezeExcitation)]
+    # torchvision is not imported for this (a second of start-up for every `import xai_core`):
+    # a model holding torchvision's SqueezeExcitation has imported torchvision.ops.misc itself.
+    se_type = getattr(sys.modules.get("torchvision.ops.misc"), "SqueezeExcitation", None)
+    se_blocks = [m for m in model.modules() if se_type is not None and isinstance(m, se_type)]
     se_convs = [
         m._se_expand
         for m in model.modules()
