@@ -14,7 +14,7 @@ the table gives the median per round.
 
 Goal (issue 21): Grad-CAM <= 1.10x its floor.
 
-Run: ``python benchmarks/vit_speed.py [--rounds 3] [--batches 1,32] [--threads N]``.
+Run: ``python -m benchmarks.vit_speed [--rounds 3] [--batches 1,32] [--threads N]``.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import xai_core as xc
+from xai_core.hooks.capture import capture
 
-import xai_core as xc  # noqa: E402
-from xai_core.hooks.capture import capture  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cam_floor(model: xc.LoadedModel, layer: str, x: torch.Tensor) -> None:
