@@ -18,6 +18,8 @@ from xai_core.evaluate.methods import UsageError, method_keys
 from xai_core.evaluate.progress import Progress
 from xai_core.evaluate.store import ResultStore, key_of, read_rows
 from xai_core.evaluate.summary import summarise, summary_csv
+from xai_core.hooks.layers import resolve_layer
+from xai_core.models.registry import get_spec
 
 EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROG = "python -m xai_core.evaluate"
@@ -238,7 +240,6 @@ def _settings(args: argparse.Namespace) -> Settings:
             importlib.import_module(name)
         except ImportError as exc:
             raise UsageError(f"--import {name}: {exc}") from None
-    from xai_core.models.registry import get_spec
 
     try:
         get_spec(args.model)
@@ -278,8 +279,6 @@ def _run(args: argparse.Namespace, on_rows: OnRows | None) -> int:
         raise UsageError(f"--model {args.model}: {exc}") from None
     cam_layer = args.cam_layer or model.spec.default_layer
     if args.cam_layer:
-        from xai_core.hooks.layers import resolve_layer
-
         try:
             resolve_layer(model.module, cam_layer)
         except UnknownNameError as exc:

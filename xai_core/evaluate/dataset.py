@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from xai_core.errors import XaiCoreError
+from xai_core.images import read_image, read_xray
 from xai_core.models.preprocess import Preprocessing, prepare
 
 
@@ -67,12 +68,8 @@ class ImageFiles(Dataset):
         path, label = self.files[index]
         try:
             if self.family == "xray":
-                from xai_core.images import read_xray
-
                 image = read_xray(path).pixels
             else:
-                from xai_core.images import read_image
-
                 image = read_image(path)
             prepared = prepare(image, self.preprocessing)
         except (XaiCoreError, OSError, ValueError) as exc:

@@ -31,6 +31,8 @@ import torch
 from xai_core.evaluate.compute import Evaluator, Settings, Unit, error_rows, run_threads
 from xai_core.evaluate.dataset import ImageFiles, make_loader
 from xai_core.evaluate.jobs import Job
+from xai_core.evaluate.methods import shares_score_components
+from xai_core.metrics import default_pixels_per_step
 
 OnRows = Callable[[list[dict]], None]
 T = TypeVar("T")
@@ -100,7 +102,6 @@ def pixels_per_step(settings: Settings, model) -> int:
     """The insertion/deletion step of this run."""
     if settings.pixels_per_step is not None:
         return settings.pixels_per_step
-    from xai_core.metrics import default_pixels_per_step
 
     return default_pixels_per_step(*model.spec.preprocessing.input_size)
 
@@ -168,8 +169,6 @@ def run_local(plan: Plan, settings: Settings, model, write: OnRows) -> None:
 
 def _shared_work(job: Job) -> object:
     """Tasks with the same value share cached work and go to the same worker (FG-Score-CAM)."""
-    from xai_core.evaluate.methods import shares_score_components
-
     if shares_score_components(job.method):
         return "score_components"
     return job.name

@@ -12,6 +12,7 @@ import torch
 
 from xai_core.errors import UnknownNameError
 from xai_core.evaluate.methods import INPUT, Method, UsageError, parse_method
+from xai_core.hooks.layers import resolve_layer
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".dcm", ".dicom")
 
@@ -39,8 +40,6 @@ def parse_jobs(methods: Sequence[str], layers: Sequence[str] | None, model, cam_
     Raises:
         UsageError: unknown method or layer, or a CAM method asked for at ``input``.
     """
-    from xai_core.hooks.layers import resolve_layer
-
     jobs: list[Job] = []
     before: set[str] | None = None
     for entry in methods:

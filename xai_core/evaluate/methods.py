@@ -25,11 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from xai_core.api import explain
 from xai_core.errors import MethodError, UnknownNameError, XaiCoreError
 from xai_core.explainers import FGCamCompute
 from xai_core.hooks.capture import capture
 from xai_core.methods.registry import Param, get_explainer, list_explainers
 from xai_core.relevance import WeightInputs, denoise_components, propagate_relevance
+from xai_core.render.colour import resize_map
 
 INPUT = "input"
 
@@ -261,9 +263,6 @@ def make_maps(
 
 
 def _layer_maps(model, x, method: Method, layer, class_idx, ranked, batch_size) -> torch.Tensor:
-    from xai_core.api import explain
-    from xai_core.render.colour import resize_map
-
     spec = get_explainer(method.info.key)
     params = method.registry_params()
     if any(p.name == "batch_size" for p in spec.params):
@@ -283,9 +282,6 @@ def _layer_maps(model, x, method: Method, layer, class_idx, ranked, batch_size) 
 
 def _relevance_maps(model, x, method: Method, layer, class_idx, cam_layer, batch_size, cache, image_ids):
     """Relevance maps ``[B, H, W]`` (float64, CPU) of a batch, one class per image."""
-    from xai_core.api import explain
-    from xai_core.render.colour import resize_map
-
     size = tuple(x.shape[-2:])
     spec = get_explainer(method.info.key)
     if isinstance(spec.compute, FGCamCompute) and shares_score_components(method) and cache is not None:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from xai_core.errors import LayerError
+from xai_core.hooks.layers import LayerInfo, trace_modules
 
 TOKENS = "tokens"
 NHWC = "nhwc"
@@ -233,8 +234,6 @@ def token_candidate_layers(model: nn.Module, example: torch.Tensor) -> list:
     :func:`layer_layout`, convolutions as they are), with the map's ``(C, h, w)``, in
     forward order.
     """
-    from xai_core.hooks.layers import LayerInfo, trace_modules
-
     modules = dict(model.named_modules())
     layers = []
     for t in trace_modules(model, example).values():

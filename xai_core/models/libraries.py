@@ -19,6 +19,9 @@ import torch
 from torch import nn
 
 from xai_core.errors import LayerError, UnknownNameError, WeightsError, XaiCoreError
+from xai_core.hooks.layers import final_feature_layer
+from xai_core.hooks.tokens import default_token_layer, is_transformer
+from xai_core.models.imagenet_classes import IMAGENET_CLASSES
 from xai_core.models.preprocess import Preprocessing
 from xai_core.models.spec import ModelSpec
 from xai_core.models.weights import fetch, read_downloaded, torch_checkpoint_dir
@@ -30,8 +33,6 @@ PREFIXES = (TIMM_PREFIX, TORCHVISION_PREFIX)
 
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ImageNet class names the project uses (torchvision's list, stored without torchvision)."""
-    from xai_core.models.imagenet_classes import IMAGENET_CLASSES
-
     return IMAGENET_CLASSES
 
 
@@ -63,9 +64,6 @@ def auto_default_layer(build, channels: int, input_size: tuple[int, int]) -> str
 
 def _default_layer(module: nn.Module, example: torch.Tensor) -> str:
     """A vision transformer's default token layer (hooks/tokens.py), else the CNN's final feature map."""
-    from xai_core.hooks.layers import final_feature_layer
-    from xai_core.hooks.tokens import default_token_layer, is_transformer
-
     if is_transformer(module):
         layer = default_token_layer(module, example)
         if layer is None:

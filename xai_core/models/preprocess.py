@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from xai_core.errors import ImageError
+from xai_core.images import to_gray_float, to_rgb
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,6 @@ class PreparedInput:
 def _as_float_image(image: Image.Image | np.ndarray, channels: int) -> np.ndarray:
     """Return ``[H, W, channels]`` float32 in [0, 1] from a PIL image or an array."""
     if isinstance(image, Image.Image):
-        from xai_core.images import to_gray_float, to_rgb
-
         if channels == 1:
             arr = to_gray_float(image)[..., None]
         else:

@@ -25,6 +25,7 @@ from torch import nn
 from xai_core.errors import UnknownNameError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import LayerInfo, candidate_layers
+from xai_core.hooks.tokens import is_transformer, token_candidate_layers
 from xai_core.models import zoo
 from xai_core.models.device import module_device, resolve_device
 from xai_core.models.libraries import PREFIXES, library_spec
@@ -98,8 +99,6 @@ class LoadedModel:
     @cached_property
     def layers(self) -> list[LayerInfo]:
         """Layers that can be explained, in forward order (traced once, then cached)."""
-        from xai_core.hooks.tokens import is_transformer, token_candidate_layers
-
         if is_transformer(self.module):  # token layers read as [C, h, w] maps (hooks/tokens.py)
             return token_candidate_layers(self.module, self.example_input())
         return candidate_layers(self.module, self.example_input())

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xai_core.api import explain
-from xai_core.errors import MethodError
+from xai_core.errors import MethodError, UnknownNameError
 from xai_core.methods.registry import get_explainer
 from xai_core.models.preprocess import prepare
 from xai_core.models.registry import LoadedModel, load_model
@@ -173,8 +173,6 @@ def _choose_steps(order: list[str], layers: Sequence[str] | int | None) -> list[
         return [order[i] for i in idx]
     unknown = [name for name in layers if name not in order]
     if unknown:
-        from xai_core.errors import UnknownNameError
-
         raise UnknownNameError("randomisable layer", unknown[0], order)
     chosen = set(layers)
     return [name for name in order if name in chosen]
@@ -185,8 +183,6 @@ def _scores(names: Sequence[str], original: np.ndarray, other: np.ndarray) -> di
 
 
 def _check_similarities(names: Sequence[str]) -> tuple[str, ...]:
-    from xai_core.errors import UnknownNameError
-
     for name in names:
         if name not in SIMILARITIES:
             raise UnknownNameError("similarity", name, list(SIMILARITIES))

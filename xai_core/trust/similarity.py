@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import rankdata
 
-from xai_core.errors import MethodError
+from xai_core.errors import MethodError, UnknownNameError
 
 
 def _pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +99,5 @@ SIMILARITIES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 def similarity(name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The measure called ``name`` (a key of :data:`SIMILARITIES`) per pair of maps."""
     if name not in SIMILARITIES:
-        from xai_core.errors import UnknownNameError
-
         raise UnknownNameError("similarity", name, list(SIMILARITIES))
     return SIMILARITIES[name](a, b)
