@@ -6,9 +6,6 @@ maps), with a model registry, rendering and faithfulness metrics. See README.md.
 
 from __future__ import annotations
 
-import os  # noqa: F401 - used in annotations
-from typing import TYPE_CHECKING, BinaryIO  # noqa: F401
-
 from xai_core.api import Explanation, explain, explain_fine
 from xai_core.errors import (
     DeviceError,
@@ -21,6 +18,7 @@ from xai_core.errors import (
     XaiCoreError,
 )
 from xai_core.fusion import BRIGHTNESS, FusedMap, brightness_caption, fm_g_cam
+from xai_core.images import read_image
 from xai_core.methods import (
     EXPLAINERS,
     Explainer,
@@ -53,17 +51,7 @@ from xai_core.render import (
     render_on_original,
 )
 
-if TYPE_CHECKING:
-    from PIL import Image
-
 __version__ = "0.1.0"
-
-
-def read_image(source: bytes | str | os.PathLike | BinaryIO, **limits: int) -> Image.Image:
-    """Read an image safely, with size limits (see :func:`xai_core.images.read_image`)."""
-    from xai_core.images import read_image as _read
-
-    return _read(source, **limits)
 
 
 __all__ = [
