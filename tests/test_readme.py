@@ -71,3 +71,28 @@ def test_readme_relevance_rule_example_runs():
         torch.testing.assert_close(at_pool, expected, rtol=1e-5, atol=1e-7)
     finally:
         RULE_SETS.pop("epsilon_head", None)
+
+
+def test_readme_new_model_example_runs(tmp_path):
+    """README's "Another architecture" example registers a ModelSpec and builds it from a local file."""
+    import torch
+    import torchvision
+
+    from xai_core.models import registry
+
+    block = next(b for b in _python_blocks() if "xc.register(" in b and "ModelSpec(" in b)
+    key = "resnet18"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "resnet18.pth")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    namespace: dict = {}
+    try:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    finally:
+        os.chdir(cwd)
+        registry._REGISTRY.pop(key, None)  # leave the registry as the other tests expect it
+        registry._CATALOGUE.pop(key, None)
+    model = namespace["model"]
+    assert model.key == key and model.spec.default_layer == "layer4"
+    exp = xc.explain(model, torch.rand(1, 3, 224, 224), method="grad_cam", top_k=2)[0]
+    assert exp.cams.shape == (2, 7, 7)

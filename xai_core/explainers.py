@@ -26,7 +26,15 @@ from xai_core.methods.registry import (
     on_register,
     register_explainer,
 )
-from xai_core.relevance import RULE_SETS, fg_cam, fgcam_bases, lrp, register_base, unregister_base
+from xai_core.relevance import (
+    RULE_SETS,
+    fg_cam,
+    fgcam_bases,
+    lrp,
+    on_rule_set_registered,
+    register_base,
+    unregister_base,
+)
 
 
 class FGCamCompute:
@@ -210,5 +218,15 @@ def _refresh_fgcam_bases() -> None:
             EXPLAINERS[key] = replace(spec, params=params)
 
 
+def _refresh_rule_choices() -> None:
+    """Offer every registered rule set (:func:`xai_core.relevance.register_rule_set`) as ``rules``."""
+    names = tuple(RULE_SETS)
+    for key, spec in list(EXPLAINERS.items()):
+        if "relevance_rules" in spec.needs and any(p.name == "rules" for p in spec.params):
+            params = tuple(replace(p, choices=names) if p.name == "rules" else p for p in spec.params)
+            EXPLAINERS[key] = replace(spec, params=params)
+
+
 on_register(_refresh_fgcam_bases)
+on_rule_set_registered(_refresh_rule_choices)
 _refresh_fgcam_bases()

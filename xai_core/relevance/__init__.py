@@ -28,7 +28,15 @@ from xai_core.relevance.canonizers import (
     find_batchnorm_folds,
     fold_batchnorms,
 )
-from xai_core.relevance.composite import RULE_SETS, Composite, register_rule_set, relevance_rules, rule_for, rule_set
+from xai_core.relevance.composite import (
+    RULE_SETS,
+    Composite,
+    on_rule_set_registered,
+    register_rule_set,
+    relevance_rules,
+    rule_for,
+    rule_set,
+)
 from xai_core.relevance.fgcam import (
     ChannelWeights,
     ClassSpec,
@@ -75,6 +83,7 @@ __all__ = [
     "RuleContext",
     "ZBox",
     "ZPlus",
+    "on_rule_set_registered",
     "register_rule_set",
     "rule_set",
     "ChannelWeights",

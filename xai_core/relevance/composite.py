@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -184,7 +184,17 @@ def register_rule_set(name: str, composite: Composite, *, replace: bool = False)
     if name in RULE_SETS and not replace:
         raise ValueError(f"A rule set called {name!r} is already registered.")
     RULE_SETS[name] = composite
+    for listener in _RULE_SET_LISTENERS:
+        listener()
     return composite
+
+
+_RULE_SET_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_rule_set_registered(listener: Callable[[], None]) -> None:
+    """Call ``listener()`` after every :func:`register_rule_set` (the explainer registry offers the new name)."""
+    _RULE_SET_LISTENERS.append(listener)
 
 
 def rule_set(rules: str | Composite) -> Composite:
