@@ -531,3 +531,57 @@ def test_shared_fg_score_cam_equals_explain() -> None:
             assert shared.abs().max() > 0 or text.startswith("fg_cam_d")  # 8 channels: FG-CAM_D keeps none
             torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-6 * float(plain.abs().max()))
     assert len(cache._store) == 4  # (image, class) x (plain, denoised): the masked passes ran once each
+
+
+def test_sanity_columns_only_when_asked(folder: Path, tmp_path: Path):
+    """``--sanity`` fills both columns with finite numbers in [-1, 1]; without it they are null."""
+    out = tmp_path / "sanity"
+    assert run(folder, out, "--methods", "grad_cam,lrp@input", "--sanity") == 0
+    got = read_rows([out])
+    assert len(got) == 2 * len(SAMPLES) and not any(r["error"] for r in got)
+    for r in got:
+        for column in ("sanity_mprt_spearman", "sanity_random_logit_spearman"):
+            assert math.isfinite(r[column]) and -1.0 <= r[column] <= 1.0, (r["method"], column, r[column])
+    plain = tmp_path / "plain"
+    assert run(folder, plain, "--methods", "grad_cam") == 0
+    rows = read_rows([plain])
+    assert rows and all(r["sanity_mprt_spearman"] is None and r["sanity_random_logit_spearman"] is None for r in rows)
+    # a part written before the sanity columns existed still reads, with empty cells
+    part = sorted(plain.glob("part-*.parquet"))[0]
+    pq.write_table(pq.read_table(part).drop_columns(["sanity_mprt_spearman", "sanity_random_logit_spearman"]), part)
+    assert all(r["sanity_mprt_spearman"] is None for r in read_rows([plain]))
+
+
+@pytest.mark.parametrize(("text", "layer"), [("grad_cam", "features.4"), ("lrp", "input")])
+def test_sanity_columns_equal_xai_core_trust_and_leave_the_model_unchanged(text: str, layer: str) -> None:
+    """Each row's numbers are what calling xai_core.trust on that image gives; the model's weights stay bit-identical."""
+    import tests.eval_tiny_model  # noqa: F401  (registers the model)
+    from xai_core.evaluate.compute import Evaluator, Settings, Unit
+    from xai_core.evaluate.jobs import Job
+    from xai_core.evaluate.methods import parse_method
+    from xai_core.images import read_image
+    from xai_core.models import load_model
+    from xai_core.models.preprocess import prepare
+    from xai_core.trust import model_randomisation, random_logit, randomisable_layers
+
+    model = load_model(TINY, weights=None)
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    x = torch.cat([prepare(read_image(IMAGENET / n), model.spec.preprocessing).tensor for n in SAMPLES])
+    unit = Unit(0, x, list(SAMPLES), [None] * len(SAMPLES), [(0.0, 0.0, 1.0, 1.0)] * len(SAMPLES))
+    job = Job(parse_method(text), layer)
+    unit = Unit(**{**unit.__dict__, "tasks": [(job, range(len(SAMPLES)))]})
+    settings = Settings(model=TINY, weights=None, pixels_per_step=STEP, sanity=True)
+    (rows,) = Evaluator(settings, model=model).run(unit)
+    after = model.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+    kwargs = {"layer": "features.4", "target_layer": "input"} if text == "lrp" else {"layer": layer}
+    last = randomisable_layers(model.module)[0]
+    for i, row in enumerate(rows):
+        assert row["error"] is None
+        cls = [row["class_idx"]]
+        mprt = model_randomisation(model, x[i : i + 1], text, layers=[last], seed=42, class_idx=cls, **kwargs)
+        logit = random_logit(model, x[i : i + 1], text, seed=42, class_idx=cls, **kwargs)
+        assert row["sanity_mprt_spearman"] == pytest.approx(mprt.scores["spearman"][0, 0], abs=1e-9)
+        assert row["sanity_random_logit_spearman"] == pytest.approx(logit.scores["spearman"][0, 0], abs=1e-9)
+    assert len({round(r["sanity_mprt_spearman"], 6) for r in rows}) > 1  # per image, not one number for all

@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score ROAD (remove and debias; MoRF and LeRF mean class probability at 10%% to 90%% removed)",
     )
+    parser.add_argument(
+        "--sanity",
+        action="store_true",
+        help="also run the randomisation checks per row (off by default: ~3 extra map passes per image): "
+        "sanity_mprt_spearman = Spearman rank correlation of the signed map of the explained class with the "
+        "map after every layer of a copy of the model is re-initialised (cascading, Quantus MPRT order, "
+        "seed 42); sanity_random_logit_spearman = the same between the map of the explained class and that "
+        "of another class drawn as Quantus RandomLogit does for the image alone (seed 42). Maps as "
+        "xai_core.trust computes them (signed, bilinear to the input); near 1 = the map ignores the model/class",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="images explained and scored together (16)")
     parser.add_argument(
         "--forward-batch",
@@ -264,6 +274,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         channels_last=channels_last,
         metric_precision=args.metric_precision,
         road=args.road,
+        sanity=args.sanity,
         threads=args.threads or torch.get_num_threads(),  # one count for the run, driver and workers alike
         imports=tuple(args.imports),
     )

@@ -19,6 +19,7 @@ import torch
 from xai_core.evaluate.dataset import one_line
 from xai_core.evaluate.jobs import Job
 from xai_core.evaluate.methods import ScoreComponents, make_maps
+from xai_core.evaluate.sanity import sanity_scores
 from xai_core.hooks.capture import eval_mode
 from xai_core.metrics import default_pixels_per_step, evaluate_maps, road
 from xai_core.models.registry import load_model
@@ -45,6 +46,7 @@ class Settings:
             forward passes (insertion/deletion, Average Drop, ROAD) under
             ``torch.autocast``; the ranking of the classes and the maps stay float32.
         road: also score ROAD (remove and debias), MoRF and LeRF, at 10 % to 90 % removed.
+        sanity: also fill the randomisation-check columns (:mod:`xai_core.evaluate.sanity`).
         threads: torch intra-op threads of every process that computes: this one on the
             local engine, each worker on Ray (``None``: torch's default of the driver, see
             :func:`run_threads`). One number for the whole run, because it changes float32
@@ -67,6 +69,7 @@ class Settings:
     channels_last: bool = False
     metric_precision: str = "fp32"
     road: bool = False
+    sanity: bool = False
     threads: int | None = None
     imports: tuple[str, ...] = ()
 
@@ -236,6 +239,15 @@ class Evaluator:
         for n, i in enumerate(todo):
             rows[i].update({name: float(values[n]) for name, values in scores.items()})
             rows[i].update(ad_positive_only=signed, map_seconds=map_seconds, metric_seconds=metric_seconds)
+        if self.settings.sanity:
+            try:
+                sanity = sanity_scores(self.model, x[todo], job.method, job.layer, classes, cam_layer=self.cam_layer)
+            except Exception as exc:  # the metrics stand; the row says why the checks are missing
+                for i in todo:
+                    rows[i]["error"] = one_line(f"--sanity: {type(exc).__name__}: {exc}")
+                return
+            for n, i in enumerate(todo):
+                rows[i].update({name: float(values[n]) for name, values in sanity.items()})
 
     def _maps(self, x, job: Job, classes, ranked, files) -> tuple[torch.Tensor, bool]:
         return make_maps(

@@ -38,6 +38,8 @@ METRIC_COLUMNS = (
     "road_morf",
     "road_lerf",
 )
+#: ``--sanity``: randomisation-check summaries per row (see :mod:`xai_core.evaluate.sanity`); null without it.
+SANITY_COLUMNS = ("sanity_mprt_spearman", "sanity_random_logit_spearman")
 SCHEMA = pa.schema(
     [
         ("model", pa.string()),
@@ -51,6 +53,7 @@ SCHEMA = pa.schema(
         ("predicted", pa.int64()),
         ("correct", pa.bool_()),
         *((name, pa.float64()) for name in METRIC_COLUMNS),
+        *((name, pa.float64()) for name in SANITY_COLUMNS),
         ("ad_positive_only", pa.bool_()),
         ("pixels_per_step", pa.int64()),
         ("crop_box", pa.list_(pa.float64(), 4)),
@@ -123,7 +126,7 @@ def read_table(folders: Iterable[Path]) -> pa.Table:
     for path in files:
         table = pq.read_table(path)
         missing = [c for c in COLUMNS if c not in table.schema.names]
-        if missing and set(missing) <= set(METRIC_COLUMNS):  # parts written before a metric was added
+        if missing and set(missing) <= {*METRIC_COLUMNS, *SANITY_COLUMNS}:  # parts from before a column was added
             for name in missing:
                 table = table.append_column(name, pa.nulls(len(table), pa.float64()))
             table = table.select(list(COLUMNS))
