@@ -554,7 +554,7 @@ def test_sanity_columns_only_when_asked(folder: Path, tmp_path: Path):
 
 @pytest.mark.parametrize(("text", "layer"), [("grad_cam", "features.4"), ("lrp", "input")])
 def test_sanity_columns_equal_xai_core_trust_and_leave_the_model_unchanged(text: str, layer: str) -> None:
-    """Each row's numbers are what calling xai_core.trust on that image gives; the model's weights stay bit-identical."""
+    """Each row's numbers are what xai_core.trust gives on that image; the model's weights stay bit-identical."""
     import tests.eval_tiny_model  # noqa: F401  (registers the model)
     from xai_core.evaluate.compute import Evaluator, Settings, Unit
     from xai_core.evaluate.jobs import Job
