@@ -10,7 +10,8 @@
   in the object.
 * :mod:`xai_core.trust.upsample`: CAM upsampling at the measured receptive-field centres.
 
-This package sits with :mod:`xai_core.api` at the top of the import layers: it explains
+This package sits below :mod:`xai_core.evaluate` (whose ``--sanity`` calls it) and above
+:mod:`xai_core.api` in the import layers: it explains
 with :func:`xai_core.explain`.
 """
 
