@@ -11,8 +11,7 @@
 * :mod:`xai_core.trust.upsample`: CAM upsampling at the measured receptive-field centres.
 
 This package sits below :mod:`xai_core.evaluate` (whose ``--sanity`` calls it) and above
-:mod:`xai_core.api` in the import layers: it explains
-with :func:`xai_core.explain`.
+:mod:`xai_core.api` in the import layers: it explains with :func:`xai_core.explain`.
 """
 
 from __future__ import annotations
