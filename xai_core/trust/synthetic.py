@@ -266,6 +266,50 @@ def train_tiny_cnn(
     )
 
 
+def train_tiny_vit(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    epochs: int = 10,
+    embed_dim: int = 48,
+    depth: int = 3,
+    num_heads: int = 4,
+    patch_size: int = 8,
+    lr: float = 2e-3,
+    threads: int | None = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> LoadedModel:
+    """A tiny timm ``VisionTransformer`` (class token) trained on ``images``/``labels`` (see :func:`train`).
+
+    ``patch_size`` 8 on 64 px images gives an 8 x 8 patch grid (one patch about half an
+    object). The whole model, class token and position embedding included, is drawn
+    from ``seed`` (the linear and normalisation layers again by :func:`train`), so the
+    same call gives the same weights. Its default layer is the one
+    :func:`xai_core.hooks.tokens.default_token_layer` picks for a class-token ViT, the
+    last block's ``norm1``.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    from xai_core.hooks.tokens import default_token_layer
+
+    size = int(images.shape[-1])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = VisionTransformer(
+            img_size=size,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=2.0,
+            num_classes=len(CLASSES),
+        )
+    module = train(module, images, labels, seed=seed, epochs=epochs, lr=lr, threads=threads, progress=progress)
+    layer = default_token_layer(module, images[:1])
+    return as_loaded(module, size, layer or f"blocks.{depth - 1}.norm1", key="tiny_vit")
+
+
 def accuracy(model: LoadedModel, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of ``images`` whose most probable class is ``labels``."""
     return float((model.predict(images).argmax(1).cpu() == labels.cpu()).float().mean())
