@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def maps_of(model, x, method, classes, offset, stride):
-    """``(naive, aligned)`` maps ``[N, H, W]`` at input resolution (aligned None for input-resolution methods, or offset None)."""
+    """``(naive, aligned)`` maps ``[N, H, W]`` at input resolution (aligned None: input-size maps, no offset)."""
     exps = xc.explain(model, x, method=method, class_idx=[[int(c)] for c in classes], max_batch=64)
     cams = torch.stack([e.cams[0] for e in exps]).float()
     size = tuple(x.shape[-2:])
