@@ -87,6 +87,19 @@ def test_grad_cam_finds_the_object_and_shuffled_labels_change_the_maps() -> None
     assert synthetic.localisation(maps_s, mt).pointing_game < score.pointing_game - 0.3
 
 
+def test_tiny_vit_training_is_reproducible() -> None:
+    x, y, _ = synthetic.make_dataset(32, seed=0)
+    state = torch.random.get_rng_state()
+    a = synthetic.train_tiny_vit(x, y, seed=5, epochs=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = synthetic.train_tiny_vit(x, y, seed=5, epochs=1)
+    c = synthetic.train_tiny_vit(x, y, seed=6, epochs=1)
+    sa, sb, sc = (m.module.state_dict() for m in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)  # class token and position embedding included
+    assert not torch.equal(sa["pos_embed"], sc["pos_embed"])
+    assert a.labels == synthetic.CLASSES and a.spec.default_layer == "blocks.2.norm1"
+
+
 @pytest.mark.slow  # trains a tiny ViT: about 40 s on one core
 def test_tiny_vit_transformer_native_methods_point_at_least_as_well_as_grad_cam_on_tokens() -> None:
     """Issue 21's localisation check with no downloaded weights (numbers in docs/trust.md)."""
