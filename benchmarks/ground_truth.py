@@ -45,7 +45,7 @@ def maps_of(model, x, method, classes, offset, stride):
     return naive.numpy(), None if offset is None else aligned_resize(cams, size, offset, stride).numpy()
 
 
-VIT_METHODS = "grad_cam,attention_rollout,chefer,legrad,attn_lrp,fg_attn_lrp"
+VIT_METHODS = "grad_cam,hires_cam,layer_cam,attention_rollout,chefer,legrad,attn_lrp,fg_attn_lrp"
 
 
 def main_vit(args: argparse.Namespace) -> None:
