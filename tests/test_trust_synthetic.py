@@ -113,9 +113,9 @@ def test_tiny_vit_transformer_native_methods_point_at_least_as_well_as_grad_cam_
     scores = {m: synthetic.localisation(attributions(model, xt, m, yt.numpy()), mt) for m in _VIT_METHODS}
     grad_cam = scores["grad_cam"].pointing_game
     assert grad_cam > 2 * chance
-    for method in ("attention_rollout", "chefer", "attn_lrp"):
+    for method in ("attention_rollout", "chefer", "legrad", "attn_lrp", "fg_attn_lrp"):
         assert scores[method].pointing_game >= grad_cam, (method, scores)
     assert scores["attn_lrp"].mass_in_object > scores["grad_cam"].mass_in_object
 
 
-_VIT_METHODS = ("grad_cam", "attention_rollout", "chefer", "attn_lrp")
+_VIT_METHODS = ("grad_cam", "attention_rollout", "chefer", "legrad", "attn_lrp", "fg_attn_lrp")

@@ -17,7 +17,8 @@ at this size to be learnt in the time).
 and order, a fixed number of torch threads, restored afterwards); :func:`train_tiny_cnn`
 builds and trains the benchmark's small CNN and returns it as a
 :class:`~xai_core.models.registry.LoadedModel` that every registered method explains
-(:func:`as_loaded` wraps any other module, e.g. a tiny ViT, the same way).
+(:func:`as_loaded` wraps any other module the same way; :func:`train_tiny_vit` does it for
+a tiny timm ViT).
 :func:`localisation` scores maps against the masks: the pointing game (the map's
 maximum lies in the object) and the share of the positive map mass inside the object.
 Chance for both is about the object's share of the image (:func:`chance`).
