@@ -85,3 +85,37 @@ def test_grad_cam_finds_the_object_and_shuffled_labels_change_the_maps() -> None
     maps_s = attributions(shuffled, xt, "grad_cam", yt.numpy())
     assert np.nanmean(spearman(maps, maps_s)) < 0.5
     assert synthetic.localisation(maps_s, mt).pointing_game < score.pointing_game - 0.3
+
+
+def test_tiny_vit_training_is_reproducible() -> None:
+    x, y, _ = synthetic.make_dataset(32, seed=0)
+    state = torch.random.get_rng_state()
+    a = synthetic.train_tiny_vit(x, y, seed=5, epochs=1)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    b = synthetic.train_tiny_vit(x, y, seed=5, epochs=1)
+    c = synthetic.train_tiny_vit(x, y, seed=6, epochs=1)
+    sa, sb, sc = (m.module.state_dict() for m in (a, b, c))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)  # class token and position embedding included
+    assert not torch.equal(sa["pos_embed"], sc["pos_embed"])
+    assert a.labels == synthetic.CLASSES and a.spec.default_layer == "blocks.2.norm1"
+
+
+@pytest.mark.slow  # trains a tiny ViT: about 40 s on one core
+def test_tiny_vit_transformer_native_methods_point_at_least_as_well_as_grad_cam_on_tokens() -> None:
+    """Issue 21's localisation check with no downloaded weights (numbers in docs/trust.md)."""
+    x, y, _ = synthetic.make_dataset(4000, seed=0)
+    xt, yt, mt = synthetic.make_dataset(200, seed=1)
+    model = synthetic.train_tiny_vit(x, y, seed=0, epochs=8)
+    assert model.spec.default_layer == "blocks.2.norm1"  # the class-token ViT's default token layer
+    majority = float(torch.bincount(yt).max()) / len(yt)
+    assert synthetic.accuracy(model, xt, yt) >= majority + 0.3  # measured 0.76; majority class 0.29
+    chance = synthetic.chance(mt)
+    scores = {m: synthetic.localisation(attributions(model, xt, m, yt.numpy()), mt) for m in _VIT_METHODS}
+    grad_cam = scores["grad_cam"].pointing_game
+    assert grad_cam > 2 * chance
+    for method in ("attention_rollout", "chefer", "legrad", "attn_lrp", "fg_attn_lrp"):
+        assert scores[method].pointing_game >= grad_cam, (method, scores)
+    assert scores["attn_lrp"].mass_in_object > scores["grad_cam"].mass_in_object
+
+
+_VIT_METHODS = ("grad_cam", "attention_rollout", "chefer", "legrad", "attn_lrp", "fg_attn_lrp")

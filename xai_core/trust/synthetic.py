@@ -17,7 +17,8 @@ at this size to be learnt in the time).
 and order, a fixed number of torch threads, restored afterwards); :func:`train_tiny_cnn`
 builds and trains the benchmark's small CNN and returns it as a
 :class:`~xai_core.models.registry.LoadedModel` that every registered method explains
-(:func:`as_loaded` wraps any other module, e.g. a tiny ViT, the same way).
+(:func:`as_loaded` wraps any other module the same way; :func:`train_tiny_vit` does it for
+a tiny timm ViT).
 :func:`localisation` scores maps against the masks: the pointing game (the map's
 maximum lies in the object) and the share of the positive map mass inside the object.
 Chance for both is about the object's share of the image (:func:`chance`).
@@ -264,6 +265,50 @@ def train_tiny_cnn(
     return as_loaded(
         module, int(images.shape[-1]), "features.6", key="tiny_cnn_shuffled" if shuffle_labels else "tiny_cnn"
     )
+
+
+def train_tiny_vit(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    epochs: int = 10,
+    embed_dim: int = 48,
+    depth: int = 3,
+    num_heads: int = 4,
+    patch_size: int = 8,
+    lr: float = 2e-3,
+    threads: int | None = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> LoadedModel:
+    """A tiny timm ``VisionTransformer`` (class token) trained on ``images``/``labels`` (see :func:`train`).
+
+    ``patch_size`` 8 on 64 px images gives an 8 x 8 patch grid (one patch about half an
+    object). The whole model, class token and position embedding included, is drawn
+    from ``seed`` (the linear and normalisation layers again by :func:`train`), so the
+    same call gives the same weights. Its default layer is the one
+    :func:`xai_core.hooks.tokens.default_token_layer` picks for a class-token ViT, the
+    last block's ``norm1``.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    from xai_core.hooks.tokens import default_token_layer
+
+    size = int(images.shape[-1])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = VisionTransformer(
+            img_size=size,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=2.0,
+            num_classes=len(CLASSES),
+        )
+    module = train(module, images, labels, seed=seed, epochs=epochs, lr=lr, threads=threads, progress=progress)
+    layer = default_token_layer(module, images[:1])
+    return as_loaded(module, size, layer or f"blocks.{depth - 1}.norm1", key="tiny_vit")
 
 
 def accuracy(model: LoadedModel, images: torch.Tensor, labels: torch.Tensor) -> float:
