@@ -6,18 +6,13 @@ import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute, figures, views
-from pages._ui.running import MISSING, Work, asked, obtain, request
+from pages._ui.estimates import slow_estimate
+from pages._ui.legend import image_grid, show_legend
+from pages._ui.notices import size_warning
+from pages._ui.orchestration import explain_classes
+from pages._ui.running import MISSING, Work, asked, attempt, obtain, request
 from pages._ui.state import ensure_routed, key, remember, seed
-from pages._ui.widgets import (
-    attempt,
-    explain_classes,
-    explanation_sidebar,
-    image_grid,
-    image_source,
-    show_legend,
-    size_warning,
-    slow_estimate,
-)
+from pages._ui.widgets import explanation_sidebar, image_source
 from xai_core.select import join, rows_of, subset
 
 ensure_routed()

@@ -6,22 +6,21 @@ import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute, faithfulness
-from pages._ui.running import MISSING, Work, obtain
+from pages._ui.estimates import slow_estimate
+from pages._ui.legend import image_grid
+from pages._ui.notices import size_warning
+from pages._ui.running import MISSING, Work, attempt, obtain
 from pages._ui.state import ensure_routed, key, remember, seed
 from pages._ui.widgets import (
-    attempt,
     cam_methods,
     class_picker,
     device_note,
-    image_grid,
     image_source,
     layer_picker,
     load_model_or_explain,
     map_display_controls,
     method_params,
     model_picker,
-    size_warning,
-    slow_estimate,
 )
 from xai_core.report import coinciding_groups
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._ui import compute, figures, views
+from pages._ui.notices import reading_record, reading_warnings
+from pages._ui.orchestration import explain_classes
 from pages._ui.report import report_pdf
+from pages._ui.running import attempt
 from pages._ui.state import ensure_routed, key
-from pages._ui.widgets import (
-    attempt,
-    explain_classes,
-    explanation_sidebar,
-    image_source,
-    reading_record,
-    reading_warnings,
-)
+from pages._ui.widgets import explanation_sidebar, image_source
 from xai_core.report import weights_status
 
 ensure_routed()

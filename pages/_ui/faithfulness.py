@@ -15,9 +15,8 @@ import streamlit as st
 import xai_core as xc
 from pages._ui import compute, figures
 from pages._ui.jobs import MISSING, STORE
-from pages._ui.running import Work, obtain
+from pages._ui.running import Work, attempt, obtain
 from pages._ui.state import key
-from pages._ui.widgets import attempt
 from xai_core.metrics import even_fractions
 from xai_core.metrics.road import DEFAULT_NOISE
 

@@ -10,16 +10,34 @@ run of the page joins it instead of restarting it).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import streamlit as st
 
+import xai_core as xc
 from pages._ui.jobs import MISSING, STORE, Job, format_seconds
 
 #: Session keys (one per browser session, shared by every page).
 REQUESTED = "jobs.requested"  # slow results the user asked for with Compute
 STOPPED = "jobs.stopped"  # key -> (done, total, label, unit) of work stopped by Stop
+
+log = logging.getLogger("xai_dashboard")
+T = TypeVar("T")
+
+
+def attempt(fn: Callable[..., T], *args: object, **kwargs: object) -> T | None:
+    """Run ``fn``; show an XaiCoreError's message, or a short generic one for a bug; None on failure."""
+    try:
+        return fn(*args, **kwargs)
+    except xc.XaiCoreError as err:
+        st.error(str(err))
+    except Exception:  # noqa: BLE001 - anything else is a bug: log it, keep the page alive
+        log.exception("Unexpected error in %s", getattr(fn, "__name__", fn))
+        st.error("Something went wrong while computing this. The details were written to the server log.")
+    return None
 
 
 @dataclass(frozen=True)

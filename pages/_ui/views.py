@@ -8,8 +8,9 @@ from PIL import Image
 
 import xai_core as xc
 from pages._ui import figures
+from pages._ui.legend import image_grid, show_legend
 from pages._ui.state import key
-from pages._ui.widgets import ACTIVATION_LABELS, Display, image_grid, show_legend
+from pages._ui.widgets import ACTIVATION_LABELS, Display
 from xai_core.render.relevance import DEFAULT_PERCENTILE
 
 #: Largest change (on the fused map's 0-1 scale) that an activation may make and still look like ReLU.

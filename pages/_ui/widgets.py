@@ -1,26 +1,25 @@
-"""Widgets shared by the pages: image source, model and method pickers, display controls."""
+"""Input widgets shared by the pages: image source, model, layer, method and class pickers, display controls.
+
+:func:`explanation_sidebar` lays them out in an explanation page's sidebar and returns the
+choices as a :class:`Setup`; running the explanation is :mod:`pages._ui.orchestration`'s job.
+"""
 
 from __future__ import annotations
 
 import html
-import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute
-from pages._ui.running import MISSING, Work, obtain
 from pages._ui.state import K_MAX, PENDING_SAMPLE, SAMPLES, key, remember, seed, set_shared, shared
 from xai_core.fusion.fmgcam import ACTIVATIONS, NORMALISATIONS
 from xai_core.images import MAX_UPLOAD_BYTES, image_digest
 from xai_core.render.colour import COLORMAPS
-
-log = logging.getLogger("xai_dashboard")
-T = TypeVar("T")
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 XRAY_TYPES = ["dcm", "dicom", *IMAGE_TYPES]
@@ -45,18 +44,6 @@ NORMALISATION_LABELS = {
     "per_class": "L2, per class",
     "off": "off",
 }
-
-
-def attempt(fn: Callable[..., T], *args: object, **kwargs: object) -> T | None:
-    """Run ``fn``; show an XaiCoreError's message, or a short generic one for a bug; None on failure."""
-    try:
-        return fn(*args, **kwargs)
-    except xc.XaiCoreError as err:
-        st.error(str(err))
-    except Exception:  # noqa: BLE001 - anything else is a bug: log it, keep the page alive
-        log.exception("Unexpected error in %s", getattr(fn, "__name__", fn))
-        st.error("Something went wrong while computing this. The details were written to the server log.")
-    return None
 
 
 # ----------------------------------------------------------------------------- images
@@ -539,9 +526,6 @@ def device_note(model: xc.LoadedModel) -> None:
         st.caption("Running on the CPU (set XAI_DEVICE=cuda to use a GPU).")
 
 
-# ----------------------------------------------------------------------------- output
-
-
 class Setup(NamedTuple):
     """What the sidebar of an explanation page chose."""
 
@@ -573,149 +557,3 @@ def explanation_sidebar(page: str, family: str, what: str = "classes") -> Setup 
         st.header("Display")
         display = display_controls(page, k_max)
     return Setup(choice, model, layer, method, params, display, k_max, tuple(classes), mode)
-
-
-def legend_html(rows: list[dict]) -> str:
-    """Colour swatches naming each fused class and its probability."""
-    items = []
-    for r in rows:
-        items.append(
-            f'<div style="display:flex;align-items:center;gap:.5em;margin:.2em 0;font-size:1.05rem">'
-            f'<span style="display:inline-block;width:1.3em;height:1.3em;border-radius:3px;'
-            f'background:{r["colour"]};border:1px solid #555"></span>'
-            f"<span><b>{html.escape(str(r['label']))}</b> &nbsp;{100 * r['probability']:.1f}%</span></div>"
-        )
-    return '<div class="fmgcam-legend">' + "".join(items) + "</div>"
-
-
-def show_legend(rows: list[dict]) -> None:
-    st.markdown(legend_html(rows), unsafe_allow_html=True)
-
-
-def image_grid(images: list, captions: list[str], columns: int = 5) -> None:
-    """Images in rows of ``columns``, each with its caption."""
-    for start in range(0, len(images), columns):
-        cols = st.columns(columns)
-        for col, img, cap in zip(cols, images[start : start + columns], captions[start : start + columns]):
-            col.image(img, caption=cap, width="stretch")
-
-
-def slow_estimate(model_id: str, model: xc.LoadedModel, layer: str, pred: compute.Predictions) -> tuple[float, str]:
-    """Seconds a perturbation method will take here, and how that was estimated.
-
-    One masked forward pass per feature map of ``layer``; its cost is the rate measured
-    by the last finished slow run of this model in this server, else one forward pass
-    timed on this image.
-    """
-    from pages._ui.jobs import STORE
-
-    n = compute.layer_channels(model, layer) or 1
-    rate = STORE.rates.get((model_id, "masks"))
-    if rate:
-        return n * rate, f"up to {n} masks at {1000 * rate:.0f} ms each, measured on the last slow run here"
-    return (
-        n * pred.forward_seconds,
-        f"up to {n} masks, one masked forward pass measured at {1000 * pred.forward_seconds:.0f} ms here",
-    )
-
-
-class Explained(NamedTuple):
-    """One pass over the top K_max classes and the chosen ones, and what the page shows of it.
-
-    Attributes:
-        full: every computed class (the top K_max, then chosen classes outside them).
-        shown: the classes of the fused map, in order (top K and/or the chosen ones).
-        chart: ``shown`` first, then the other top classes (for the bar chart).
-    """
-
-    full: xc.Explanation
-    shown: xc.Explanation
-    chart: xc.Explanation
-
-
-def shown_classes(full: xc.Explanation, setup: Setup, n_top: int) -> Explained:
-    """Pick the classes to show from a computed explanation (no model call)."""
-    from xai_core.select import rows_of, subset
-
-    k = min(setup.display.k, n_top)
-    chosen = rows_of(full, setup.classes)
-    if setup.class_mode == "replace" and chosen:
-        rows = chosen
-    else:
-        rows = list(range(k)) + [r for r in chosen if r >= k]
-    rest = [r for r in range(n_top) if r not in rows]
-    return Explained(full, subset(full, rows), subset(full, rows + rest))
-
-
-def explain_classes(page: str, setup: Setup, digest: str, image: object, what: str) -> Explained | None:
-    """Maps of the top ``setup.k_max`` classes and the chosen ones, in one pass per image and settings.
-
-    Slow methods run only after Compute is pressed, with progress and Stop; every result
-    stays in the shared store afterwards. ``what`` names the classes ("classes", "pathologies").
-    """
-    spec = xc.get_explainer(setup.method)
-    model_id = setup.choice.model_id
-    pred = attempt(compute.predictions, digest, model_id, _image=image, _model=setup.model)
-    if pred is None:
-        return None
-    top = tuple(pred.order[: setup.k_max])
-    class_idx = top + tuple(c for c in setup.classes if c not in top)
-    n = len(class_idx)
-    estimate, how = slow_estimate(model_id, setup.model, setup.layer, pred) if spec.slow else (None, "")
-    work = Work(
-        compute.explanation_key(digest, model_id, setup.layer, setup.method, setup.params, class_idx),
-        compute.explanation_work(setup.model, image, setup.layer, setup.method, setup.params, class_idx),
-        f"{spec.label} of {n} {what}",
-        slow=spec.slow,
-        unit="masks" if spec.slow else "",
-        estimate=estimate,
-        how=how,
-        rate_key=(model_id, "masks") if spec.slow else None,
-    )
-    full = attempt(obtain, work, button=f"Compute {spec.label}")
-    if full is None or full is MISSING:
-        return None
-    return attempt(shown_classes, full, setup, len(top))
-
-
-def size_warning(size: tuple[int, int], model: xc.LoadedModel) -> None:
-    """Warn when the image is so small that the model sees mostly interpolation (e.g. 8x8)."""
-    w, h = size
-    in_h, in_w = model.spec.preprocessing.input_size
-    if min(w, h) * 4 < min(in_h, in_w):
-        st.warning(
-            f"This image is only {w}x{h} pixels: the model sees it enlarged to {in_w}x{in_h}, mostly "
-            "interpolation, so its predictions and maps say little about the picture. Use a larger image "
-            f"(at least {min(in_h, in_w) // 2} pixels on the short side).",
-            icon=":material/photo_size_select_small:",
-        )
-
-
-def reading_warnings(xray) -> None:
-    """The reader's warnings about the file (a modality or body part that is not a chest radiograph).
-
-    They come from the reader's record (``xray.warnings``, from the DICOM tags).
-    """
-    for text in tuple(getattr(xray, "warnings", ()) or ()):
-        st.warning(text, icon=":material/warning:")
-
-
-def reading_record(xray, name: str, *, compact: bool = False) -> None:
-    """The X-ray as read and how it was read (needs no model); ``compact``: in a closed expander."""
-    title = f"How the file was read: {xray.source_format}, {xray.width}x{xray.height}, {xray.bits}-bit"
-    box = st.expander(title, expanded=False) if compact else st.container()
-    with box:
-        picture, record = st.columns([1, 2])
-        with picture:
-            st.image(xray.pixels, caption=f"{name} as read (bright = dense)", width="stretch", clamp=True)
-        with record:
-            if not compact:
-                st.markdown(f"**{title}**")
-            rec = getattr(xray, "record", None)
-            if rec is not None:
-                # One row per field (a tall two-column table): a one-row table of every field ran
-                # 978 px wide in a 596 px column, its right half cut off.
-                rows = rec.rows()
-                st.table({"Field": [r[0] for r in rows], "Value": [r[1] for r in rows]}, border="horizontal")
-            for note in xray.notes or ("read as is",):
-                st.markdown(f"- {note}")
