@@ -8,6 +8,7 @@ from a directory outside the checkout, so nothing can be imported from the sourc
 from __future__ import annotations
 
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -37,14 +38,18 @@ def test_wheel_installs_into_a_fresh_venv(tmp_path: Path) -> None:
     assert "xai_core/__init__.py" in names
     assert "pages/" not in names and "tests/" not in names and "samples/" not in names
 
-    # --system-site-packages: torch and the other dependencies (gigabytes) are already installed
-    # here; the venv sees them, so the wheel's declared dependencies are resolved against them
-    # with no index. --without-pip: the venv's bundled pip and setuptools would shadow the
-    # system's newer setuptools that torch requires; `python -m pip` finds the system's pip.
+    # torch and the other dependencies (gigabytes) are already installed here: the venv reaches
+    # them through a .pth file naming this Python's site-packages. Not --system-site-packages:
+    # that would also run the .pth files there, among them the editable install of this
+    # checkout (`pip install -e .`, as README and CI do), whose import hook would win over the
+    # wheel. --without-pip: `python -m pip` is the system's, found through the same path.
     venv = tmp_path / "venv"
-    _run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv, cwd=tmp_path)
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
     python = venv / "bin" / "python"
-    _run(python, "-m", "pip", "install", "--quiet", "--no-index", wheel, cwd=tmp_path)
+    venv_site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path).strip())
+    (venv_site / "system-packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # --force-reinstall: an editable install seen on that path counts as "already satisfied".
+    _run(python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--force-reinstall", wheel, cwd=tmp_path)
 
     where = _run(python, "-c", "import xai_core; print(xai_core.__file__)", cwd=tmp_path).strip()
     assert Path(where).resolve().is_relative_to(venv.resolve()), where

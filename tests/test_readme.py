@@ -50,7 +50,7 @@ def test_readme_relevance_rule_example_runs():
     """The "Adding a relevance rule" example: one Rule subclass, one registration, used by LRP."""
     import torch
 
-    from xai_core.relevance import RULE_SETS, lrp
+    from xai_core.relevance import RULE_SETS, lrp, unregister_rule_set
 
     block = next(b for b in _python_blocks() if "register_rule_set" in b)
     namespace: dict = {}
@@ -70,7 +70,9 @@ def test_readme_relevance_rule_example_runs():
         expected = y * z / (z + 0.25 * torch.sign(z))
         torch.testing.assert_close(at_pool, expected, rtol=1e-5, atol=1e-7)
     finally:
-        RULE_SETS.pop("epsilon_head", None)
+        if "epsilon_head" in RULE_SETS:
+            unregister_rule_set("epsilon_head")
+    assert "epsilon_head" not in xc.get_explainer("lrp").param("rules").choices
 
 
 def test_readme_new_model_example_runs(tmp_path):

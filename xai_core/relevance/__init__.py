@@ -36,6 +36,7 @@ from xai_core.relevance.composite import (
     relevance_rules,
     rule_for,
     rule_set,
+    unregister_rule_set,
 )
 from xai_core.relevance.fgcam import (
     ChannelWeights,
@@ -85,6 +86,7 @@ __all__ = [
     "ZPlus",
     "on_rule_set_registered",
     "register_rule_set",
+    "unregister_rule_set",
     "rule_set",
     "ChannelWeights",
     "WeightInputs",

@@ -189,6 +189,14 @@ def register_rule_set(name: str, composite: Composite, *, replace: bool = False)
     return composite
 
 
+def unregister_rule_set(name: str) -> None:
+    """Remove the rule set registered as ``name`` (the explainers stop offering it)."""
+    rule_set(name)
+    del RULE_SETS[name]
+    for listener in _RULE_SET_LISTENERS:
+        listener()
+
+
 _RULE_SET_LISTENERS: list[Callable[[], None]] = []
 
 
