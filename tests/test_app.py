@@ -566,22 +566,6 @@ def test_imagenet_synsets_match_timm_lemmas():
         assert info.label_name_to_description(wnid) == names, i
 
 
-def test_sample_box_names_the_upload_and_a_sample_replaces_it():
-    """Item 13: with an upload shown the sample box says so; choosing any sample shows it and clears the chip."""
-    at = _open("pages/classification.py")
-    data = (ROOT / "samples" / "imagenet" / "ILSVRC2012_val_00000001.JPEG").read_bytes()
-    at.file_uploader(key="cls.upload").set_value(("snake.jpg", data, "image/jpeg")).run()
-    _no_errors(at)
-    box = at.selectbox(key="cls.sample")
-    assert box.options[0] == "(uploaded: snake.jpg)" and box.format_func(box.value) == "(uploaded: snake.jpg)"
-    box.set_value("cat_dog.png").run()  # the sample the box showed before the upload: now a change
-    _no_errors(at)
-    assert at.selectbox(key="cls.sample").value == "cat_dog.png"
-    assert "sea snake" not in _image_by_caption(at, "1. ").captions[0]
-    uploaders = [u.key for u in at.get("file_uploader")]
-    assert "cls.upload.1" in uploaders and "cls.upload" not in uploaders, uploaders
-
-
 def test_xray_reading_table_is_two_columns_wide():
     """Item 5: the "How the file was read" table runs down (field, value), not 978 px across a 596 px column."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()

@@ -84,25 +84,10 @@ def _take_upload(widget: str, family: str) -> None:
     set_shared(_image_name(family), ImageFile(upload.name, data, image_digest(data), False))
 
 
-#: The sample box's first option while an uploaded image is shown (so that any sample is a change).
-UPLOADED = "\u200b(uploaded image)"
-
-
-def _upload_generation(family: str) -> int:
-    return int(shared(f"upload_gen.{family}", 0) or 0)
-
-
 def _take_sample(widget: str, family: str) -> None:
-    """Sample box ``on_change``: the chosen sample becomes the session's image.
-
-    An upload is dropped, and the uploader is drawn anew (a new key), so that its file chip goes too.
-    """
-    if st.session_state.get(widget) == UPLOADED:
-        return
+    """Sample box ``on_change``: the chosen sample becomes the session's image (an upload is dropped)."""
     remember(widget, f"sample.{family}")
-    if shared(_image_name(family)) is not None:
-        set_shared(_image_name(family), None)
-        set_shared(f"upload_gen.{family}", _upload_generation(family) + 1)
+    set_shared(_image_name(family), None)
 
 
 def image_source(page: str, family: str, default_sample: str | None = None) -> ImageFile | None:
@@ -123,20 +108,12 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
         fallback = default_sample if default_sample in names else names[0]
         seed(sample_key, f"sample.{family}", fallback, valid=lambda v: v in names)
 
-    uploaded = shared(_image_name(family))
-    options = [UPLOADED, *names] if uploaded is not None else names
-    if uploaded is not None and st.session_state.get(sample_key) != UPLOADED:
-        st.session_state[sample_key] = UPLOADED  # the box names the upload shown, not a sample
-    elif uploaded is None and st.session_state.get(sample_key) == UPLOADED and names:
-        st.session_state[sample_key] = shared(f"sample.{family}", names[0])
-
     left, right = st.columns([3, 2])
     with left:
         what = (
             "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
         )
-        gen = _upload_generation(family)
-        upload_key = key(page, "upload") if gen == 0 else key(page, f"upload.{gen}")
+        upload_key = key(page, "upload")
         st.file_uploader(
             f"Upload {what}",
             type=types,
@@ -150,8 +127,7 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
     with right:
         sample = st.selectbox(
             "...or use a sample",
-            options,
-            format_func=lambda v: f"(uploaded: {uploaded.name})" if v == UPLOADED and uploaded else v,
+            names,
             key=sample_key,
             on_change=_take_sample,
             args=(sample_key, family),
@@ -161,7 +137,7 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
             st.caption(f"Showing **{html.escape(uploaded.name)}**, uploaded earlier in this session.")
     if uploaded is not None:
         return uploaded
-    if sample and sample != UPLOADED:
+    if sample:
         data = (SAMPLES / family / sample).read_bytes()
         return ImageFile(sample, data, image_digest(data), True)
     return None
