@@ -7,6 +7,7 @@ from a directory outside the checkout, so nothing can be imported from the sourc
 
 from __future__ import annotations
 
+import os
 import shutil
 import site
 import subprocess
@@ -19,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(*cmd: str | Path, cwd: Path) -> str:
-    done = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=600)
+    # Without PYTHONPATH: a test before this one may have put the checkout there (Ray workers).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, f"{cmd} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -51,7 +54,14 @@ def test_wheel_installs_into_a_fresh_venv(tmp_path: Path) -> None:
     # --force-reinstall: an editable install seen on that path counts as "already satisfied".
     _run(python, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--force-reinstall", wheel, cwd=tmp_path)
 
-    where = _run(python, "-c", "import xai_core; print(xai_core.__file__)", cwd=tmp_path).strip()
+    # -S: no .pth file runs, so no editable install's import hook can answer instead of the wheel;
+    # the venv's site-packages comes first, this Python's after it (torch and the rest).
+    code = (
+        "import sys; "
+        f"sys.path[:0] = [{str(venv_site)!r}]; sys.path += {site.getsitepackages()!r}; "
+        "import xai_core; print(xai_core.__file__)"
+    )
+    where = _run(python, "-S", "-c", code, cwd=tmp_path).strip()
     assert Path(where).resolve().is_relative_to(venv.resolve()), where
 
     usage = _run(venv / "bin" / "xai-evaluate", "--help", cwd=tmp_path)
