@@ -159,7 +159,9 @@ def test_ray_engine_with_two_workers_equals_local(folder: Path, tmp_path: Path):
     local, remote = tmp_path / "local", tmp_path / "ray"
     assert run(folder, local, "--methods", EQUAL_METHODS, "--batch-size", "2") == 0
     args = ("--methods", EQUAL_METHODS, "--batch-size", "2", "--engine", "ray", "--workers", "2")
+    before = os.environ.get("PYTHONPATH")
     assert run(folder, remote, *args) == 0
+    assert os.environ.get("PYTHONPATH") == before  # the workers' PYTHONPATH goes through Ray's runtime_env
     got = raw_rows(remote)
     assert len(got) == len(by_key(got)) == len(SAMPLES) * 4
     assert_same_rows(got, raw_rows(local), atol=0)  # the same arithmetic: bit-identical

@@ -248,13 +248,15 @@ def start_ray(settings: Settings, options: RayOptions) -> bool:
     if ray.is_initialized():
         return False
     if options.address is None:
-        # A local instance: its workers inherit this environment, so they import
-        # the same xai_core as the driver.
+        # A local instance: its workers get the checkout on their PYTHONPATH through
+        # Ray's runtime environment, so they import the same xai_core as the driver
+        # while this process's environment is left as it was.
         root = str(Path(__file__).resolve().parents[2])
         path = os.environ.get("PYTHONPATH", "")
         if root not in path.split(os.pathsep):
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
+            path = os.pathsep.join(p for p in (root, path) if p)
         ray.init(
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
             num_cpus=max(1, math.ceil(options.workers * worker_cpus(settings, options))),
             num_gpus=None if options.gpus_per_worker else 0,
             include_dashboard=False,
