@@ -216,7 +216,7 @@ def road_figure(results: dict[str, dict], order: str) -> go.Figure:
 
 # ----------------------------------------------------------------------------- sanity check
 
-SANITY_CELL = 96  # px per map in the randomisation figure
+SANITY_CELL = 84  # px per map in the randomisation figure
 
 
 def _png_uri(rgb: np.ndarray) -> str:
@@ -257,14 +257,15 @@ def sanity_maps_figure(picture: np.ndarray, results: dict[str, SanityResult], co
         ticktext=["input", *_columns(steps)],
         side="top",
         showgrid=False,
-        tickangle=-30,
+        tickangle=0,
+        tickfont=dict(size=12),
     )
     fig.update_yaxes(
         tickvals=[r * (cell + gap) + centre for r in range(rows)], ticktext=list(results), showgrid=False
     )
     fig.update_layout(
-        height=rows * (cell + gap) + 130,
-        margin=dict(l=10, r=10, t=110, b=10),
+        height=rows * (cell + gap) + 80,
+        margin=dict(l=10, r=10, t=70, b=5),
         font=dict(family=FONT, size=13),
         title=dict(text="Maps as the layers are randomised, from the output down (absolute values)", y=0.99),
     )
@@ -289,9 +290,16 @@ def sanity_curves_figure(results: dict[str, SanityResult]) -> go.Figure:
             )
         )
     fig.update_xaxes(title="layers randomised, from the output down to", categoryorder="array", categoryarray=ticks)
-    fig.update_yaxes(title="Spearman, absolute maps", range=[-0.25, 1.05])
-    fig.update_layout(title="Similarity to the trained model's map")
-    return _legend_below(fig, len(results))
+    low = min([-0.25, *(min(t.y) - 0.05 for t in fig.data)])
+    fig.update_yaxes(title="Spearman, absolute maps", range=[low, 1.05], zeroline=True)
+    fig.update_layout(
+        title="Similarity to the trained model's map",
+        height=max(280, 22 * len(results) + 100),
+        margin=dict(l=10, r=10, t=50, b=10),
+        font=dict(family=FONT, size=14),
+        legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02),
+    )
+    return fig
 
 
 # ----------------------------------------------------------------------------- downloads
