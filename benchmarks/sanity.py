@@ -66,8 +66,10 @@ def main() -> None:
     images = [xc.read_image(p) for p in files]
     names = randomisable_layers(model.module)
     groups, steps = checkpoints(names, args.blocks.split(","))
-    print(f"# {model.spec.label}, {len(images)} sample images, top-1 class, {len(names)} randomisable layers, "
-          f"{torch.get_num_threads()} torch thread(s)")
+    print(
+        f"# {model.spec.label}, {len(images)} sample images, top-1 class, {len(names)} randomisable layers, "
+        f"{torch.get_num_threads()} torch thread(s)"
+    )
     print("# cascade from the output; columns: after randomising " + ", ".join(groups))
     header = "| method | similarity | original | " + " | ".join(groups) + " |"
     print(header)

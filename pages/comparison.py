@@ -221,6 +221,4 @@ if request in requested and to_score:
 
 # ----------------------------------------------------------------------------- sanity check
 on_screen = {label: (*checks[label], results[label].seconds) for label in results if label in checks}
-sanity.show(
-    PAGE, model, choice.model_id, image.digest, picture, first.prepared.view, layer, cls, on_screen, colormap
-)
+sanity.show(PAGE, model, choice.model_id, image.digest, picture, first.prepared.view, layer, cls, on_screen, colormap)

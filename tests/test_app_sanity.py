@@ -72,7 +72,8 @@ def test_comparison_sanity_check_draws_the_figure_and_leaves_the_model_alone():
     cls = next(k for k in STORE._results if k[0] == "sanity" and k[4] == "grad_cam")[6]
     picture = xc.read_image(ROOT / "samples" / "imagenet" / "cat_dog.png")
     result = next(v for k, v in STORE._results.items() if k[0] == "sanity" and k[4] == "grad_cam")
-    want = attributions(xc.load_model("efficientnet_lite0"), prepare(picture, model.spec.preprocessing).tensor, "grad_cam", [cls])
+    x = prepare(picture, model.spec.preprocessing).tensor
+    want = attributions(xc.load_model("efficientnet_lite0"), x, "grad_cam", [cls])
     np.testing.assert_allclose(result.maps[0], want, atol=1e-5)
 
     runs_before = len(STORE._results)

@@ -56,11 +56,13 @@ def test_sanity_check_runs_stops_and_draws_the_figure(new_page, server):  # noqa
     assert page.get_by_role("button", name="Run the sanity check").is_enabled(), "the page keeps working"
 
     page.get_by_role("button", name="Run the sanity check").click()  # the rest: finished methods are not redone
-    page.locator('[data-testid="stProgress"]', has_text=re.compile(rf"of {13 * (total - finished)} maps")).first.wait_for()
+    rest = re.compile(rf"of {13 * (total - finished)} maps")
+    page.locator('[data-testid="stProgress"]', has_text=rest).first.wait_for()
     page.get_by_text("How to read it").first.wait_for()
     page.wait_for_function(
         """() => !document.querySelector('[data-testid="stProgress"]')
-                 && ![...document.querySelectorAll('[data-testid="stAlert"]')].some(a => a.innerText.includes('Stopped:'))"""
+                 && ![...document.querySelectorAll('[data-testid="stAlert"]')]
+                     .some(a => a.innerText.includes('Stopped:'))"""
     )
     _idle(page)
     _no_errors(page)

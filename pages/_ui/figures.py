@@ -230,8 +230,10 @@ def _columns(steps: Sequence[str]) -> list[str]:
 
 
 def sanity_maps_figure(picture: np.ndarray, results: dict[str, SanityResult], colormap: str) -> go.Figure:
-    """The paper's figure: one row per method, the input, the trained model's map, then the map after each
-    cascading randomisation step (layers re-initialised from the output down). Cells of steps not run are blank.
+    """The paper's figure: one row per method; the input, the trained model's map, then the map after each step.
+
+    The steps are those of the cascading randomisation (layers re-initialised from the output
+    down); cells of steps not run (a stopped check) are blank.
     """
     cell, gap = SANITY_CELL, 4
     steps = next(iter(results.values())).steps
@@ -260,9 +262,7 @@ def sanity_maps_figure(picture: np.ndarray, results: dict[str, SanityResult], co
         tickangle=0,
         tickfont=dict(size=12),
     )
-    fig.update_yaxes(
-        tickvals=[r * (cell + gap) + centre for r in range(rows)], ticktext=list(results), showgrid=False
-    )
+    fig.update_yaxes(tickvals=[r * (cell + gap) + centre for r in range(rows)], ticktext=list(results), showgrid=False)
     fig.update_layout(
         height=rows * (cell + gap) + 80,
         margin=dict(l=10, r=10, t=70, b=5),

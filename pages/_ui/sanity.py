@@ -59,7 +59,10 @@ def show(
         help="Layers of the cascade after which the maps are compared, evenly spaced from the output layer to the "
         "first one (every layer in between is randomised too). Each step costs one map per method.",
     )
-    keys = {label: compute.sanity_key(digest, model_id, layer, m, p, cls, steps) for label, (m, p, _) in on_screen.items()}
+    keys = {
+        label: compute.sanity_key(digest, model_id, layer, method, params, cls, steps)
+        for label, (method, params, _) in on_screen.items()
+    }
 
     def found() -> dict[str, SanityResult]:
         out = {}
