@@ -80,6 +80,12 @@ def test_comparison_sanity_check_draws_the_figure_and_leaves_the_model_alone():
     at.run()  # shown again from the store, nothing recomputed
     _no_errors(at)
     assert len(at.get("plotly_chart")) == charts + 2 and len(STORE._results) == runs_before
+    at.multiselect(key="cmp.methods").set_value(["grad_cam", "eigen_cam", "layer_cam"]).run()
+    _no_errors(at)
+    assert any(c.value.startswith("2 of the 3 methods on screen are checked") for c in at.caption)
+    assert not any(i.value.startswith("Stopped") for i in at.info), "nothing was stopped"
+    assert any(w.value.startswith("Sanity check of 1 method takes about") for w in at.warning)
+
     for k in [k for k in STORE._results if k[0] in ("sanity", "sanity-partial")]:
         del STORE._results[k]  # the other page tests of this process count the page's charts
 

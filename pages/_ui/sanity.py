@@ -13,7 +13,7 @@ import streamlit as st
 import xai_core as xc
 from pages._ui import compute, figures
 from pages._ui.jobs import MISSING, STORE
-from pages._ui.running import Work, attempt, obtain
+from pages._ui.running import STOPPED, Work, attempt, obtain
 from pages._ui.state import key
 from xai_core.trust import SanityResult
 
@@ -93,16 +93,23 @@ def show(
     results = found()
     if not results:
         return
-    if len(results) < len(on_screen) or any(r.stopped for r in results.values()):
-        done = sum(not r.stopped for r in results.values())
+    complete = sum(not r.stopped for r in results.values())
+    ours = set(keys.values())
+    stopped = any(
+        isinstance(k, tuple) and k[:1] == ("sanity-run",) and ours & set(k[1:])
+        for k in st.session_state.get(STOPPED, {})
+    )
+    if stopped and complete < len(on_screen):
         st.info(
-            f"Stopped: {done} of {len(on_screen)} methods finished"
+            f"Stopped: {complete} of {len(on_screen)} methods finished"
             + "".join(
                 f"; {label} after {r.completed} of {len(r.steps)} steps" for label, r in results.items() if r.stopped
             )
             + ". Press the button to run the rest.",
             icon=":material/stop_circle:",
         )
+    elif complete < len(on_screen):
+        st.caption(f"{complete} of the {len(on_screen)} methods on screen are checked; the button checks the rest.")
     st.markdown(READING)
     st.plotly_chart(figures.sanity_curves_figure(results), key=key(page, "sanity_curves"))
     st.plotly_chart(figures.sanity_maps_figure(view, results, colormap), key=key(page, "sanity_maps"))
