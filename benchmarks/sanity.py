@@ -7,7 +7,11 @@ cumulatively (:func:`xai_core.trust.sanity.model_randomisation`, Quantus's order
 seed). Every layer is randomised in turn; maps are compared after the block groups named
 in the header (after the classifier, the head convolution, chosen blocks, the stem).
 
-Run: ``python -m benchmarks.sanity [--images 16] [--blocks 15,12,9,6,3,0] [--methods grad_cam,lrp]``
+Run: ``python -m benchmarks.sanity [--images 16] [--blocks 15,12,9,6,3,0] [--methods grad_cam,lrp] [--threads 1]``
+
+``--threads`` defaults to 1: on a shared machine torch's default (one thread per core) spent
+four times the CPU time for the same maps (44 s of CPU against 12 s for Guided Grad-CAM on
+8 images x 9 checkpoints, its threads waiting on each other), and the wall time followed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import xai_core as xc
 from xai_core.trust.sanity import model_randomisation, randomisable_layers
@@ -52,13 +57,19 @@ def main() -> None:
     parser.add_argument("--blocks", default="15,12,9,6,3,0")
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = xc.load_model(args.model)
     files = sorted(p for p in (ROOT / "samples" / "imagenet").iterdir() if p.is_file())[: args.images]
     images = [xc.read_image(p) for p in files]
     names = randomisable_layers(model.module)
     groups, steps = checkpoints(names, args.blocks.split(","))
-    print(f"# {model.spec.label}, {len(images)} sample images, top-1 class, {len(names)} randomisable layers")
+    print(
+        f"# {model.spec.label}, {len(images)} sample images, top-1 class, {len(names)} randomisable layers, "
+        f"{torch.get_num_threads()} torch thread(s)"
+    )
     print("# cascade from the output; columns: after randomising " + ", ".join(groups))
     header = "| method | similarity | original | " + " | ".join(groups) + " |"
     print(header)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import xai_core as xc
-from pages._ui import compute, faithfulness
+from pages._ui import compute, faithfulness, sanity
 from pages._ui.estimates import slow_estimate
 from pages._ui.legend import image_grid
 from pages._ui.notices import size_warning
@@ -111,6 +111,7 @@ fg_targets = st.multiselect(
 
 runs = [(m, ()) for m in chosen] + ([(m, slow_params[m]) for m in slow] if include_slow else [])
 results: dict[str, xc.Explanation] = {}
+checks: dict[str, tuple[str, tuple]] = {}  # label -> (method, parameters) for the sanity check
 for method, params in runs:
     spec = xc.get_explainer(method)
     estimate, how = slow_estimate(choice.model_id, model, layer, pred) if spec.slow else (None, "")
@@ -127,6 +128,7 @@ for method, params in runs:
     exp = attempt(obtain, work, button=f"Compute {spec.label}", primary=False)
     if exp is not None and exp is not MISSING:
         results[labels[method]] = exp
+        checks[labels[method]] = (method, tuple(params))
 
 base_key = compute.explanation_key(image.digest, choice.model_id, layer, fg_base, (), (cls,))
 base = results.get(labels.get(fg_base, "")) or attempt(
@@ -142,6 +144,7 @@ for target in fg_targets:
     out = attempt(obtain, work)
     if out is not None and out is not MISSING:
         results[f"FG-CAM → {target}"] = out
+        checks[f"FG-CAM → {target}"] = ("fg_cam", (("base", fg_base), ("target_layer", target)))
 
 if not results:
     st.info("Choose at least one method.")
@@ -215,3 +218,7 @@ if request in requested and to_score:
     metrics_bar.empty()
     if scored:
         faithfulness.show(PAGE, scored, results, model, choice.model_id, image.digest, cls, road_fractions)
+
+# ----------------------------------------------------------------------------- sanity check
+on_screen = {label: (*checks[label], results[label].seconds) for label in results if label in checks}
+sanity.show(PAGE, model, choice.model_id, image.digest, picture, first.prepared.view, layer, cls, on_screen, colormap)

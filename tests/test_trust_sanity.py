@@ -180,3 +180,25 @@ def test_similarities() -> None:
         assert np.all(fn(a, b) < 0.9), name
     assert np.isnan(hog_correlation(np.zeros((1, 32, 32)), a[:1]))[0]
     assert ssim(a[:, :5, :5], b[:, :5, :5]).shape == (3,)  # small maps: a smaller window
+
+
+def test_display_maps_and_step_labels() -> None:
+    """The figure's maps: absolute, each scaled to its maximum, steps not run left out; short step names."""
+    maps = np.zeros((3, 1, 2, 2), np.float32)
+    maps[0, 0] = [[-4.0, 2.0], [0.0, 1.0]]
+    maps[1, 0] = [[0.5, -0.25], [0.0, 0.0]]  # maps[2] was not run (stopped after one step)
+    scores = {"spearman_abs": np.array([[0.5], [np.nan]])}
+    result = sanity.SanityResult("grad_cam", "cascading", ["fc", "a.b"], scores, np.array([0]), maps=maps, completed=1)
+    shown = sanity.display_maps(result)
+    assert shown.shape == (2, 1, 2, 2)
+    np.testing.assert_allclose(shown[0, 0], [[1.0, 0.5], [0.0, 0.25]])
+    np.testing.assert_allclose(shown[1, 0], [[1.0, 0.5], [0.0, 0.0]])
+    result.maps = None
+    with pytest.raises(MethodError):
+        sanity.display_maps(result)
+    assert [sanity.step_label(n) for n in ("_fc", "_blocks.12._bn1", "features.3", "")] == [
+        "_fc",
+        "_blocks.12",
+        "features.3",
+        "(model)",
+    ]

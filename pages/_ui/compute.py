@@ -348,3 +348,70 @@ def road_work(
 def fgcam_bases() -> tuple[str, ...]:
     """The CAM methods FG-CAM can start from: the choices of the registry's ``fg_cam`` ``base`` parameter."""
     return tuple(xc.get_explainer("fg_cam").param("base").choices or ())
+
+
+# ----------------------------------------------------------------------------- sanity check
+
+
+def sanity_key(digest: str, model_id: str, layer: str, method: str, params: tuple, cls: int, layers: int) -> tuple:
+    """Store key of one method's cascading randomisation check on one image and class."""
+    return ("sanity", digest, model_id, layer, method, params, int(cls), int(layers))
+
+
+def sanity_partial_key(key: tuple) -> tuple:
+    """Where the steps finished before Stop of the check ``key`` are kept (the check itself stays to do)."""
+    return ("sanity-partial", *key[1:])
+
+
+def sanity_work(
+    model: xc.LoadedModel, image, layer: str, todo: list[tuple[tuple, str, tuple]], cls: int, layers: int
+) -> Callable[[Callable[[int, int], None]], dict]:
+    """``work(progress)``: the cascading randomisation check of each ``(key, method, params)``, stored as it ends.
+
+    ``progress`` counts maps over all the methods (``layers + 1`` each: the trained model's,
+    then one per randomisation step). On Stop the method running keeps the steps it
+    finished (under :func:`sanity_partial_key`) and the methods after it do not start.
+    The model is never changed: the library randomises a deep copy.
+    """
+    from xai_core.trust import model_randomisation
+
+    def work(progress: Callable[[int, int], None]) -> dict:
+        from pages._ui.jobs import STORE, Stopped
+
+        count_model_run()
+        per = layers + 1
+        total = len(todo) * per
+        out = {}
+        for i, (k, method, params) in enumerate(todo):
+            halted = threading.Event()
+
+            def report(done: int, _total: int, offset: int = i * per, halted: threading.Event = halted) -> None:
+                try:
+                    progress(offset + done, total)
+                except Stopped:  # the library ends the check after this step and returns what it has
+                    halted.set()
+
+            result = model_randomisation(
+                model,
+                image,
+                method,
+                order="cascading",
+                layers=layers,
+                layer=layer,
+                class_idx=[cls],
+                keep_maps=True,
+                similarities=("spearman_abs", "spearman"),
+                progress=report,
+                stop=halted,
+                **dict(params),
+            )
+            if result.stopped:
+                STORE.put(sanity_partial_key(k), result)
+                raise Stopped
+            STORE.put(k, result)
+            out[k] = result
+            if halted.is_set():
+                raise Stopped
+        return out
+
+    return work

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -12,6 +13,8 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
 import xai_core as xc
+from xai_core.render.colour import apply_colormap
+from xai_core.trust import SanityResult, display_maps, step_label
 
 FONT = "Arial, Helvetica, sans-serif"
 HOVER_GRID = 56  # hover cells per side on the interactive fused map
@@ -209,6 +212,94 @@ def road_figure(results: dict[str, dict], order: str) -> go.Figure:
     fig.update_yaxes(title="class probability", range=[0, 1.02])
     fig.update_layout(title=f"ROAD {name} ({better})")
     return _legend_below(fig, len(results))
+
+
+# ----------------------------------------------------------------------------- sanity check
+
+SANITY_CELL = 84  # px per map in the randomisation figure
+
+
+def _png_uri(rgb: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _columns(steps: Sequence[str]) -> list[str]:
+    return ["original"] + [f"→ {step_label(name)}" for name in steps]
+
+
+def sanity_maps_figure(picture: np.ndarray, results: dict[str, SanityResult], colormap: str) -> go.Figure:
+    """The paper's figure: one row per method; the input, the trained model's map, then the map after each step.
+
+    The steps are those of the cascading randomisation (layers re-initialised from the output
+    down); cells of steps not run (a stopped check) are blank.
+    """
+    cell, gap = SANITY_CELL, 4
+    steps = next(iter(results.values())).steps
+    cols = 2 + len(steps)
+    rows = len(results)
+    canvas = np.full((rows * (cell + gap), cols * (cell + gap), 3), 255, np.uint8)
+
+    def put(r: int, c: int, rgb: np.ndarray) -> None:
+        y, x = r * (cell + gap), c * (cell + gap)
+        canvas[y : y + cell, x : x + cell] = np.asarray(Image.fromarray(rgb).resize((cell, cell), Image.BILINEAR))
+
+    view = np.asarray(Image.fromarray(picture).convert("RGB"))
+    for r, result in enumerate(results.values()):
+        put(r, 0, view)
+        for c, m in enumerate(display_maps(result)[:, 0]):
+            put(r, 1 + c, apply_colormap(m, colormap))
+        for c in range(1 + result.completed, 1 + len(steps)):
+            put(r, 1 + c, np.full((cell, cell, 3), 235, np.uint8))
+    fig = go.Figure(go.Image(source=_png_uri(canvas), hoverinfo="skip"))
+    centre = cell / 2
+    fig.update_xaxes(
+        tickvals=[c * (cell + gap) + centre for c in range(cols)],
+        ticktext=["input", *_columns(steps)],
+        side="top",
+        showgrid=False,
+        tickangle=0,
+        tickfont=dict(size=12),
+    )
+    fig.update_yaxes(tickvals=[r * (cell + gap) + centre for r in range(rows)], ticktext=list(results), showgrid=False)
+    fig.update_layout(
+        height=rows * (cell + gap) + 80,
+        margin=dict(l=10, r=10, t=70, b=5),
+        font=dict(family=FONT, size=13),
+        title=dict(text="Maps as the layers are randomised, from the output down (absolute values)", y=0.99),
+    )
+    return fig
+
+
+def sanity_curves_figure(results: dict[str, SanityResult]) -> go.Figure:
+    """Spearman rank correlation of each method's absolute map with the trained model's, per randomisation step."""
+    fig = go.Figure()
+    steps = next(iter(results.values())).steps
+    ticks = _columns(steps)
+    for i, (label, result) in enumerate(results.items()):
+        curve = [1.0, *result.mean("spearman_abs")[: result.completed]]
+        fig.add_trace(
+            go.Scatter(
+                x=ticks[: len(curve)],
+                y=curve,
+                mode="lines+markers",
+                name=label + (" (stopped)" if result.stopped else ""),
+                line=dict(color=LINE_COLOURS[i % len(LINE_COLOURS)]),
+                hovertemplate=label + ", %{x}: %{y:.3f}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title="layers randomised, from the output down to", categoryorder="array", categoryarray=ticks)
+    low = min([-0.25, *(min(t.y) - 0.05 for t in fig.data)])
+    fig.update_yaxes(title="Spearman, absolute maps", range=[low, 1.05], zeroline=True)
+    fig.update_layout(
+        title="Similarity to the trained model's map",
+        height=max(280, 22 * len(results) + 100),
+        margin=dict(l=10, r=10, t=50, b=10),
+        font=dict(family=FONT, size=14),
+        legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02),
+    )
+    return fig
 
 
 # ----------------------------------------------------------------------------- downloads

@@ -19,9 +19,11 @@ from __future__ import annotations
 from xai_core.trust.sanity import (
     SanityResult,
     attributions,
+    display_maps,
     model_randomisation,
     random_logit,
     randomisable_layers,
+    step_label,
     with_module,
 )
 from xai_core.trust.similarity import SIMILARITIES, hog_correlation, similarity, spearman, ssim
@@ -30,6 +32,7 @@ __all__ = [
     "SIMILARITIES",
     "SanityResult",
     "attributions",
+    "display_maps",
     "hog_correlation",
     "model_randomisation",
     "random_logit",
@@ -37,5 +40,6 @@ __all__ = [
     "similarity",
     "spearman",
     "ssim",
+    "step_label",
     "with_module",
 ]

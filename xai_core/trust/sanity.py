@@ -209,6 +209,29 @@ def _setup(
     return model, x, class_idx, maps_of
 
 
+def display_maps(result: SanityResult) -> np.ndarray:
+    """``[1 + completed, N, H, W]`` maps for the paper's figure: absolute values, each map scaled to [0, 1].
+
+    As Adebayo et al.'s figures: the absolute value of each map (the quantity the
+    ``spearman_abs`` curve ranks), divided by its own maximum so that every map uses the
+    whole colour scale (an all-zero map stays zero). Steps not run after a stop are left out.
+    """
+    if result.maps is None:
+        raise MethodError("The check kept no maps: run it with keep_maps=True.")
+    maps = np.abs(result.maps[: 1 + result.completed]).astype(np.float32)
+    top = maps.max(axis=(-2, -1), keepdims=True)
+    return np.divide(maps, top, out=np.zeros_like(maps), where=top > 0)
+
+
+def step_label(name: str) -> str:
+    """A short name for a randomisation step: the layer's parent block (``_blocks.12._bn1`` -> ``_blocks.12``).
+
+    Names with at most two parts are kept (``_fc``, ``features.3``, ``head.fc``).
+    """
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else (name or "(model)")
+
+
 # ----------------------------------------------------------------------------- the checks
 
 
