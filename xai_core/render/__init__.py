@@ -16,6 +16,15 @@ from xai_core.render.colour import (
     resize_map,
     signed_colormap,
 )
+from xai_core.render.compare import (
+    Comparison,
+    align_maps,
+    common_classes,
+    common_grid,
+    compare_maps,
+    render_difference,
+    render_on_scale,
+)
 from xai_core.render.explanation import (
     dominant_class,
     legend,
@@ -28,6 +37,13 @@ from xai_core.render.palette import BASE_PALETTE, CVD_TYPES, class_palette, cvd_
 from xai_core.render.scale import SCALE_KINDS, ColourScale, colour_scale
 
 __all__ = [
+    "Comparison",
+    "align_maps",
+    "common_classes",
+    "common_grid",
+    "compare_maps",
+    "render_difference",
+    "render_on_scale",
     "dominant_class",
     "legend",
     "render_fused",
