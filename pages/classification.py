@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import xai_core as xc
-from pages._ui import compute, figures, views
+from pages._ui import compute, figures, presenter, views
 from pages._ui.estimates import slow_estimate
 from pages._ui.legend import image_grid, show_legend
 from pages._ui.notices import size_warning
@@ -19,18 +19,22 @@ ensure_routed()
 
 PAGE = "cls"
 
-st.title("Classification: why did the model say that?")
-st.caption(
-    "The model's top classes explained together: the **FM-G-CAM** fused map colours each region by the class whose "
-    "evidence dominates there, beside each class's own map. Search any class in the sidebar to explain it too."
-)
-
-image = image_source(PAGE, "imagenet", default_sample="cat_dog.png")
+presenting = presenter.present_mode(PAGE)
+if not presenting:
+    st.title("Classification: why did the model say that?")
+    st.caption(
+        "The model's top classes explained together: the **FM-G-CAM** fused map colours each region by the class "
+        "whose evidence dominates there, beside each class's own map. Search any class in the sidebar to explain it."
+    )
+    image = image_source(PAGE, "imagenet", default_sample="cat_dog.png")
 
 setup = explanation_sidebar(PAGE, "imagenet")
 if setup is None:
     st.stop()
 model, layer, display = setup.model, setup.layer, setup.display
+if presenting:
+    unavailable = compute.unavailable_methods(model, layer)
+    image = presenter.control_row(PAGE, "imagenet", setup.k_max, unavailable, default_sample="cat_dog.png")
 
 if image is None:
     st.info("Upload an image or choose a sample to start.")
@@ -45,6 +49,9 @@ explained = explain_classes(PAGE, setup, image.digest, picture, "classes")
 if explained is None:
     st.stop()
 full, shown, chart = explained
+if presenting:
+    presenter.fused_block(shown, display, original=picture)
+    st.stop()
 spec = xc.get_explainer(setup.method)
 
 view = views.fused_view(PAGE, shown, display, original=picture)

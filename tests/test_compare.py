@@ -124,6 +124,7 @@ def test_real_models_of_different_crops_on_one_grid():
     boxes = [xc.prepare(img, xc.get_spec(k).preprocessing).crop_box for k in ("efficientnet_lite0", "resnet50")]
     assert boxes[0] != boxes[1]
     sizes = [xc.get_spec(k).preprocessing.input_size for k in ("efficientnet_lite0", "resnet50")]
-    c = xc.compare_maps(np.ones((7, 7)), np.ones((7, 7)) * 3, box_a=boxes[0], box_b=boxes[1], size=xc.common_grid(sizes))
+    grid = xc.common_grid(sizes)
+    c = xc.compare_maps(np.ones((7, 7)), np.ones((7, 7)) * 3, box_a=boxes[0], box_b=boxes[1], size=grid)
     assert c.size == xc.common_grid(sizes)
     assert c.box == crop_box_intersection(boxes)

@@ -17,6 +17,7 @@ PAGE_FILES = {
     "classification": "pages/classification.py",
     "xray": "pages/xray.py",
     "comparison": "pages/comparison.py",
+    "side_by_side": "pages/side_by_side.py",
 }
 
 #: Session-state key holding a sample chosen on the home page: ``{"family": ..., "name": ...}``.

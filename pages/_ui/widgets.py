@@ -146,20 +146,27 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
 # ----------------------------------------------------------------------------- models
 
 
-def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | None]:
-    """Model select box and, for models whose weights are not shipped, the weights source."""
+def model_picker(
+    page: str, family: str, *, label: str = "Model", name: str | None = None, default: str | None = None
+) -> tuple[compute.ModelChoice, bytes | None]:
+    """Model select box and, for models whose weights are not shipped, the weights source.
+
+    ``name``: the shared choice the box follows (default ``model.<family>``, the session's model);
+    a page showing a second model gives it its own. ``default``: the model chosen first.
+    """
     specs = xc.list_models(family)
     labels = {s.key: s.label for s in specs}
     keys = [s.key for s in specs]
     widget = key(page, "model")
-    seed(widget, f"model.{family}", keys[0], valid=lambda v: v in keys)
+    name = name or f"model.{family}"
+    seed(widget, name, default if default in keys else keys[0], valid=lambda v: v in keys)
     model_key = st.selectbox(
-        "Model",
+        label,
         keys,
         format_func=labels.get,
         key=widget,
         on_change=remember,
-        args=(widget, f"model.{family}"),
+        args=(widget, name),
         help="EfficientNet-Lite0's weights ship with a Python package and work offline; "
         "the others are downloaded once.",
     )

@@ -72,8 +72,10 @@ def crop_box_intersection(boxes: Sequence[Box]) -> Box:
 
 
 def _resample(a: np.ndarray, box: Box, target: Box, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear samples of ``a`` (covering ``box`` of the original image) at the pixel centres of
-    a ``size`` grid covering ``target`` (a part of ``box``)."""
+    """Bilinear samples of ``a`` (covering ``box`` of the original image) on a grid over ``target``.
+
+    The samples sit at the pixel centres of a ``size`` grid covering ``target`` (a part of ``box``).
+    """
     h, w = size
     left, top, right, bottom = box
     # Pixel centres of the output grid, in original-image coordinates...
@@ -185,6 +187,7 @@ class Comparison:
 
     @property
     def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the common grid."""
         return tuple(self.a.shape)  # type: ignore[return-value]
 
 
@@ -204,8 +207,10 @@ def compare_maps(
     """Two maps of one class made comparable: one grid, one colour scale, their difference.
 
     Args:
-        map_a, map_b: the maps (``Explanation.cams[i]``: a CAM at its layer's resolution).
-        box_a, box_b: their crop boxes in the original image (both or neither).
+        map_a: the first map (``Explanation.cams[i]``: a CAM at its layer's resolution).
+        map_b: the second map, any resolution.
+        box_a: ``map_a``'s crop box in the original image (give both boxes or neither).
+        box_b: ``map_b``'s crop box.
         size: the common grid ``(H, W)``; give :func:`common_grid` of the models' input sizes.
         values: ``"raw"``: the maps' own values on a shared min/max (comparable for one model
             on two images; across models the units differ); ``"normalised"``: each map min-max
