@@ -20,18 +20,19 @@ from xai_core.images import image_digest
 
 QUERY = "present"
 STATE = "presenter"
-#: Vertical room kept for the header, the control row and the gaps: the fused map gets the rest
-#: of the window's height (``100vh`` minus this), so it ends above the fold on any laptop screen.
-RESERVED = "17.5rem"
+#: Vertical room kept for Streamlit's header (64 px), the control row, the caption and the gaps
+#: (12 rem): the fused map gets the rest of the window's height, so it and its caption end above
+#: the fold on a laptop or a projector alike.
+RESERVED = "64px - 12rem"
 
 CSS = f"""
 <style>
-html {{ font-size: clamp(18px, 1.25vw, 26px); }}
+html {{ font-size: clamp(20px, 1.5vw, 30px); }}
 section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stExpandSidebarButton"] {{ display: none !important; }}
 [data-testid="stMainBlockContainer"] {{ padding-top: 3.2rem; padding-left: 2rem; padding-right: 2rem; }}
-.st-key-presenter_fused img {{ max-height: calc(100vh - {RESERVED}); width: auto !important;
-  max-width: 100%; display: block; margin: 0 auto; }}
+.st-key-presenter_fused img {{ height: calc(100vh - {RESERVED}) !important; width: auto !important;
+  max-width: 100%; object-fit: contain; display: block; margin: 0 auto; }}
 .st-key-presenter_legend .fmgcam-legend div {{ font-size: 1.35rem !important; }}
 .st-key-presenter_legend h3 {{ font-size: 1.6rem; padding-top: 0; }}
 </style>
