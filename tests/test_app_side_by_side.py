@@ -1,0 +1,92 @@
+"""AppTest of the side-by-side page and presenter mode (issue 23 items 3 and 5), offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+TIMEOUT = 240
+
+
+def _open(page: str, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _radio(at: AppTest, label: str, nth: int = 0):
+    return [r for r in at.sidebar.radio if r.label == label][nth]
+
+
+def _figure(at: AppTest) -> dict:
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1, "one side-by-side figure"
+    return json.loads(charts[0].proto.spec)
+
+
+def test_two_models_share_one_colour_scale_and_show_their_difference():
+    at = _open("pages/side_by_side.py")
+    assert at.error, "ResNet50 has no offline weights: the page says so"
+    _radio(at, "Weights").set_value("random").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    fig = _figure(at)
+    kinds = [d["type"] for d in fig["data"]]
+    assert kinds.count("image") == 3
+    bars = [d["marker"] for d in fig["data"] if d["type"] == "scatter"]
+    assert [b["showscale"] for b in bars] == [True, True], "one bar for both maps, one for A - B"
+    assert bars[1]["cmin"] == -bars[1]["cmax"], "the difference's scale is centred at 0"
+    assert "Difference A − B" in json.dumps(fig["layout"]["annotations"], ensure_ascii=False)
+    caption = " ".join(c.value for c in at.caption)
+    assert "share one colour scale" in caption and "224×224 grid" in caption
+
+    # Each map scaled to 0-1: the shared scale runs 0..1.
+    _radio(at, "Colour scale").set_value("normalised").run()
+    bars = [d["marker"] for d in _figure(at)["data"] if d["type"] == "scatter"]
+    assert (bars[0]["cmin"], bars[0]["cmax"]) == (0.0, 1.0)
+
+
+def test_models_of_different_class_sets_are_refused():
+    at = _open("pages/side_by_side.py")
+    _radio(at, "Family", 1).set_value("xray").run()
+    assert not at.exception
+    assert any("predict different classes" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.get("plotly_chart")
+
+
+def test_presenter_mode_from_the_address_and_back():
+    at = _open("pages/classification.py", {"present": "1"})
+    assert not at.error, [e.value for e in at.error]
+    assert not any("Classification: why" in t.value for t in at.title), "no title in presenter mode"
+    main_labels = [s.label for s in at.main.selectbox] + [s.label for s in at.main.slider]
+    assert {"Image", "Method", "K: classes fused"} <= set(main_labels), main_labels
+    assert any(img.captions and img.captions[0].startswith("FM-G-CAM fused map") for img in at.main.image)
+    assert any("presenter_fused" in m.value for m in at.markdown if "<style>" in m.value)
+
+    # K and method in the row change the map (display-only K; a new method runs the model).
+    at.main.slider(key="cls.present_k").set_value(2).run()
+    assert any(c.startswith("FM-G-CAM fused map, top 2") for img in at.main.image for c in img.captions)
+    at.main.selectbox(key="cls.present_method").set_value("grad_cam_pp").run()
+    assert any("Grad-CAM++" in c for img in at.main.image for c in img.captions)
+
+    at.main.button(key="cls.exit").click().run()
+    assert any("Classification: why" in t.value for t in at.title)
+    assert "present" not in at.query_params
+
+
+@pytest.mark.parametrize("value", ["1", "0"])
+def test_presenter_toggle_in_the_sidebar(value):
+    at = _open("pages/classification.py", {"present": value} if value == "0" else None)
+    toggle = at.sidebar.toggle(key="cls.presenter")
+    assert toggle.value is False
+    toggle.set_value(True).run()
+    assert at.query_params.get("present") in ("1", ["1"])
+    assert not any("Classification: why" in t.value for t in at.title)
