@@ -28,7 +28,7 @@ if not presenting:
     )
     image = image_source(PAGE, "imagenet", default_sample="cat_dog.png")
 
-setup = explanation_sidebar(PAGE, "imagenet")
+setup = presenter.sidebar_setup(PAGE, "imagenet") if presenting else explanation_sidebar(PAGE, "imagenet")
 if setup is None:
     st.stop()
 model, layer, display = setup.model, setup.layer, setup.display
@@ -50,7 +50,7 @@ if explained is None:
     st.stop()
 full, shown, chart = explained
 if presenting:
-    presenter.fused_block(shown, display, original=picture)
+    presenter.fused_block(shown, display, original=picture, notes=presenter.notes(model))
     st.stop()
 spec = xc.get_explainer(setup.method)
 

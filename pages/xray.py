@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui import compute, figures, views
+from pages._ui import compute, figures, presenter, views
 from pages._ui.notices import reading_record, reading_warnings
 from pages._ui.orchestration import explain_classes
 from pages._ui.report import report_pdf
@@ -17,20 +17,30 @@ ensure_routed()
 
 PAGE = "xray"
 
-st.title("Chest X-ray: what drove each finding?")
-st.warning(
+RESEARCH_ONLY = (
     "**Research tool, not a diagnostic device.** The outputs and maps show what a research model responds "
-    "to; they are not a diagnosis and must not be used for patient care.",
-    icon=":material/warning:",
+    "to; they are not a diagnosis and must not be used for patient care."
 )
+SAMPLE = "nih_00000001_000.png"
 
-image = image_source(PAGE, "xray", default_sample="nih_00000001_000.png")
+presenting = presenter.present_mode(PAGE)
+if presenting:
+    setup = presenter.sidebar_setup(PAGE, "xray", what="pathologies")
+    if setup is None:
+        st.stop()
+    unavailable = compute.unavailable_methods(setup.model, setup.layer)
+    image = presenter.control_row(PAGE, "xray", setup.k_max, unavailable, default_sample=SAMPLE)
+else:
+    st.title("Chest X-ray: what drove each finding?")
+    st.warning(RESEARCH_ONLY, icon=":material/warning:")
+    image = image_source(PAGE, "xray", default_sample=SAMPLE)
 xray = attempt(compute.read_xray, image.digest, image.name, image.data) if image is not None else None
 
-if xray is not None:
+if xray is not None and not presenting:
     reading_warnings(xray)
 
-setup = explanation_sidebar(PAGE, "xray", what="pathologies")
+if not presenting:
+    setup = explanation_sidebar(PAGE, "xray", what="pathologies")
 if setup is None or xray is None:
     if xray is not None:  # no usable weights: the image and how it was read still show
         reading_record(xray, image.name)
@@ -44,6 +54,10 @@ if explained is None:
     st.stop()
 full, shown, _ = explained
 status = weights_status(model.weights_source)
+if presenting:
+    notes = ["**Research tool, not a diagnostic device.**", *presenter.notes(model)]
+    presenter.fused_block(shown, display, original=xray.pixels, whats="pathologies", notes=notes)
+    st.stop()
 if not status.is_result:  # on the page, beside the figure: these outputs are not a finding
     st.warning(f"**{status.banner.capitalize()}.** {status.explanation}", icon=":material/block:")
 

@@ -90,3 +90,32 @@ def test_presenter_toggle_in_the_sidebar(value):
     toggle.set_value(True).run()
     assert at.query_params.get("present") in ("1", ["1"])
     assert not any("Classification: why" in t.value for t in at.title)
+
+
+def test_two_xray_models_of_different_input_sizes_meet_on_the_finer_grid():
+    """DenseNet121 (224 pixels) against ResNet50 (512 pixels), random weights: one 512x512 grid."""
+    at = _open("pages/side_by_side.py")
+    _radio(at, "Family", 0).set_value("xray")
+    _radio(at, "Family", 1).set_value("xray").run()
+    at.sidebar.selectbox(key="sbs_b.model").set_value("xrv-resnet50-res512-all").run()
+    for radio in [r for r in at.sidebar.radio if r.label == "Weights"]:
+        radio.set_value("random")
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    fig = _figure(at)
+    images = [d for d in fig["data"] if d["type"] == "image"]
+    assert len(images) == 3
+    caption = " ".join(c.value for c in at.caption)
+    assert "512×512 grid" in caption, caption
+    classes = at.main.selectbox(key="sbs.class.xrv-densenet121-res224-all.xrv-resnet50-res512-all")
+    assert len(classes.options) >= 10, "the pathologies both models name"
+
+
+def test_xray_presenter_mode_with_random_weights():
+    at = _open("pages/xray.py", {"present": "1"})
+    assert any("No usable model" in e.value for e in at.error), "no weights: said in the page"
+    [r for r in at.sidebar.radio if r.label == "Weights"][0].set_value("random").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warnings = " ".join(w.value for w in at.main.warning)
+    assert "not a diagnostic device" in warnings and "not a result" in warnings.lower()
+    assert any(c.startswith("FM-G-CAM fused map, top") for img in at.main.image for c in img.captions)

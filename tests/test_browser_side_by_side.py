@@ -186,3 +186,27 @@ def test_presenter_controls_change_the_map(browser, server):  # noqa: F811
         _no_errors(page)
     finally:
         context.close()
+
+
+def test_presenter_mode_on_the_xray_page_keeps_its_warnings_in_view(browser, server):  # noqa: F811
+    """X-ray page, random weights: the research-use and not-a-result notices sit beside the map, in view."""
+    context, page = _context(browser, 1366, 768)
+    try:
+        page.goto(f"{server}/xray")
+        page.get_by_text("Random weights (demo/testing only", exact=False).first.click()
+        _image(page, "FM-G-CAM fused map, top").wait_for()
+        _idle(page)
+        page.get_by_text("Presenter mode", exact=True).first.click()
+        fused = page.locator(".st-key-presenter_fused img").first
+        fused.wait_for()
+        _idle(page)
+        page.wait_for_function(LOADED)
+        _no_errors(page)
+        _above_fold(page, fused)
+        _above_fold(page, page.locator(".st-key-presenter_legend .fmgcam-legend"))
+        legend = page.locator(".st-key-presenter_legend")
+        _above_fold(page, legend.get_by_text("Research tool, not a diagnostic device."))
+        _above_fold(page, legend.get_by_text("Random weights - not a result", exact=False))
+        _save(page, "presenter_xray.png")
+    finally:
+        context.close()

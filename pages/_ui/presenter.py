@@ -15,7 +15,7 @@ import xai_core as xc
 from pages._ui import views
 from pages._ui.legend import image_grid, show_legend
 from pages._ui.state import K_MAX, SAMPLES, key, remember, seed, set_shared, shared
-from pages._ui.widgets import ImageFile, cam_methods, sample_files
+from pages._ui.widgets import ImageFile, cam_methods, explanation_sidebar, sample_files
 from xai_core.images import image_digest
 
 QUERY = "present"
@@ -111,7 +111,7 @@ def control_row(
     method_col.selectbox(
         "Method", keys, format_func=labels.get, key=widget, on_change=remember, args=(widget, "method")
     )
-    exit_col.button("Exit presenter mode", icon=":material/close_fullscreen:", on_click=_exit, key=key(page, "exit"))
+    exit_button(page, exit_col)
     uploaded = shared(f"image.{family}")
     if uploaded is not None:
         return uploaded
@@ -127,8 +127,39 @@ def _sample(widget: str, family: str) -> None:
     set_shared(f"image.{family}", None)  # a chosen sample replaces an upload, as on the normal page
 
 
-def fused_block(shown: xc.Explanation, display, *, original=None, whats: str = "classes") -> None:
-    """The fused map (as tall as the window allows) beside its legend and colour scale, then each class's map."""
+def sidebar_setup(page: str, family: str, what: str = "classes"):
+    """The page's sidebar choices (``explanation_sidebar``); None when no model is usable.
+
+    Every message it writes stays in the hidden sidebar: the ones that must stay on screen are
+    shown by :func:`fused_block` instead (:func:`notes`), and a missing model is said in the page.
+    """
+    with st.sidebar:
+        setup = explanation_sidebar(page, family, what)
+    if setup is None:
+        st.error("No usable model: exit presenter mode to choose one and its weights.")
+        exit_button(page)
+    return setup
+
+
+def notes(model: xc.LoadedModel) -> list[str]:
+    """What must stay beside the map: a banner for random weights or weights of unknown training."""
+    from xai_core.report import weights_status
+
+    status = weights_status(model.weights_source)
+    return [] if status.is_result else [f"**{status.banner.capitalize()}.**"]
+
+
+def exit_button(page: str, where=st) -> None:
+    where.button("Exit presenter mode", icon=":material/close_fullscreen:", on_click=_exit, key=key(page, "exit"))
+
+
+def fused_block(
+    shown: xc.Explanation, display, *, original=None, whats: str = "classes", notes: list[str] | None = None
+) -> None:
+    """The fused map (as tall as the window allows) beside its legend and colour scale, then each class's map.
+
+    ``notes``: warnings that must stay on screen (research use only, random weights), under the legend.
+    """
     k = shown.k_max
     fused = shown.fused(k, normalise=display.normalise, activation=display.activation, brightness=display.brightness)
     fused_img = views.on_image(shown, views.fused_picture(shown, fused, display), original, display)
@@ -143,6 +174,8 @@ def fused_block(shown: xc.Explanation, display, *, original=None, whats: str = "
         scale = xc.colour_scale("fused", colours=xc.class_colours(k), labels=list(shown.labels))
         st.image(views.horizontal(scale.image), width=min(48 * k, 300))
         st.caption(f"Colour scale: {scale.title}")
+        for note in notes or []:
+            st.warning(note, icon=":material/warning:")
     maps = [
         views.on_image(
             shown,
