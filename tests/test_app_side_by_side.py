@@ -119,3 +119,14 @@ def test_xray_presenter_mode_with_random_weights():
     warnings = " ".join(w.value for w in at.main.warning)
     assert "not a diagnostic device" in warnings and "not a result" in warnings.lower()
     assert any(c.startswith("FM-G-CAM fused map, top") for img in at.main.image for c in img.captions)
+
+
+def test_slow_method_waits_for_compute_for_each_model():
+    """Score-CAM (slow) runs only after Compute, with progress and Stop, as on the other pages."""
+    at = _open("pages/side_by_side.py")
+    _radio(at, "Weights").set_value("random").run()
+    at.sidebar.selectbox(key="sbs.method").set_value("score_cam").run()
+    assert not at.exception
+    labels = [b.label for b in at.main.button]
+    assert "Compute Score-CAM for model A" in labels, labels
+    assert not at.get("plotly_chart"), "nothing drawn before Compute"
