@@ -268,12 +268,15 @@ def explain_gallery(
     Args:
         model: the loaded model.
         images: the images (PIL).
-        method, layer, params: the CAM method whose top-``top_k`` maps are fused.
+        method: the CAM method (registry key) whose top-``top_k`` maps are fused.
+        layer: the layer explained (default the model's ``default_layer``).
+        params: that method's parameters.
         top_k: classes fused in each overlay.
         compare: two method keys whose top-1 maps are compared (``"disagreement"``);
             a method equal to ``method`` reuses its maps.
         faithfulness: compute Average Drop of the top-1 map (two batched forward passes per image).
         max_batch: images per pass (default from ``memory_budget``, see :func:`~xai_core.api.images_per_pass`).
+        memory_budget: bytes one pass may use (default from the model's device).
         progress: ``progress(done, total)`` in images, after each chunk (it may raise to stop the run).
         on_result: ``on_result(index, result)`` for each image as soon as its chunk is done.
 
@@ -432,14 +435,16 @@ def map_names(files: Sequence[str]) -> list[str]:
 
 
 def export_zip(rows: Sequence[GalleryRow]) -> bytes:
-    """One archive: ``gallery.csv`` (one row per image, in the rows' order, with the name of its map)
-    and every fused map as ``maps/<file stem>.png``."""
+    """One archive of the gallery: ``gallery.csv`` and every fused map as ``maps/<file stem>.png``.
+
+    The CSV has a row per image, in the rows' order: :data:`CSV_COLUMNS` and ``map``, the PNG's name.
+    """
     buffer = io.BytesIO()
     names = map_names([r.file for r in rows])
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=[*CSV_COLUMNS, "map"], lineterminator="\n")
     writer.writeheader()
-    for row, values, name in zip(rows, table(rows), names, strict=True):
+    for values, name in zip(table(rows), names, strict=True):
         writer.writerow({**values, "map": name})
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("gallery.csv", text.getvalue())

@@ -17,6 +17,7 @@ PAGE_FILES = {
     "classification": "pages/classification.py",
     "xray": "pages/xray.py",
     "comparison": "pages/comparison.py",
+    "gallery": "pages/gallery.py",
 }
 
 #: Session-state key holding a sample chosen on the home page: ``{"family": ..., "name": ...}``.
