@@ -76,7 +76,7 @@ with st.sidebar:
     )
     st.header("Disagreement")
     pair = []
-    for i, default in enumerate(("grad_cam", "layer_cam")):
+    for i, default in enumerate(("grad_cam", "eigen_cam")):
         widget = key(PAGE, f"compare{i}")
         seed(widget, f"gallery_compare{i}", default, valid=lambda v: v in fast_keys)
         pair.append(
@@ -176,7 +176,7 @@ data_of = {id(row): f for row, (f, _) in zip(rows, ready)}
 has_labels = any(r.label is not None for r in rows)
 
 # ----------------------------------------------------------------------------- sort, filter, grid
-c1, c2, c3 = st.columns([3, 1, 2])
+c1, c2, c3, c4 = st.columns([3, 2, 3, 2], vertical_alignment="bottom")
 sorts = list(SORTS)
 seed(key(PAGE, "sort"), "gallery_sort", "probability", valid=lambda v: v in sorts)
 by = c1.selectbox(
@@ -194,7 +194,19 @@ wrong_only = c3.toggle(
     disabled=not has_labels,
     help="Needs a label in the file name: `<anything>__<class index or name>.<ext>`, as the evaluation command reads.",
 )
+ordered = sort_rows(rows, by, descending=descending)
 shown = sort_rows(rows, by, descending=descending, wrong_only=wrong_only and has_labels)
+c4.download_button(
+    "Maps + CSV (ZIP)",
+    data=lambda: export_zip(ordered),
+    file_name="gallery.zip",
+    mime="application/zip",
+    icon=":material/download:",
+    help="Every image explained, in this order (the filter aside): gallery.csv (file, top class, probability, "
+    "Average Drop, disagreement, label, correct) and each fused map as a PNG.",
+    on_click="ignore",
+    width="stretch",
+)
 correct = [r.correct for r in rows if r.correct is not None]
 summary = f"{len(ready)} of {len(files)} images explained with {xc.get_explainer(method).label} at `{layer}`"
 if correct:
@@ -207,7 +219,15 @@ for start in range(0, len(shown), COLUMNS):
         res, f = row.result, data_of[id(row)]
         with col:
             st.image(res.fused, caption=f"{row.file}: {res.label} ({100 * res.probability:.1f}%)", width="stretch")
-            parts = [f"A.D. {res.scores['average_drop']:.0f}%"]
+            colours = xc.class_colours(len(res.predictions))
+            st.markdown(
+                " ".join(
+                    f"<span style='color:rgb{c}'>■</span>&nbsp;{html.escape(name)}"
+                    for c, (_, name, _) in zip(colours, res.predictions)
+                ),
+                unsafe_allow_html=True,
+            )
+            parts = [f"Avg drop {res.scores['average_drop']:.0f}%"]
             if res.scores["disagreement"] == res.scores["disagreement"]:  # not NaN
                 parts.append(f"disagr. {res.scores['disagreement']:.2f}")
             if row.correct is not None:
@@ -222,13 +242,3 @@ for start in range(0, len(shown), COLUMNS):
                 help=f"Open {row.file} on the Classification page.",
                 width="stretch",
             )
-
-st.download_button(
-    "Download every map and a CSV (ZIP)",
-    data=lambda: export_zip(shown),
-    file_name="gallery.zip",
-    mime="application/zip",
-    icon=":material/download:",
-    help="gallery.csv (file, top class, probability, scores, label, correct) and each fused map as a PNG.",
-    on_click="ignore",
-)

@@ -29,7 +29,7 @@ import posixpath
 import re
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,9 @@ SORTS: dict[str, tuple[str, bool]] = {
     "wrong": ("The model is wrong first (label from the file name)", True),
     "file": ("File name", False),
 }
+
+#: Opacity of the fused map over the grey photo (the classification page's default).
+FUSED_ALPHA = 0.85
 
 CSV_COLUMNS = ("file", "top_class", "probability", "average_drop", "disagreement", "label", "correct")
 
@@ -222,7 +225,7 @@ class GalleryResult:
     Attributes:
         class_idx, label, probability: the top-1 class.
         predictions: ``(class, name, probability)`` of the classes fused.
-        fused: the FM-G-CAM overlay of those classes over the view the model saw, ``uint8 [H, W, 3]``.
+        fused: the FM-G-CAM overlay of those classes over the view the model saw in grey, ``uint8 [H, W, 3]``.
         scores: ``"average_drop"`` (percent drop of the top-1 probability when only the top
             half of the map's pixels is kept, the rest blurred: lower is more faithful)
             and ``"disagreement"`` (``1 - Spearman`` between the two compared methods'
@@ -246,6 +249,15 @@ def disagreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _saliencies(exps: Sequence[Explanation]) -> np.ndarray:
     return np.stack([e.saliency(0) for e in exps])
+
+
+def _grey(exp: Explanation) -> Explanation:
+    """``exp`` with its view in grey, so that each class's colour stays readable (as on the classification page)."""
+    if exp.prepared.view is None:
+        return exp
+    grey = exp.prepared.view.astype(np.float32).mean(axis=2, keepdims=True)
+    view = np.repeat(grey + 0.5, 3, axis=2).astype(np.uint8)
+    return replace(exp, prepared=replace(exp.prepared, view=view))
 
 
 def explain_gallery(
@@ -319,7 +331,7 @@ def explain_gallery(
                     maps.append(_saliencies(again))
             gap = disagreement(maps[0], maps[1])
         for j, exp in enumerate(exps):
-            fused = render_fused(exp, exp.fused(exp.k_max))
+            fused = render_fused(_grey(exp), exp.fused(exp.k_max), alpha=FUSED_ALPHA)
             result = GalleryResult(
                 class_idx=int(exp.class_idx[0]),
                 label=exp.labels[0],
