@@ -183,6 +183,9 @@ by = c1.selectbox(
     "Sort by",
     sorts,
     format_func=lambda s: SORTS[s][0],
+    help="Average Drop: how much the top class's probability falls when only the map's top half of the pixels is "
+    "kept (lower: more faithful). Disagreement: 1 - Spearman between methods A and B's maps of the top class "
+    "(sidebar). Model wrong first: needs labels in the file names.",
     key=key(PAGE, "sort"),
     on_change=remember,
     args=(key(PAGE, "sort"), "gallery_sort"),
@@ -221,10 +224,12 @@ for start in range(0, len(shown), COLUMNS):
             st.image(res.fused, caption=f"{row.file}: {res.label} ({100 * res.probability:.1f}%)", width="stretch")
             colours = xc.class_colours(len(res.predictions))
             st.markdown(
-                " ".join(
+                "<small>"
+                + " ".join(
                     f"<span style='color:rgb{c}'>■</span>&nbsp;{html.escape(name)}"
                     for c, (_, name, _) in zip(colours, res.predictions)
-                ),
+                )
+                + "</small>",
                 unsafe_allow_html=True,
             )
             parts = [f"Avg drop {res.scores['average_drop']:.0f}%"]

@@ -53,8 +53,8 @@ def _wait_thumbnails(page, n: int) -> None:
     )
 
 
-def _upload_and_explain(page, server: str) -> None:
-    page.goto(f"{server}/gallery")
+def _upload_and_explain(page, url: str) -> None:
+    page.goto(f"{url}/gallery")
     page.get_by_text("Upload images or a ZIP archive to start").wait_for()
     upload = page.locator('[data-testid="stFileUploader"]', has_text="Upload images").locator('input[type="file"]')
     upload.set_input_files([str(p) for p in FILES])
@@ -85,8 +85,9 @@ def test_gallery_ten_images_sorted_and_one_opened(new_page, server, browser):  #
 
     page.locator('[data-testid="stCheckbox"]', has_text="Largest first").locator("label").first.click()
     page.wait_for_function(
-        """(first) => { const e = document.querySelector('[data-testid="stMainBlockContainer"] [data-testid="stImage"]');
-                        return e && !(e.innerText || '').startsWith(first)
+        """(first) => {
+            const e = document.querySelector('[data-testid="stMainBlockContainer"] [data-testid="stImage"]');
+            return e && !(e.innerText || '').startsWith(first)
                                && !document.querySelector('[data-testid="stStatusWidget"]'); }""",
         arg=shown[0][0],
     )
@@ -95,7 +96,7 @@ def test_gallery_ten_images_sorted_and_one_opened(new_page, server, browser):  #
     assert [p for _, _, p in ascending] == sorted(percents), ascending
 
     name = ascending[0][0]
-    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Open").first.click()
+    page.locator('[data-testid="stButton"] button', has_text="Open").first.click()
     page.get_by_text(f"Showing {name}, uploaded earlier", exact=False).first.wait_for()
     assert page.url.endswith("/classification"), page.url
     page.get_by_role("heading", name=re.compile(f"Top class: {re.escape(ascending[0][1])}")).wait_for()

@@ -54,9 +54,9 @@ MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 #: Sort keys: ``key -> (label, larger first by default)``.
 SORTS: dict[str, tuple[str, bool]] = {
     "probability": ("Top-1 probability", True),
-    "average_drop": ("Faithfulness: Average Drop (lower is more faithful)", False),
-    "disagreement": ("Disagreement between the two methods (1 - Spearman)", True),
-    "wrong": ("The model is wrong first (label from the file name)", True),
+    "average_drop": ("Faithfulness (Average Drop)", False),
+    "disagreement": ("Disagreement of A and B", True),
+    "wrong": ("Model wrong first (labels)", True),
     "file": ("File name", False),
 }
 
