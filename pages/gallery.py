@@ -11,7 +11,7 @@ from pages._ui import compute
 from pages._ui.gallery import RESULTS, GalleryFile, gallery_work, read_folder, read_zip, result_key, server_folder
 from pages._ui.jobs import MISSING
 from pages._ui.running import Work, attempt, obtain
-from pages._ui.state import PAGE_FILES, ensure_routed, key, remember, seed
+from pages._ui.state import PAGE_FILES, ensure_routed, key, remember, seed, set_shared
 from pages._ui.widgets import (
     IMAGE_MIME_TYPES,
     IMAGE_TYPES,
@@ -24,6 +24,7 @@ from pages._ui.widgets import (
     model_picker,
     share_image,
 )
+from xai_core.gallery import MAX_FILES, SORTS, export_zip, gallery_rows, sort_rows
 from xai_core.images import image_digest
 
 ensure_routed()
@@ -40,6 +41,13 @@ if st.session_state.pop(OPEN, False):  # a thumbnail's Open was clicked: its ima
 def _open(name: str, data: bytes) -> None:
     share_image("imagenet", name, data)
     st.session_state[OPEN] = True
+
+
+def _sort_changed() -> None:
+    """A new sort key starts in its natural order (largest probability first, smallest Average Drop first...)."""
+    by = st.session_state[key(PAGE, "sort")]
+    set_shared("gallery_sort", by)
+    set_shared("gallery_desc", SORTS[by][1])
 
 
 st.title("Gallery: many images at once")
@@ -112,7 +120,6 @@ use_folder = False
 if folder:
     use_folder = st.toggle(f"Include the server's folder `{html.escape(folder)}`", value=True, key=key(PAGE, "folder"))
 
-from xai_core.gallery import MAX_FILES, SORTS, export_zip, gallery_rows, sort_rows  # noqa: E402 - after the page's title
 
 files: list[GalleryFile] = []
 skipped: list[str] = []
@@ -168,9 +175,6 @@ ready = [(f, r) for f, r in done if r is not MISSING and not isinstance(r, str)]
 if skipped:
     with st.expander(f"{len(skipped)} {'file' if len(skipped) == 1 else 'files'} left out", icon=":material/warning:"):
         st.markdown("\n".join(f"- {html.escape(s)}" for s in skipped))
-if not ready:
-    st.stop()
-
 rows = gallery_rows([f.name for f, _ in ready], [r for _, r in ready], model.labels)
 data_of = {id(row): f for row, (f, _) in zip(rows, ready)}
 has_labels = any(r.label is not None for r in rows)
@@ -187,16 +191,25 @@ by = c1.selectbox(
     "kept (lower: more faithful). Disagreement: 1 - Spearman between methods A and B's maps of the top class "
     "(sidebar). Model wrong first: needs labels in the file names.",
     key=key(PAGE, "sort"),
-    on_change=remember,
-    args=(key(PAGE, "sort"), "gallery_sort"),
+    on_change=_sort_changed,
+    disabled=not rows,
 )
-descending = c2.toggle("Largest first", value=SORTS[by][1], key=key(PAGE, f"desc.{by}"))
+seed(key(PAGE, "desc"), "gallery_desc", SORTS[by][1], valid=lambda v: isinstance(v, bool))
+descending = c2.toggle(
+    "Largest first",
+    key=key(PAGE, "desc"),
+    on_change=remember,
+    args=(key(PAGE, "desc"), "gallery_desc"),
+    disabled=not rows,
+)
 wrong_only = c3.toggle(
     "Only where the model is wrong",
     key=key(PAGE, "wrong"),
     disabled=not has_labels,
     help="Needs a label in the file name: `<anything>__<class index or name>.<ext>`, as the evaluation command reads.",
 )
+if not rows:  # the controls above are drawn all the same: a run without them would forget their values
+    st.stop()
 ordered = sort_rows(rows, by, descending=descending)
 shown = sort_rows(rows, by, descending=descending, wrong_only=wrong_only and has_labels)
 c4.download_button(

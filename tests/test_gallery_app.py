@@ -55,7 +55,7 @@ def test_gallery_upload_explain_sort_filter_and_open():
     assert "1 file left out" in " ".join(e.label for e in at.expander)
     assert "notes.png" in " ".join(m.value for m in at.markdown)
 
-    at.toggle(key="gal.desc.probability").set_value(False).run()
+    at.toggle(key="gal.desc").set_value(False).run()
     assert [_percent(c) for c in _captions(at)] == sorted(probs)
 
     at.toggle(key="gal.wrong").set_value(True).run()
