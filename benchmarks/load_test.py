@@ -462,7 +462,8 @@ async def _gallery_state(page) -> dict:
         // The page's "upload to start" note is not an error: it shows until the upload reaches the server.
         const errors = [...document.querySelectorAll(bad)].map(e => e.innerText.slice(0, 300))
             .filter(t => !t.startsWith('Upload images or a ZIP archive to start'));
-        const explain = [...main.querySelectorAll('button')].some(b => /^Explain \d+ image/.test(b.innerText.trim()));
+        const explain = [...main.querySelectorAll('button')]
+            .some(b => !b.disabled && /^Explain \d+ image/.test(b.innerText.trim()));
         const stale = document.querySelectorAll('[data-stale="true"]').length;
         return {thumbs, errors, explain, stale};
     }"""
@@ -479,7 +480,8 @@ async def _gallery_wait(page, n: int, k: int, timeout_s: float = STEP_TIMEOUT_S)
         if state["errors"]:
             return state
         if state["explain"]:
-            await page.locator("button", has_text=re.compile(r"^Explain \d+ image")).first.click()
+            explain = page.locator("button:not([disabled])", has_text=re.compile(r"^Explain \d+ image"))
+            await explain.first.click(timeout=20_000)
             await asyncio.sleep(0.5)
             continue
         thumbs = [t for t in state["thumbs"] if _THUMB.match(t["caption"])]

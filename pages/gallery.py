@@ -192,7 +192,6 @@ by = c1.selectbox(
     "(sidebar). Model wrong first: needs labels in the file names.",
     key=key(PAGE, "sort"),
     on_change=_sort_changed,
-    disabled=not rows,
 )
 seed(key(PAGE, "desc"), "gallery_desc", SORTS[by][1], valid=lambda v: isinstance(v, bool))
 descending = c2.toggle(
@@ -200,7 +199,6 @@ descending = c2.toggle(
     key=key(PAGE, "desc"),
     on_change=remember,
     args=(key(PAGE, "desc"), "gallery_desc"),
-    disabled=not rows,
 )
 wrong_only = c3.toggle(
     "Only where the model is wrong",
