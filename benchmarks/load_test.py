@@ -219,6 +219,8 @@ class Observation:
     config: tuple  # method, K, activation (classification); "gallery", K, sort key, largest first (gallery)
     #: gallery sessions: (file, top class, percent, classes in the colour key) per thumbnail, in page order.
     thumbnails: list[tuple[str, str, float, int]] = field(default_factory=list)
+    #: gallery sessions: what the page's "Sort by" box showed.
+    shown_sort: str | None = None
 
 
 @dataclass
@@ -445,6 +447,13 @@ GALLERY_IMAGES = 3
 _THUMB = re.compile(r"^(.+): (.+) \((\d+(?:\.\d+)?)%\)$")
 
 
+def _order_option(by: str, largest: bool) -> str:
+    """The gallery's "Sort by" option for a key and a direction."""
+    if by == "file":
+        return f"File name ({'Z to A' if largest else 'A to Z'})"
+    return f"Top-1 probability ({'largest' if largest else 'smallest'} first)"
+
+
 def is_gallery(index: int) -> bool:
     return index % GALLERY_EVERY == GALLERY_EVERY - 1
 
@@ -465,7 +474,10 @@ async def _gallery_state(page) -> dict:
         const explain = [...main.querySelectorAll('button')]
             .some(b => !b.disabled && /^Explain \d+ image/.test(b.innerText.trim()));
         const stale = document.querySelectorAll('[data-stale="true"]').length;
-        return {thumbs, errors, explain, stale};
+        const box = [...main.querySelectorAll('[data-testid="stSelectbox"]')]
+            .find(e => (e.innerText || '').includes('Sort by'));
+        const sort = box ? box.innerText.replace('Sort by', '').trim() : null;
+        return {thumbs, errors, explain, stale, sort};
     }"""
     )
 
@@ -538,14 +550,13 @@ async def run_gallery_session(
                     for _ in range(abs(k - config[1])):
                         await slider.press("ArrowRight" if k > config[1] else "ArrowLeft")
                     config[1] = k
-                elif step == "order":
-                    toggle = page.locator('[data-testid="stCheckbox"]', has_text="Largest first").locator("label")
-                    await toggle.first.click()
-                    config[3] = not config[3]
                 else:
-                    config[2] = "file" if config[2] == "probability" else "probability"
-                    config[3] = config[2] == "probability"  # a new sort key starts in its natural order
-                    await _select(page, "Sort by", "File name" if config[2] == "file" else "Top-1 probability")
+                    if step == "order":
+                        config[3] = not config[3]
+                    else:  # another sort key, in its natural order
+                        config[2] = "file" if config[2] == "probability" else "probability"
+                        config[3] = config[2] == "probability"
+                    await _select(page, "Sort by", _order_option(config[2], config[3]))
                 state = await _gallery_wait(page, len(files), config[1])
             except Exception as err:  # noqa: BLE001 - recorded, the session goes on
                 res.errors.append(f"step {step_no} ({step}): {type(err).__name__}: {str(err)[:200]}")
@@ -572,6 +583,7 @@ async def run_gallery_session(
                     "",
                     tuple(config),
                     thumbs,
+                    state.get("sort"),
                 )
             )
     finally:
@@ -594,7 +606,9 @@ def check_gallery(r: SessionResult, expected: dict[str, list[tuple[str, float]]]
                 r.mismatches.append(f"{where}: {file} shows {keys} classes, expected {k}")
         values = [t[2] for t in o.thumbnails] if by == "probability" else [t[0].casefold() for t in o.thumbnails]
         if values != sorted(values, reverse=largest):
-            r.mismatches.append(f"{where}: not in order: {[t[:3] for t in o.thumbnails]}")
+            r.mismatches.append(
+                f"{where}: not in order (the page's Sort by shows {o.shown_sort!r}): {[t[:3] for t in o.thumbnails]}"
+            )
 
 
 # ----------------------------------------------------------------------------- checks

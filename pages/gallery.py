@@ -11,7 +11,7 @@ from pages._ui import compute
 from pages._ui.gallery import RESULTS, GalleryFile, gallery_work, read_folder, read_zip, result_key, server_folder
 from pages._ui.jobs import MISSING
 from pages._ui.running import Work, attempt, obtain
-from pages._ui.state import PAGE_FILES, ensure_routed, key, remember, seed, set_shared
+from pages._ui.state import PAGE_FILES, ensure_routed, key, remember, seed
 from pages._ui.widgets import (
     IMAGE_MIME_TYPES,
     IMAGE_TYPES,
@@ -43,11 +43,13 @@ def _open(name: str, data: bytes) -> None:
     st.session_state[OPEN] = True
 
 
-def _sort_changed() -> None:
-    """A new sort key starts in its natural order (largest probability first, smallest Average Drop first...)."""
-    by = st.session_state[key(PAGE, "sort")]
-    set_shared("gallery_sort", by)
-    set_shared("gallery_desc", SORTS[by][1])
+def _order_label(option: str) -> str:
+    by, direction = option.rsplit(".", 1)
+    if by == "file":
+        return f"{SORTS[by][0]} ({'Z to A' if direction == 'desc' else 'A to Z'})"
+    if by == "wrong":
+        return SORTS[by][0] if direction == "desc" else "Model right first (labels)"
+    return f"{SORTS[by][0]} ({'largest' if direction == 'desc' else 'smallest'} first)"
 
 
 st.title("Gallery: many images at once")
@@ -180,26 +182,23 @@ data_of = {id(row): f for row, (f, _) in zip(rows, ready)}
 has_labels = any(r.label is not None for r in rows)
 
 # ----------------------------------------------------------------------------- sort, filter, grid
-c1, c2, c3, c4 = st.columns([3, 2, 3, 2], vertical_alignment="bottom")
-sorts = list(SORTS)
-seed(key(PAGE, "sort"), "gallery_sort", "probability", valid=lambda v: v in sorts)
-by = c1.selectbox(
+c1, c3, c4 = st.columns([4, 3, 2], vertical_alignment="bottom")
+# One select box for the key and the direction: no widget's value is ever set from the script.
+orders = [f"{by}.{d}" for by in SORTS for d in (("desc", "asc") if SORTS[by][1] else ("asc", "desc"))]
+seed(key(PAGE, "sort"), "gallery_sort", orders[0], valid=lambda v: v in orders)
+choice_of_order = c1.selectbox(
     "Sort by",
-    sorts,
-    format_func=lambda s: SORTS[s][0],
+    orders,
+    format_func=_order_label,
     help="Average Drop: how much the top class's probability falls when only the map's top half of the pixels is "
     "kept (lower: more faithful). Disagreement: 1 - Spearman between methods A and B's maps of the top class "
     "(sidebar). Model wrong first: needs labels in the file names.",
     key=key(PAGE, "sort"),
-    on_change=_sort_changed,
-)
-seed(key(PAGE, "desc"), "gallery_desc", SORTS[by][1], valid=lambda v: isinstance(v, bool))
-descending = c2.toggle(
-    "Largest first",
-    key=key(PAGE, "desc"),
     on_change=remember,
-    args=(key(PAGE, "desc"), "gallery_desc"),
+    args=(key(PAGE, "sort"), "gallery_sort"),
 )
+by, direction = choice_of_order.rsplit(".", 1)
+descending = direction == "desc"
 wrong_only = c3.toggle(
     "Only where the model is wrong",
     key=key(PAGE, "wrong"),

@@ -18,6 +18,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     WAIT_MS,
     _idle,
     _no_errors,
+    _select,
     _shot,
     browser,
     new_page,
@@ -83,7 +84,7 @@ def test_gallery_ten_images_sorted_and_one_opened(new_page, server, browser):  #
     assert percents == sorted(percents, reverse=True), shown  # the default: top-1 probability, largest first
     _shot(page, "gallery.png")
 
-    page.locator('[data-testid="stCheckbox"]', has_text="Largest first").locator("label").first.click()
+    _select(page, "Sort by", "Top-1 probability (smallest first)")
     page.wait_for_function(
         """(first) => {
             const e = document.querySelector('[data-testid="stMainBlockContainer"] [data-testid="stImage"]');

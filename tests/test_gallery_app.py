@@ -55,14 +55,14 @@ def test_gallery_upload_explain_sort_filter_and_open():
     assert "1 file left out" in " ".join(e.label for e in at.expander)
     assert "notes.png" in " ".join(m.value for m in at.markdown)
 
-    at.toggle(key="gal.desc").set_value(False).run()
+    at.selectbox(key="gal.sort").set_value("probability.asc").run()
     assert [_percent(c) for c in _captions(at)] == sorted(probs)
 
     at.toggle(key="gal.wrong").set_value(True).run()
     assert [c.split(":")[0] for c in _captions(at)] == ["snake__hen.jpg"]
     at.toggle(key="gal.wrong").set_value(False).run()
 
-    at.selectbox(key="gal.sort").set_value("disagreement").run()
+    at.selectbox(key="gal.sort").set_value("disagreement.desc").run()
     assert not at.exception and len(_captions(at)) == 3
 
     first = _captions(at)[0].split(":")[0]
