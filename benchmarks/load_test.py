@@ -474,16 +474,18 @@ async def _gallery_state(page) -> dict:
         const explain = [...main.querySelectorAll('button')]
             .some(b => !b.disabled && /^Explain \d+ image/.test(b.innerText.trim()));
         const stale = document.querySelectorAll('[data-stale="true"]').length;
-        const box = [...main.querySelectorAll('[data-testid="stSelectbox"]')]
-            .find(e => (e.innerText || '').includes('Sort by'));
-        const sort = box ? box.innerText.replace('Sort by', '').trim() : null;
+        // What the server sorted by, from the summary under the controls ("... Sorted by: X.").
+        const line = [...main.querySelectorAll('[data-testid="stCaptionContainer"]')]
+            .map(e => e.innerText || '').find(t => t.includes('Sorted by: ')) || '';
+        const sort = line.includes('Sorted by: ') ? line.split('Sorted by: ')[1].replace(/\.$/, '').trim() : null;
         return {thumbs, errors, explain, stale, sort};
     }"""
     )
 
 
-async def _gallery_wait(page, n: int, k: int, timeout_s: float = STEP_TIMEOUT_S) -> dict:
-    """Wait until the gallery shows ``n`` thumbnails of ``k`` classes each, idle; press Explain when offered."""
+async def _gallery_wait(page, n: int, k: int, order: str, timeout_s: float = STEP_TIMEOUT_S) -> dict:
+    """Wait until the gallery shows ``n`` thumbnails of ``k`` classes each, sorted by ``order`` (the server's
+    summary says so), idle and stable; press Explain when offered."""
     deadline = time.monotonic() + timeout_s
     await asyncio.sleep(0.3)
     while time.monotonic() < deadline:
@@ -497,13 +499,14 @@ async def _gallery_wait(page, n: int, k: int, timeout_s: float = STEP_TIMEOUT_S)
             await asyncio.sleep(0.5)
             continue
         thumbs = [t for t in state["thumbs"] if _THUMB.match(t["caption"])]
-        if not state["stale"] and len(thumbs) == n and all(t["keys"] == k for t in thumbs):
+        complete = len(thumbs) == n and all(t["keys"] == k for t in thumbs) and state["sort"] == order
+        if not state["stale"] and complete:
             await asyncio.sleep(CONFIRM_S)
             again = await _gallery_state(page)
             if again == state:
                 return state
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"the gallery did not show {n} images with {k} classes")
+    raise TimeoutError(f"the gallery did not show {n} images with {k} classes sorted by {order}")
 
 
 async def run_gallery_session(
@@ -557,7 +560,7 @@ async def run_gallery_session(
                         config[2] = "file" if config[2] == "probability" else "probability"
                         config[3] = config[2] == "probability"
                     await _select(page, "Sort by", _order_option(config[2], config[3]))
-                state = await _gallery_wait(page, len(files), config[1])
+                state = await _gallery_wait(page, len(files), config[1], _order_option(config[2], config[3]))
             except Exception as err:  # noqa: BLE001 - recorded, the session goes on
                 res.errors.append(f"step {step_no} ({step}): {type(err).__name__}: {str(err)[:200]}")
                 step_no += 1

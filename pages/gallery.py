@@ -224,7 +224,7 @@ correct = [r.correct for r in rows if r.correct is not None]
 summary = f"{len(ready)} of {len(files)} images explained with {xc.get_explainer(method).label} at `{layer}`"
 if correct:
     summary += f"; top-1 correct on {sum(correct)} of {len(correct)} labelled images"
-st.caption(summary + ".")
+st.caption(f"{summary}. Sorted by: {_order_label(choice_of_order)}.")
 
 for start in range(0, len(shown), COLUMNS):
     cols = st.columns(COLUMNS)
