@@ -356,6 +356,14 @@ async def _select(page, label: str, option: str) -> None:
             await page.keyboard.press("Escape")
 
 
+async def _move_slider(page, label: str, current: int, target: int) -> None:
+    """Move the slider labelled ``label`` from ``current`` to ``target`` with the arrow keys."""
+    slider = page.locator('[data-testid="stSlider"]', has_text=label).locator('input[type="range"]')
+    await slider.focus()
+    for _ in range(abs(target - current)):
+        await slider.press("ArrowRight" if target > current else "ArrowLeft")
+
+
 async def run_session(
     browser,
     url: str,
@@ -394,12 +402,7 @@ async def run_session(
                     await upload.set_input_files(str(image))
                 elif step == "k":
                     k = config[1] + 1 if config[1] < 6 else 2
-                    slider = page.locator('[data-testid="stSlider"]', has_text="K: classes fused").locator(
-                        'input[type="range"]'
-                    )
-                    await slider.focus()
-                    for _ in range(abs(k - config[1])):
-                        await slider.press("ArrowRight" if k > config[1] else "ArrowLeft")
+                    await _move_slider(page, "K: classes fused", config[1], k)
                     config[1] = k
                 elif step == "activation":
                     names = list(ACTIVATIONS)
@@ -546,12 +549,7 @@ async def run_gallery_session(
                     await uploader.locator('input[type="file"]').set_input_files([str(f) for f in files])
                 elif step == "k":
                     k = config[1] + 1 if config[1] < 4 else 2
-                    slider = page.locator('[data-testid="stSlider"]', has_text="Classes fused per image").locator(
-                        'input[type="range"]'
-                    )
-                    await slider.focus()
-                    for _ in range(abs(k - config[1])):
-                        await slider.press("ArrowRight" if k > config[1] else "ArrowLeft")
+                    await _move_slider(page, "Classes fused per image", config[1], k)
                     config[1] = k
                 else:
                     if step == "order":
