@@ -73,7 +73,9 @@ labels = {m.key: m.label for m in fast}
 with st.sidebar:
     device_note(model)
     layer = layer_picker(PAGE, model, choice)
-    method, params = method_picker(PAGE, unavailable=compute.unavailable_methods(model, layer))
+    unavailable = compute.unavailable_methods(model, layer)  # e.g. CAM away from the head layer
+    method, params = method_picker(PAGE, unavailable=unavailable)
+    fast_keys = [k for k in fast_keys if k not in unavailable]
     seed(key(PAGE, "k"), "gallery_k", 3, valid=lambda v: isinstance(v, int) and 1 <= v <= 5)
     top_k = st.slider(
         "Classes fused per image",
@@ -120,7 +122,7 @@ archive = right.file_uploader(
 folder = server_folder()
 use_folder = False
 if folder:
-    use_folder = st.toggle(f"Include the server's folder `{html.escape(folder)}`", value=True, key=key(PAGE, "folder"))
+    use_folder = st.toggle(f"Include the server's folder `{folder}`", value=True, key=key(PAGE, "folder"))
 
 
 files: list[GalleryFile] = []

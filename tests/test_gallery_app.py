@@ -95,3 +95,21 @@ def test_gallery_bad_zip_says_so():
     at.file_uploader(key="gal.zip").set_value(("photos.zip", b"PK not really", "application/zip")).run()
     assert not at.exception
     assert at.error and "ZIP" in at.error[0].value
+
+
+def test_gallery_folder_from_the_command_line_or_the_environment(tmp_path, monkeypatch):
+    from pages._ui.gallery import FOLDER_ENV, server_folder
+
+    assert server_folder(["--server.port", "1", "--gallery-folder", "/data/x"]) == "/data/x"
+    monkeypatch.delenv(FOLDER_ENV, raising=False)
+    assert server_folder([]) is None
+    (tmp_path / "harvester__harvester.jpg").write_bytes((SAMPLES / "ILSVRC2012_val_00000015.JPEG").read_bytes())
+    (tmp_path / "notes.txt").write_text("not an image")
+    monkeypatch.setenv(FOLDER_ENV, str(tmp_path))
+    at = _open()
+    assert at.toggle(key="gal.folder").value is True
+    assert "notes.txt: not an image file name" in " ".join(m.value for m in at.markdown)
+    _button(at, "Explain 1 image").click().run()
+    assert not at.exception and not at.error
+    assert [c.split(" (")[0] for c in _captions(at)] == ["harvester__harvester.jpg: harvester"]
+    assert "top-1 correct on 1 of 1 labelled images" in " ".join(c.value for c in at.caption)
