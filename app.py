@@ -18,6 +18,7 @@ pages = [
     st.Page("pages/xray.py", title="Chest X-ray", icon=":material/radiology:", url_path="xray"),
     st.Page("pages/comparison.py", title="Method comparison", icon=":material/compare:", url_path="comparison"),
     st.Page("pages/side_by_side.py", title="Side by side", icon=":material/splitscreen:", url_path="side_by_side"),
+    st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:", url_path="gallery"),
 ]
 # Less space above the title, so that the fused map fits above the fold on a 1366x768 laptop.
 st.markdown("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>", unsafe_allow_html=True)

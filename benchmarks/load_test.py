@@ -4,7 +4,10 @@ Starts ``streamlit run app.py`` on a free port (127.0.0.1 only), opens ``--sessi
 (default 8) separate Playwright browser contexts in one Chromium (separate cookies and
 websockets: separate Streamlit sessions), and has each one upload a *different* sample
 image on the classification page, then keep changing K, the end activation and the base
-method and re-uploading its image for ``--duration`` seconds (default 180).
+method and re-uploading its image for ``--duration`` seconds (default 180). Every fourth
+session (2 of 8) works on the gallery page instead: it uploads its image and the next two
+sessions' images at once, explains them, then keeps changing the classes fused per image
+(which explains the three again, as a batch), the sort key and the sort order.
 
 After every step a session records what its page shows: errors (``stException`` elements
 and alert boxes, which a healthy page never shows in this flow), the top class, the
@@ -18,6 +21,9 @@ content, so those URLs identify the exact pixels. Checks:
   input view must be the session's own (its URL never changes and no other session ever
   shows it); a given (image, method, K, activation) must always render the same fused
   map, and never one another session rendered;
+- gallery sessions: each thumbnail's top class and probability must equal xai_core's run
+  on that file, the thumbnails must show the K classes asked for, in the order asked for
+  (probability or file name, either way);
 - the server's memory: resident set size of the server and its children (psutil),
   sampled every second.
 
@@ -210,7 +216,11 @@ class Observation:
     fused_caption: str
     view_src: str
     fused_src: str
-    config: tuple[str, int, str]  # method, K, activation
+    config: tuple  # method, K, activation (classification); "gallery", K, sort key, largest first (gallery)
+    #: gallery sessions: (file, top class, percent, classes in the colour key) per thumbnail, in page order.
+    thumbnails: list[tuple[str, str, float, int]] = field(default_factory=list)
+    #: gallery sessions: what the page's "Sort by" box showed.
+    shown_sort: str | None = None
 
 
 @dataclass
@@ -346,6 +356,14 @@ async def _select(page, label: str, option: str) -> None:
             await page.keyboard.press("Escape")
 
 
+async def _move_slider(page, label: str, current: int, target: int) -> None:
+    """Move the slider labelled ``label`` from ``current`` to ``target`` with the arrow keys."""
+    slider = page.locator('[data-testid="stSlider"]', has_text=label).locator('input[type="range"]')
+    await slider.focus()
+    for _ in range(abs(target - current)):
+        await slider.press("ArrowRight" if target > current else "ArrowLeft")
+
+
 async def run_session(
     browser,
     url: str,
@@ -384,12 +402,7 @@ async def run_session(
                     await upload.set_input_files(str(image))
                 elif step == "k":
                     k = config[1] + 1 if config[1] < 6 else 2
-                    slider = page.locator('[data-testid="stSlider"]', has_text="K: classes fused").locator(
-                        'input[type="range"]'
-                    )
-                    await slider.focus()
-                    for _ in range(abs(k - config[1])):
-                        await slider.press("ArrowRight" if k > config[1] else "ArrowLeft")
+                    await _move_slider(page, "K: classes fused", config[1], k)
                     config[1] = k
                 elif step == "activation":
                     names = list(ACTIVATIONS)
@@ -430,6 +443,175 @@ async def run_session(
     return res
 
 
+# ----------------------------------------------------------------------------- a gallery session
+
+GALLERY_EVERY = 4  # sessions 3, 7, ... work on the gallery page
+GALLERY_IMAGES = 3
+_THUMB = re.compile(r"^(.+): (.+) \((\d+(?:\.\d+)?)%\)$")
+
+
+def _order_option(by: str, largest: bool) -> str:
+    """The gallery's "Sort by" option for a key and a direction."""
+    if by == "file":
+        return f"File name ({'Z to A' if largest else 'A to Z'})"
+    return f"Top-1 probability ({'largest' if largest else 'smallest'} first)"
+
+
+def is_gallery(index: int) -> bool:
+    return index % GALLERY_EVERY == GALLERY_EVERY - 1
+
+
+async def _gallery_state(page) -> dict:
+    return await page.evaluate(
+        r"""() => {
+        const main = document.querySelector('[data-testid="stMainBlockContainer"]') || document.body;
+        const cols = [...main.querySelectorAll('[data-testid="stColumn"]')]
+            .filter(c => c.querySelector('[data-testid="stImage"]'));
+        const thumbs = cols.map(c => ({
+            caption: (c.querySelector('[data-testid="stImage"]').innerText || '').trim(),
+            keys: ((c.innerText || '').match(/■/g) || []).length}));
+        const bad = '[data-testid="stException"], [data-testid="stAlert"]';
+        // The page's "upload to start" note is not an error: it shows until the upload reaches the server.
+        const errors = [...document.querySelectorAll(bad)].map(e => e.innerText.slice(0, 300))
+            .filter(t => !t.startsWith('Upload images or a ZIP archive to start'));
+        const explain = [...main.querySelectorAll('button')]
+            .some(b => !b.disabled && /^Explain \d+ image/.test(b.innerText.trim()));
+        const stale = document.querySelectorAll('[data-stale="true"]').length;
+        // What the server sorted by, from the summary under the controls ("... Sorted by: X.").
+        const line = [...main.querySelectorAll('[data-testid="stCaptionContainer"]')]
+            .map(e => e.innerText || '').find(t => t.includes('Sorted by: ')) || '';
+        const sort = line.includes('Sorted by: ') ? line.split('Sorted by: ')[1].replace(/\.$/, '').trim() : null;
+        return {thumbs, errors, explain, stale, sort};
+    }"""
+    )
+
+
+async def _gallery_wait(page, n: int, k: int, order: str, timeout_s: float = STEP_TIMEOUT_S) -> dict:
+    """Wait until the gallery shows ``n`` thumbnails of ``k`` classes each, sorted by ``order`` (the server's
+    summary says so), idle and stable; press Explain when offered."""
+    deadline = time.monotonic() + timeout_s
+    await asyncio.sleep(0.3)
+    while time.monotonic() < deadline:
+        await _settle(page, timeout_s=max(1.0, deadline - time.monotonic()))
+        state = await _gallery_state(page)
+        if state["errors"]:
+            return state
+        if state["explain"]:
+            explain = page.locator("button:not([disabled])", has_text=re.compile(r"^Explain \d+ image"))
+            await explain.first.click(timeout=20_000)
+            await asyncio.sleep(0.5)
+            continue
+        thumbs = [t for t in state["thumbs"] if _THUMB.match(t["caption"])]
+        complete = len(thumbs) == n and all(t["keys"] == k for t in thumbs) and state["sort"] == order
+        if not state["stale"] and complete:
+            await asyncio.sleep(CONFIRM_S)
+            again = await _gallery_state(page)
+            if again == state:
+                return state
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the gallery did not show {n} images with {k} classes sorted by {order}")
+
+
+async def run_gallery_session(
+    browser,
+    url: str,
+    index: int,
+    files: list[Path],
+    duration: float,
+    max_steps: int,
+    results: dict,
+    ready: list[int],
+    n_sessions: int,
+    start_deadline: float,
+) -> SessionResult:
+    """Upload ``files`` on the gallery page, explain them, then keep changing K, the sort key and the order."""
+    res = SessionResult(index, files[0].name)
+    results[index] = res
+    context = await browser.new_context(viewport={"width": 1500, "height": 1000})
+    try:
+        page = await context.new_page()
+        page.set_default_timeout(STEP_TIMEOUT_S * 1000)
+        await page.goto(f"{url}/gallery")
+        await page.get_by_text("Upload images or a ZIP archive to start").wait_for()
+        ready.append(index)
+        while len(ready) < n_sessions and time.monotonic() < start_deadline:
+            await asyncio.sleep(0.2)
+        config = ["gallery", 3, "probability", True]
+        steps = ["k", "order", "sort", "k", "order", "sort"]
+        step_no = 0
+        end_at = time.monotonic() + duration
+        while time.monotonic() < end_at and step_no < max_steps:
+            step = "upload" if step_no == 0 else steps[step_no % len(steps)]
+            t0 = time.monotonic()
+            try:
+                if step == "upload":
+                    uploader = page.locator('[data-testid="stFileUploader"]', has_text="Upload images")
+                    await uploader.locator('input[type="file"]').set_input_files([str(f) for f in files])
+                elif step == "k":
+                    k = config[1] + 1 if config[1] < 4 else 2
+                    await _move_slider(page, "Classes fused per image", config[1], k)
+                    config[1] = k
+                else:
+                    if step == "order":
+                        config[3] = not config[3]
+                    else:  # another sort key, in its natural order
+                        config[2] = "file" if config[2] == "probability" else "probability"
+                        config[3] = config[2] == "probability"
+                    await _select(page, "Sort by", _order_option(config[2], config[3]))
+                state = await _gallery_wait(page, len(files), config[1], _order_option(config[2], config[3]))
+            except Exception as err:  # noqa: BLE001 - recorded, the session goes on
+                res.errors.append(f"step {step_no} ({step}): {type(err).__name__}: {str(err)[:200]}")
+                step_no += 1
+                continue
+            step_no += 1
+            if state["errors"]:
+                res.errors += [f"step {step_no} ({step}): {e}" for e in state["errors"]]
+                continue
+            thumbs = []
+            for t in state["thumbs"]:
+                m = _THUMB.match(t["caption"])
+                if m:
+                    thumbs.append((m.group(1), m.group(2), float(m.group(3)), t["keys"]))
+            own = next((t for t in thumbs if t[0] == files[0].name), ("", "", 0.0, 0))
+            res.observations.append(
+                Observation(
+                    f"gallery-{step}",
+                    time.monotonic() - t0,
+                    own[1],
+                    [t[0] for t in thumbs],
+                    "",
+                    "",
+                    "",
+                    tuple(config),
+                    thumbs,
+                    state.get("sort"),
+                )
+            )
+    finally:
+        await context.close()
+    return res
+
+
+def check_gallery(r: SessionResult, expected: dict[str, list[tuple[str, float]]]) -> None:
+    """A gallery session's mismatches: every thumbnail as xai_core computes it, K classes each, in order."""
+    for n, o in enumerate(r.observations):
+        where = f"obs {n} ({o.step}, {o.config})"
+        _, k, by, largest = o.config
+        for file, label, pct, keys in o.thumbnails:
+            want_label, want_pct = expected[file][0]
+            if label != want_label or abs(pct - want_pct) > 0.15:
+                r.mismatches.append(
+                    f"{where}: {file} shows {label!r} ({pct}%), expected {want_label!r} ({want_pct:.1f}%)"
+                )
+            if keys != k:
+                r.mismatches.append(f"{where}: {file} shows {keys} classes, expected {k}")
+        values = [t[2] for t in o.thumbnails] if by == "probability" else [t[0].casefold() for t in o.thumbnails]
+        if values != sorted(values, reverse=largest):
+            r.mismatches.append(
+                f"{where}: not in order (the page's Sort by shows {o.shown_sort!r}): {[t[:3] for t in o.thumbnails]}"
+            )
+
+
 # ----------------------------------------------------------------------------- checks
 
 
@@ -438,10 +620,15 @@ def check(results: list[SessionResult], expected: dict[str, list[tuple[str, floa
     view_owner: dict[str, int] = {}
     fused_owner: dict[str, int] = {}
     for r in results:
+        if is_gallery(r.index):
+            continue
         for o in r.observations:
             view_owner.setdefault(o.view_src, r.index)
             fused_owner.setdefault(o.fused_src, r.index)
     for r in results:
+        if is_gallery(r.index):
+            check_gallery(r, expected)
+            continue
         exp = expected[r.image]
         views = {o.view_src for o in r.observations}
         if len(views) > 1:
@@ -485,12 +672,18 @@ async def _drive(url: str, images: list[Path], duration: float, max_steps: int) 
         try:
             ready: list[int] = []
             start_deadline = time.monotonic() + STEP_TIMEOUT_S  # the first page load, all sessions
-            tasks = [
-                asyncio.create_task(
-                    run_session(browser, url, i, img, duration, max_steps, results, ready, len(images), start_deadline)
-                )
-                for i, img in enumerate(images)
-            ]
+            tasks = []
+            for i, img in enumerate(images):
+                if is_gallery(i):
+                    files = [images[(i + j) % len(images)] for j in range(min(GALLERY_IMAGES, len(images)))]
+                    work = run_gallery_session(
+                        browser, url, i, files, duration, max_steps, results, ready, len(images), start_deadline
+                    )
+                else:
+                    work = run_session(
+                        browser, url, i, img, duration, max_steps, results, ready, len(images), start_deadline
+                    )
+                tasks.append(asyncio.create_task(work))
             done, pending = await asyncio.wait(tasks, timeout=duration + 3 * STEP_TIMEOUT_S + 60)
             for t in pending:  # hard limit: cancel what is still running
                 t.cancel()

@@ -18,6 +18,7 @@ PAGE_FILES = {
     "xray": "pages/xray.py",
     "comparison": "pages/comparison.py",
     "side_by_side": "pages/side_by_side.py",
+    "gallery": "pages/gallery.py",
 }
 
 #: Session-state key holding a sample chosen on the home page: ``{"family": ..., "name": ...}``.

@@ -84,6 +84,11 @@ def _take_upload(widget: str, family: str) -> None:
     set_shared(_image_name(family), ImageFile(upload.name, data, image_digest(data), False))
 
 
+def share_image(family: str, name: str, data: bytes) -> None:
+    """Make ``(name, data)`` the session's image of ``family`` on every page (the gallery's "Open")."""
+    set_shared(_image_name(family), ImageFile(name, data, image_digest(data), False))
+
+
 def _take_sample(widget: str, family: str) -> None:
     """Sample box ``on_change``: the chosen sample becomes the session's image (an upload is dropped)."""
     remember(widget, f"sample.{family}")
