@@ -74,7 +74,9 @@ def _image_name(family: str) -> str:
 def _take_upload(widget: str, family: str) -> None:
     """Uploader ``on_change``: a new file becomes the session's image on every page.
 
-    Removing the file goes back to the sample.
+    Removing the file goes back to the sample. Each upload also counts one more in
+    ``uploads.<family>``, which keys the sample box drawn while the upload is shown: a new,
+    empty box (nothing chosen), never a value set on a box the browser already shows.
     """
     upload = st.session_state.get(widget)
     if upload is None:
@@ -82,12 +84,27 @@ def _take_upload(widget: str, family: str) -> None:
         return
     data = upload.getvalue()
     set_shared(_image_name(family), ImageFile(upload.name, data, image_digest(data), False))
+    set_shared(f"uploads.{family}", _count(f"uploads.{family}") + 1)
+
+
+def _count(name: str) -> int:
+    value = shared(name, 0)
+    return value if isinstance(value, int) else 0
 
 
 def _take_sample(widget: str, family: str) -> None:
-    """Sample box ``on_change``: the chosen sample becomes the session's image (an upload is dropped)."""
-    remember(widget, f"sample.{family}")
-    set_shared(_image_name(family), None)
+    """Sample box ``on_change``: the chosen sample becomes the session's image.
+
+    An upload is dropped, and the uploader is drawn anew (a new key, ``cleared.<family>``
+    counting), so that its file chip goes too.
+    """
+    value = st.session_state.get(widget)
+    if value is None:
+        return
+    set_shared(f"sample.{family}", value)
+    if shared(_image_name(family)) is not None:
+        set_shared(_image_name(family), None)
+        set_shared(f"cleared.{family}", _count(f"cleared.{family}") + 1)
 
 
 def image_source(page: str, family: str, default_sample: str | None = None) -> ImageFile | None:
@@ -98,22 +115,33 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
     """
     types = XRAY_TYPES + XRAY_MIME_TYPES if family == "xray" else IMAGE_TYPES + IMAGE_MIME_TYPES
     names = sample_files(family)
-    sample_key = key(page, "sample")
     pending = st.session_state.get(PENDING_SAMPLE)
     if pending and pending.get("family") == family and pending.get("name") in names:
         set_shared(f"sample.{family}", pending["name"])
-        set_shared(_image_name(family), None)
+        if shared(_image_name(family)) is not None:
+            set_shared(_image_name(family), None)
+            set_shared(f"cleared.{family}", _count(f"cleared.{family}") + 1)
         st.session_state.pop(PENDING_SAMPLE, None)
-    if names:
-        fallback = default_sample if default_sample in names else names[0]
-        seed(sample_key, f"sample.{family}", fallback, valid=lambda v: v in names)
+    uploaded = shared(_image_name(family))
+    if uploaded is None:
+        sample_key = key(page, "sample")
+        if names:
+            fallback = default_sample if default_sample in names else names[0]
+            seed(sample_key, f"sample.{family}", fallback, valid=lambda v: v in names)
+    else:
+        # While an upload is shown the box is a new widget per upload, drawn with nothing
+        # chosen: it never names a sample that is not shown, any sample is a change, and no
+        # value is ever set on a box the browser already has (such a set, racing the
+        # browser's next rerun, once fired the box's on_change and dropped the upload).
+        sample_key = key(page, f"sample.upload{_count(f'uploads.{family}')}")
 
     left, right = st.columns([3, 2])
     with left:
         what = (
             "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
         )
-        upload_key = key(page, "upload")
+        cleared = _count(f"cleared.{family}")
+        upload_key = key(page, "upload") if cleared == 0 else key(page, f"upload.{cleared}")
         st.file_uploader(
             f"Upload {what}",
             type=types,
@@ -128,6 +156,8 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
         sample = st.selectbox(
             "...or use a sample",
             names,
+            index=None if uploaded is not None else 0,
+            placeholder=f"(showing your upload: {uploaded.name})" if uploaded is not None else "Choose a sample",
             key=sample_key,
             on_change=_take_sample,
             args=(sample_key, family),
