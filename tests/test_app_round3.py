@@ -74,6 +74,7 @@ def test_stop_then_compute_goes_on_from_the_finished_batches(lite0, method):
     # network) are at most 3; an uninterrupted run makes 10 (Score-CAM) or 11 (Ablation-CAM) here.
     assert forwards.n <= batches - kept + 3, (forwards.n, batches, kept)
     torch.testing.assert_close(again.result.cams, whole.cams)
+    assert again.resumed and again.result.seconds >= again.spent > 0  # item 11: the time of both runs
     assert store.get("slow") is again.result
 
 

@@ -21,6 +21,7 @@ Here no Streamlit element is ever touched by the computation:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -65,6 +66,13 @@ class Job:
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
     #: finished batches (Score-CAM, Ablation-CAM), kept by the store when the job is stopped.
     memo: dict = field(default_factory=dict, repr=False)
+    #: seconds spent by the stopped runs whose ``memo`` this job goes on from.
+    spent: float = 0.0
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this job goes on from a stopped run's finished batches."""
+        return self.spent > 0
 
     def __call__(self, done: int, total: int) -> None:
         """The job is the library's progress callback, carrying its ``memo``."""
@@ -122,7 +130,7 @@ class JobStore:
         self._results: OrderedDict[Hashable, object] = OrderedDict()
         self._jobs: dict[Hashable, Job] = {}
         #: the memos of stopped jobs (a few, newest last), handed to the next job of the same key.
-        self._memos: OrderedDict[Hashable, dict] = OrderedDict()
+        self._memos: OrderedDict[Hashable, tuple[dict, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_results
         #: measured seconds per unit of slow work, ``(model_id, what) -> seconds``.
@@ -157,7 +165,8 @@ class JobStore:
             job = self._jobs.get(key)
             if job is not None and not job.cancel.is_set():
                 return job
-            job = Job(key, label, unit, memo=self._memos.pop(key, {}))
+            memo, spent = self._memos.pop(key, ({}, 0.0))
+            job = Job(key, label, unit, memo=memo, spent=spent)
             self._jobs[key] = job
         thread = threading.Thread(target=self._run, args=(job, fn), name=f"xai-job-{label}", daemon=True)
         thread.start()
@@ -174,12 +183,15 @@ class JobStore:
     def _run(self, job: Job, fn: Callable[[Callable[[int, int], None]], object]) -> None:
         try:
             job.result = fn(job)
+            if job.spent and dataclasses.is_dataclass(job.result) and hasattr(job.result, "seconds"):
+                # The map's compute time is that of all its runs, not of the last part alone.
+                job.result = dataclasses.replace(job.result, seconds=job.result.seconds + job.spent)
             self.put(job.key, job.result)
         except Stopped:
             job.stopped = True
             if job.memo:
                 with self._lock:
-                    self._memos[job.key] = job.memo
+                    self._memos[job.key] = (job.memo, job.spent + time.monotonic() - job.started)
                     while len(self._memos) > MAX_MEMOS:
                         self._memos.popitem(last=False)
         except BaseException as err:  # noqa: BLE001 - handed to the page that waits

@@ -173,7 +173,7 @@ def wait(job: Job, work: Work, *, button: str) -> object:
         return MISSING
     if job.error is not None:
         raise job.error
-    if work.rate_key is not None and job.total and job.ended_at is not None:
+    if work.rate_key is not None and job.total and job.ended_at is not None and not job.resumed:
         STORE.rates[work.rate_key] = (job.ended_at - job.started) / job.total
     return job.result
 

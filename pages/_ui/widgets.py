@@ -179,7 +179,9 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
 def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | None]:
     """Model select box and, for models whose weights are not shipped, the weights source."""
     specs = xc.list_models(family)
-    labels = {s.key: s.label for s in specs}
+    # The X-ray page's models all start "Chest X-ray ...": without it the name fits the sidebar's box
+    # (it was cut at "Chest X-ray DenseNet121, all dat..."); the caption below gives it in full.
+    labels = {s.key: s.label.removeprefix("Chest X-ray ") for s in specs}
     keys = [s.key for s in specs]
     widget = key(page, "model")
     seed(widget, f"model.{family}", keys[0], valid=lambda v: v in keys)
@@ -194,8 +196,8 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
         "the others are downloaded once.",
     )
     spec = xc.get_spec(model_key)
-    if spec.description:
-        st.caption(spec.description)
+    if spec.description or labels[model_key] != spec.label:
+        st.caption(f"{spec.label}: {spec.description}" if labels[model_key] != spec.label else spec.description)
     if spec.offline:
         return compute.ModelChoice(model_key), None
     sources = {

@@ -1,0 +1,118 @@
+"""README screenshots of every page at 1366x768, in the light and the dark theme.
+
+Starts ``streamlit run app.py`` on a free local port (the load test's helpers), opens each
+page in Debian's Chromium through playwright with the browser preferring light, then dark
+(the app follows the preference), waits for the page's result (never a fixed time), and
+writes ``docs/screenshots/<page>.png`` and ``<page>_dark.png``: what a laptop shows first.
+
+    python -m scripts.screenshots                   # every page, both themes
+    python -m scripts.screenshots --pages home xray --themes dark
+    python -m scripts.screenshots --out /tmp/shots  # elsewhere than docs/screenshots
+
+Bounded: every wait has a timeout and the server is always stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import load_test
+
+ROOT = Path(__file__).resolve().parents[1]
+VIEWPORT = {"width": 1366, "height": 768}
+WAIT_MS = 300_000
+
+
+def _idle(page) -> None:
+    """No script running, no stale element, every image loaded."""
+    page.wait_for_function(
+        """() => !document.querySelector('[data-testid="stStatusWidget"]')
+                 && !document.querySelector('[data-stale="true"]')
+                 && [...document.querySelectorAll('[data-testid="stImage"] img')]
+                    .every(i => i.complete && i.naturalWidth > 0)""",
+        timeout=WAIT_MS,
+    )
+
+
+def _image(page, caption: str):
+    return page.locator('[data-testid="stImage"]', has_text=caption).locator("img").first
+
+
+def home(page, url: str) -> None:
+    page.goto(url)
+    page.get_by_text("A research and teaching tool", exact=False).wait_for()
+
+
+def classification(page, url: str) -> None:
+    page.goto(f"{url}/classification")
+    _image(page, "FM-G-CAM fused map, top 3").wait_for()
+
+
+def comparison(page, url: str) -> None:
+    page.goto(f"{url}/comparison")
+    page.locator("h3", has_text="Explaining").wait_for()
+
+
+def xray(page, url: str) -> None:
+    """The X-ray page with its sample and random weights (no chest X-ray weights offline): watermarked."""
+    page.goto(f"{url}/xray")
+    page.get_by_text("not a diagnostic device").first.wait_for()
+    page.get_by_text("Random weights (demo/testing only", exact=False).first.click()
+    _image(page, "FM-G-CAM fused map").wait_for()
+
+
+PAGES = {"home": home, "classification": classification, "comparison": comparison, "xray": xray}
+
+
+def shoot(url: str, names: list[str], themes: list[str], out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=load_test.CHROMIUM, args=load_test.CHROMIUM_ARGS)
+        try:
+            for theme in themes:
+                for name in names:
+                    context = browser.new_context(viewport=VIEWPORT, color_scheme=theme)
+                    try:
+                        page = context.new_page()
+                        page.set_default_timeout(WAIT_MS)
+                        t0 = time.monotonic()
+                        PAGES[name](page, url)
+                        _idle(page)
+                        page.evaluate("() => window.scrollTo(0, 0)")
+                        path = out / (f"{name}.png" if theme == "light" else f"{name}_{theme}.png")
+                        page.screenshot(path=str(path))
+                        written.append(path)
+                        print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: "
+                              f"{time.monotonic() - t0:.0f} s", flush=True)  # fmt: skip
+                    finally:
+                        context.close()
+        finally:
+            browser.close()
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
+    parser.add_argument("--themes", nargs="+", choices=["light", "dark"], default=["light", "dark"])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    args = parser.parse_args(argv)
+    port = load_test.free_port()
+    log = Path(tempfile.gettempdir()) / f"screenshots-streamlit-{port}.log"
+    proc = load_test.start_server(port, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        load_test.wait_healthy(url, proc, timeout_s=180)
+        shoot(url, args.pages, args.themes, args.out)
+    finally:
+        load_test.stop_server(proc)
+
+
+if __name__ == "__main__":
+    main()
