@@ -27,10 +27,11 @@ WAIT_MS = 300_000
 
 
 def _idle(page) -> None:
-    """No script running, no stale element, every image loaded."""
+    """No script running, no stale element or placeholder, every image loaded."""
     page.wait_for_function(
         """() => !document.querySelector('[data-testid="stStatusWidget"]')
                  && !document.querySelector('[data-stale="true"]')
+                 && !document.querySelector('[data-testid="stSkeleton"]')
                  && [...document.querySelectorAll('[data-testid="stImage"] img')]
                     .every(i => i.complete && i.naturalWidth > 0)""",
         timeout=WAIT_MS,
@@ -49,11 +50,14 @@ def home(page, url: str) -> None:
 def classification(page, url: str) -> None:
     page.goto(f"{url}/classification")
     _image(page, "FM-G-CAM fused map, top 3").wait_for()
+    page.get_by_role("button", name="Figure (PNG)").wait_for()  # the page's last part
 
 
 def comparison(page, url: str) -> None:
     page.goto(f"{url}/comparison")
     page.locator("h3", has_text="Explaining").wait_for()
+    _image(page, "input").wait_for()
+    page.get_by_role("button", name="Compute faithfulness").wait_for()  # the page's last part
 
 
 def xray(page, url: str) -> None:
@@ -62,6 +66,7 @@ def xray(page, url: str) -> None:
     page.get_by_text("not a diagnostic device").first.wait_for()
     page.get_by_text("Random weights (demo/testing only", exact=False).first.click()
     _image(page, "FM-G-CAM fused map").wait_for()
+    page.get_by_role("button", name="Clinician's report (PDF)").wait_for()  # the page's last part
 
 
 PAGES = {"home": home, "classification": classification, "comparison": comparison, "xray": xray}

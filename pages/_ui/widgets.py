@@ -231,8 +231,13 @@ def model_picker(page: str, family: str) -> tuple[compute.ModelChoice, bytes | N
     return compute.ModelChoice(model_key, source), None
 
 
-def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | None) -> xc.LoadedModel | None:
-    """Load the chosen model; when weights are missing, say so and how to supply them."""
+def load_model_or_explain(
+    choice: compute.ModelChoice, weights_file: bytes | None, *, say_random: bool = True
+) -> xc.LoadedModel | None:
+    """Load the chosen model; when weights are missing, say so and how to supply them.
+
+    ``say_random=False``: the page says itself, beside its result, that random weights give none.
+    """
     if choice.weights == "file" and not choice.digest:
         st.info("Upload a weights file in the sidebar (or choose another weights source).")
         return None
@@ -256,7 +261,7 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
     except xc.XaiCoreError as err:
         st.error(str(err))
         return None
-    if choice.weights == "random":
+    if choice.weights == "random" and say_random:
         st.warning(
             "**Random weights — not a result.** This model is untrained: its outputs and maps are meaningless "
             "and nothing is flagged against thresholds; use this only to try the dashboard."
@@ -548,12 +553,15 @@ class Setup(NamedTuple):
     class_mode: str = "join"
 
 
-def explanation_sidebar(page: str, family: str, what: str = "classes") -> Setup | None:
-    """Model, layer, base method, chosen classes and display controls in the sidebar (None: no usable model)."""
+def explanation_sidebar(page: str, family: str, what: str = "classes", *, say_random: bool = True) -> Setup | None:
+    """Model, layer, base method, chosen classes and display controls in the sidebar (None: no usable model).
+
+    ``say_random``: see :func:`load_model_or_explain`.
+    """
     with st.sidebar:
         st.header("Model")
         choice, weights_file = model_picker(page, family)
-    model = load_model_or_explain(choice, weights_file)
+    model = load_model_or_explain(choice, weights_file, say_random=say_random)
     if model is None:
         return None
     k_max = min(K_MAX, model.n_valid)
