@@ -3,7 +3,8 @@
 Starts ``streamlit run app.py`` on a free local port (the load test's helpers), opens each
 page in Debian's Chromium through playwright with the browser preferring light, then dark
 (the app follows the preference), waits for the page's result (never a fixed time), and
-writes ``docs/screenshots/<page>.png`` and ``<page>_dark.png``: what a laptop shows first.
+writes ``docs/screenshots/<page>.png`` and ``<page>_dark.png``: what a laptop shows first
+(and, in the light theme, ``<page>_full.png``: the whole page at that width).
 
     python -m scripts.screenshots                   # every page, both themes
     python -m scripts.screenshots --pages home xray --themes dark
@@ -43,17 +44,20 @@ def _image(page, caption: str):
 
 
 def home(page, url: str) -> None:
+    """Home, once its last paragraph is drawn."""
     page.goto(url)
     page.get_by_text("A research and teaching tool", exact=False).wait_for()
 
 
 def classification(page, url: str) -> None:
+    """Classification with its default sample, once the fused map and the downloads are drawn."""
     page.goto(f"{url}/classification")
     _image(page, "FM-G-CAM fused map, top 3").wait_for()
     page.get_by_role("button", name="Figure (PNG)").wait_for()  # the page's last part
 
 
 def comparison(page, url: str) -> None:
+    """Method comparison with its default sample, once the maps and the faithfulness button are drawn."""
     page.goto(f"{url}/comparison")
     page.locator("h3", has_text="Explaining").wait_for()
     _image(page, "input").wait_for()
@@ -69,10 +73,28 @@ def xray(page, url: str) -> None:
     page.get_by_role("button", name="Clinician's report (PDF)").wait_for()  # the page's last part
 
 
+def _full_page(page, path: Path) -> Path:
+    """The whole page at the viewport's width.
+
+    Streamlit scrolls inside its main block, so the viewport is made as tall as the page (up to 5000 px).
+    """
+    height = page.evaluate(
+        """() => Math.max(document.body.scrollHeight,
+                 ...[...document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"]')]
+                 .map(e => e.scrollHeight))"""
+    )
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height) + 40, 5000)})
+    _idle(page)
+    page.screenshot(path=str(path))
+    page.set_viewport_size(VIEWPORT)
+    return path
+
+
 PAGES = {"home": home, "classification": classification, "comparison": comparison, "xray": xray}
 
 
 def shoot(url: str, names: list[str], themes: list[str], out: Path) -> list[Path]:
+    """Screenshots of ``names`` (keys of :data:`PAGES`) in each theme, from the server at ``url``."""
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +115,8 @@ def shoot(url: str, names: list[str], themes: list[str], out: Path) -> list[Path
                         path = out / (f"{name}.png" if theme == "light" else f"{name}_{theme}.png")
                         page.screenshot(path=str(path))
                         written.append(path)
+                        if theme == "light":  # the whole page too, at the same width
+                            written.append(_full_page(page, out / f"{name}_full.png"))
                         print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: "
                               f"{time.monotonic() - t0:.0f} s", flush=True)  # fmt: skip
                     finally:
@@ -103,6 +127,7 @@ def shoot(url: str, names: list[str], themes: list[str], out: Path) -> list[Path
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: start a server, take the screenshots, stop the server."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", nargs="+", choices=list(PAGES), default=list(PAGES))
     parser.add_argument("--themes", nargs="+", choices=["light", "dark"], default=["light", "dark"])

@@ -23,6 +23,7 @@ def batch_memo(progress: Progress | None) -> dict | None:
     memo = getattr(progress, "memo", None)
     return memo if isinstance(memo, dict) else None
 
+
 ClassChoice = Callable[[torch.Tensor], torch.Tensor]
 """Maps the logits ``[N, n]`` of the forward pass to the explained classes ``[N, K]``."""
 
