@@ -157,7 +157,7 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
             "...or use a sample",
             names,
             index=None if uploaded is not None else 0,
-            placeholder=f"(showing your upload: {uploaded.name})" if uploaded is not None else "Choose a sample",
+            placeholder="(your upload is shown)" if uploaded is not None else "Choose a sample",
             key=sample_key,
             on_change=_take_sample,
             args=(sample_key, family),
