@@ -198,12 +198,12 @@ def test_sample_box_and_upload_do_not_fight(new_page, server):  # noqa: F811
     page = _snake_uploaded(new_page(), server)
     box = page.locator('[data-testid="stSelectbox"]', has_text="...or use a sample").locator("input").first
     assert box.input_value() == "" and box.get_attribute("placeholder") == "(your upload is shown)"
-    assert page.locator('[data-testid="stFileUploaderFile"]').count() == 1
+    assert page.locator('[data-testid="stFileChip"]').count() == 1
     _select(page, "...or use a sample", "cat_dog.png")
     _sample_box_shows(page, "cat_dog.png")
     page.wait_for_function(
         """() => ![...document.querySelectorAll('[data-testid="stImage"]')].some(e => e.innerText.includes('sea snake'))
-                 && !document.querySelector('[data-testid="stFileUploaderFile"]')"""
+                 && !document.querySelector('[data-testid="stFileChip"]')"""
     )
     _image(page, "FM-G-CAM fused map, top 3").wait_for()
     _idle(page)
