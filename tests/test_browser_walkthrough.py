@@ -215,14 +215,14 @@ def test_layout_at_1366x768(new_page, server):  # noqa: F811
     the colour scale's caption at the column's width."""
     page = new_page()
     _random_xray(page, server)
-    fused = _image(page, "FM-G-CAM fused map")
-    page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
-    box = fused.bounding_box()
-    assert box["y"] + box["height"] <= LAPTOP["height"], box
     model = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]', has_text="Model").first
     box = model.locator("input").first  # a select box shows its value in its input
     cut = box.evaluate("i => i.scrollWidth > i.clientWidth + 1")
     assert not cut, box.input_value()
+    fused = _image(page, "FM-G-CAM fused map")
+    page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
+    fused_box = fused.bounding_box()
+    assert fused_box["y"] + fused_box["height"] <= LAPTOP["height"], fused_box
 
     page.goto(f"{server}/classification")
     _image(page, "FM-G-CAM fused map").wait_for()
