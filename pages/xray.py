@@ -18,8 +18,8 @@ ensure_routed()
 PAGE = "xray"
 
 RESEARCH_ONLY = (
-    "**Research tool, not a diagnostic device.** The outputs and maps show what a research model responds "
-    "to; they are not a diagnosis and must not be used for patient care."
+    "**Research tool, not a diagnostic device.** Its outputs and maps are not a diagnosis; never use them for "
+    "patient care."
 )
 SAMPLE = "nih_00000001_000.png"
 
@@ -40,7 +40,8 @@ if xray is not None and not presenting:
     reading_warnings(xray)
 
 if not presenting:
-    setup = explanation_sidebar(PAGE, "xray", what="pathologies")
+    # Random or unknown weights are said once, beside the result (weights_status below), not twice.
+    setup = explanation_sidebar(PAGE, "xray", what="pathologies", say_random=False)
 if setup is None or xray is None:
     if xray is not None:  # no usable weights: the image and how it was read still show
         reading_record(xray, image.name)
@@ -61,7 +62,8 @@ if presenting:
 if not status.is_result:  # on the page, beside the figure: these outputs are not a finding
     st.warning(f"**{status.banner.capitalize()}.** {status.explanation}", icon=":material/block:")
 
-st.subheader("FM-G-CAM across the top pathologies")
+# No heading here: with the research notice and the weights warning above it, a heading pushed
+# the fused map below the fold at 1366x768 (issue 23, item 15); its caption names it.
 view = views.fused_view(PAGE, shown, display, what="pathology", whats="pathologies", original=xray.pixels)
 settings = views.settings_dict(shown, display, model, image.name)
 

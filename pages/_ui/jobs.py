@@ -12,13 +12,16 @@ Here no Streamlit element is ever touched by the computation:
   worker thread. Two sessions asking for the same key share one job.
 - The job's ``progress(done, total)`` only writes numbers; it raises :class:`Stopped`
   once Stop was pressed, so the library unwinds (hooks removed by its context managers)
-  at the next batch. Results already finished stay in the store.
+  at the next batch. Results already finished stay in the store, and so do the finished
+  batches of the stopped job (its ``memo``, see ``xai_core.methods.context.Progress``):
+  Compute again goes on from there instead of starting from zero.
 - The page's script thread draws the progress from those numbers (unit, time left) and
   owns every Streamlit element.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -29,6 +32,8 @@ from dataclasses import dataclass, field
 log = logging.getLogger("xai_dashboard")
 
 MISSING = object()
+#: Stopped jobs whose finished batches are kept (each a few kB: one score per mask and class).
+MAX_MEMOS = 16
 
 
 class Stopped(Exception):  # noqa: N818 - a signal, not an error
@@ -59,6 +64,24 @@ class Job:
     ended_at: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    #: finished batches (Score-CAM, Ablation-CAM), kept by the store when the job is stopped.
+    memo: dict = field(default_factory=dict, repr=False)
+    #: seconds spent by the stopped runs whose ``memo`` this job goes on from.
+    spent: float = 0.0
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this job goes on from a stopped run's finished batches."""
+        return self.spent > 0
+
+    def __call__(self, done: int, total: int) -> None:
+        """The job is the library's progress callback, carrying its ``memo``."""
+        self.progress(done, total)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a stopped run of this job kept finished batches to go on from."""
+        return bool(self.memo)
 
     def progress(self, done: int, total: int) -> None:
         """The library's progress callback: record, and stop here if Stop was pressed."""
@@ -106,6 +129,8 @@ class JobStore:
     def __init__(self, max_results: int = 96) -> None:
         self._results: OrderedDict[Hashable, object] = OrderedDict()
         self._jobs: dict[Hashable, Job] = {}
+        #: the memos of stopped jobs (a few, newest last), handed to the next job of the same key.
+        self._memos: OrderedDict[Hashable, tuple[dict, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_results
         #: measured seconds per unit of slow work, ``(model_id, what) -> seconds``.
@@ -140,7 +165,8 @@ class JobStore:
             job = self._jobs.get(key)
             if job is not None and not job.cancel.is_set():
                 return job
-            job = Job(key, label, unit)
+            memo, spent = self._memos.pop(key, ({}, 0.0))
+            job = Job(key, label, unit, memo=memo, spent=spent)
             self._jobs[key] = job
         thread = threading.Thread(target=self._run, args=(job, fn), name=f"xai-job-{label}", daemon=True)
         thread.start()
@@ -156,10 +182,18 @@ class JobStore:
 
     def _run(self, job: Job, fn: Callable[[Callable[[int, int], None]], object]) -> None:
         try:
-            job.result = fn(job.progress)
+            job.result = fn(job)
+            if job.spent and dataclasses.is_dataclass(job.result) and hasattr(job.result, "seconds"):
+                # The map's compute time is that of all its runs, not of the last part alone.
+                job.result = dataclasses.replace(job.result, seconds=job.result.seconds + job.spent)
             self.put(job.key, job.result)
         except Stopped:
             job.stopped = True
+            if job.memo:
+                with self._lock:
+                    self._memos[job.key] = (job.memo, job.spent + time.monotonic() - job.started)
+                    while len(self._memos) > MAX_MEMOS:
+                        self._memos.popitem(last=False)
         except BaseException as err:  # noqa: BLE001 - handed to the page that waits
             job.error = err
         finally:
@@ -173,6 +207,7 @@ class JobStore:
         """Forget every stored result (tests)."""
         with self._lock:
             self._results.clear()
+            self._memos.clear()
 
 
 #: The process-wide store used by the pages.

@@ -22,7 +22,7 @@ from pages._ui.jobs import MISSING, STORE, Job, format_seconds
 
 #: Session keys (one per browser session, shared by every page).
 REQUESTED = "jobs.requested"  # slow results the user asked for with Compute
-STOPPED = "jobs.stopped"  # key -> (done, total, label, unit) of work stopped by Stop
+STOPPED = "jobs.stopped"  # key -> (done, total, label, unit, resumable) of work stopped by Stop
 
 log = logging.getLogger("xai_dashboard")
 T = TypeVar("T")
@@ -82,7 +82,8 @@ def _stop(key: Hashable) -> None:
     job = STORE.stop(key)
     _requested().discard(key)
     if job is not None:
-        _stopped()[key] = (job.done, job.total, job.label, job.unit)
+        # Score-CAM and Ablation-CAM keep their finished batches (the job's memo): Compute goes on.
+        _stopped()[key] = (job.done, job.total, job.label, job.unit, job.resumable)
 
 
 def _ask(key: Hashable) -> None:
@@ -121,12 +122,14 @@ def _offer(work: Work, button: str, primary: bool) -> None:
     with st.empty().container():
         stopped = _stopped().get(work.key)
         if stopped:
-            done, total, _, unit = stopped
-            st.info(
-                f"Stopped after {done} of {total} {unit}. Results finished before are kept; "
-                "press the button to compute this one again.",
-                icon=":material/stop_circle:",
+            done, total, _, unit, resumable = stopped
+            again = (
+                f"the {done} {unit} done are kept: the button goes on from there."
+                if resumable
+                else "this one starts again from the beginning when you press the button (other finished "
+                "results are kept)."
             )
+            st.info(f"Stopped after {done} of {total} {unit}; {again}", icon=":material/stop_circle:")
         elif work.estimate is not None:
             st.warning(
                 f"{work.label} takes about **{format_seconds(work.estimate)}** on this machine ({work.how}). "
@@ -170,7 +173,7 @@ def wait(job: Job, work: Work, *, button: str) -> object:
         return MISSING
     if job.error is not None:
         raise job.error
-    if work.rate_key is not None and job.total and job.ended_at is not None:
+    if work.rate_key is not None and job.total and job.ended_at is not None and not job.resumed:
         STORE.rates[work.rate_key] = (job.ended_at - job.started) / job.total
     return job.result
 

@@ -74,7 +74,9 @@ def _image_name(family: str) -> str:
 def _take_upload(widget: str, family: str) -> None:
     """Uploader ``on_change``: a new file becomes the session's image on every page.
 
-    Removing the file goes back to the sample.
+    Removing the file goes back to the sample. Each upload also counts one more in
+    ``uploads.<family>``, which keys the sample box drawn while the upload is shown: a new,
+    empty box (nothing chosen), never a value set on a box the browser already shows.
     """
     upload = st.session_state.get(widget)
     if upload is None:
@@ -82,6 +84,12 @@ def _take_upload(widget: str, family: str) -> None:
         return
     data = upload.getvalue()
     set_shared(_image_name(family), ImageFile(upload.name, data, image_digest(data), False))
+    set_shared(f"uploads.{family}", _count(f"uploads.{family}") + 1)
+
+
+def _count(name: str) -> int:
+    value = shared(name, 0)
+    return value if isinstance(value, int) else 0
 
 
 def share_image(family: str, name: str, data: bytes) -> None:
@@ -90,9 +98,18 @@ def share_image(family: str, name: str, data: bytes) -> None:
 
 
 def _take_sample(widget: str, family: str) -> None:
-    """Sample box ``on_change``: the chosen sample becomes the session's image (an upload is dropped)."""
-    remember(widget, f"sample.{family}")
-    set_shared(_image_name(family), None)
+    """Sample box ``on_change``: the chosen sample becomes the session's image.
+
+    An upload is dropped, and the uploader is drawn anew (a new key, ``cleared.<family>``
+    counting), so that its file chip goes too.
+    """
+    value = st.session_state.get(widget)
+    if value is None:
+        return
+    set_shared(f"sample.{family}", value)
+    if shared(_image_name(family)) is not None:
+        set_shared(_image_name(family), None)
+        set_shared(f"cleared.{family}", _count(f"cleared.{family}") + 1)
 
 
 def image_source(page: str, family: str, default_sample: str | None = None) -> ImageFile | None:
@@ -103,22 +120,33 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
     """
     types = XRAY_TYPES + XRAY_MIME_TYPES if family == "xray" else IMAGE_TYPES + IMAGE_MIME_TYPES
     names = sample_files(family)
-    sample_key = key(page, "sample")
     pending = st.session_state.get(PENDING_SAMPLE)
     if pending and pending.get("family") == family and pending.get("name") in names:
         set_shared(f"sample.{family}", pending["name"])
-        set_shared(_image_name(family), None)
+        if shared(_image_name(family)) is not None:
+            set_shared(_image_name(family), None)
+            set_shared(f"cleared.{family}", _count(f"cleared.{family}") + 1)
         st.session_state.pop(PENDING_SAMPLE, None)
-    if names:
-        fallback = default_sample if default_sample in names else names[0]
-        seed(sample_key, f"sample.{family}", fallback, valid=lambda v: v in names)
+    uploaded = shared(_image_name(family))
+    if uploaded is None:
+        sample_key = key(page, "sample")
+        if names:
+            fallback = default_sample if default_sample in names else names[0]
+            seed(sample_key, f"sample.{family}", fallback, valid=lambda v: v in names)
+    else:
+        # While an upload is shown the box is a new widget per upload, drawn with nothing
+        # chosen: it never names a sample that is not shown, any sample is a change, and no
+        # value is ever set on a box the browser already has (such a set, racing the
+        # browser's next rerun, once fired the box's on_change and dropped the upload).
+        sample_key = key(page, f"sample.upload{_count(f'uploads.{family}')}")
 
     left, right = st.columns([3, 2])
     with left:
         what = (
             "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
         )
-        upload_key = key(page, "upload")
+        cleared = _count(f"cleared.{family}")
+        upload_key = key(page, "upload") if cleared == 0 else key(page, f"upload.{cleared}")
         st.file_uploader(
             f"Upload {what}",
             type=types,
@@ -133,6 +161,8 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
         sample = st.selectbox(
             "...or use a sample",
             names,
+            index=None if uploaded is not None else 0,
+            placeholder="(your upload is shown)" if uploaded is not None else "Choose a sample",
             key=sample_key,
             on_change=_take_sample,
             args=(sample_key, family),
@@ -160,7 +190,9 @@ def model_picker(
     a page showing a second model gives it its own. ``default``: the model chosen first.
     """
     specs = xc.list_models(family)
-    labels = {s.key: s.label for s in specs}
+    # The X-ray page's models all start "Chest X-ray ...": without it the name fits the sidebar's box
+    # (it was cut at "Chest X-ray DenseNet121, all dat..."); the caption below gives it in full.
+    labels = {s.key: s.label.removeprefix("Chest X-ray ") for s in specs}
     keys = [s.key for s in specs]
     widget = key(page, "model")
     name = name or f"model.{family}"
@@ -176,8 +208,8 @@ def model_picker(
         "the others are downloaded once.",
     )
     spec = xc.get_spec(model_key)
-    if spec.description:
-        st.caption(spec.description)
+    if spec.description or labels[model_key] != spec.label:
+        st.caption(f"{spec.label}: {spec.description}" if labels[model_key] != spec.label else spec.description)
     if spec.offline:
         return compute.ModelChoice(model_key), None
     sources = {
@@ -211,8 +243,13 @@ def model_picker(
     return compute.ModelChoice(model_key, source), None
 
 
-def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | None) -> xc.LoadedModel | None:
-    """Load the chosen model; when weights are missing, say so and how to supply them."""
+def load_model_or_explain(
+    choice: compute.ModelChoice, weights_file: bytes | None, *, say_random: bool = True
+) -> xc.LoadedModel | None:
+    """Load the chosen model; when weights are missing, say so and how to supply them.
+
+    ``say_random=False``: the page says itself, beside its result, that random weights give none.
+    """
     if choice.weights == "file" and not choice.digest:
         st.info("Upload a weights file in the sidebar (or choose another weights source).")
         return None
@@ -236,7 +273,7 @@ def load_model_or_explain(choice: compute.ModelChoice, weights_file: bytes | Non
     except xc.XaiCoreError as err:
         st.error(str(err))
         return None
-    if choice.weights == "random":
+    if choice.weights == "random" and say_random:
         st.warning(
             "**Random weights — not a result.** This model is untrained: its outputs and maps are meaningless "
             "and nothing is flagged against thresholds; use this only to try the dashboard."
@@ -528,12 +565,15 @@ class Setup(NamedTuple):
     class_mode: str = "join"
 
 
-def explanation_sidebar(page: str, family: str, what: str = "classes") -> Setup | None:
-    """Model, layer, base method, chosen classes and display controls in the sidebar (None: no usable model)."""
+def explanation_sidebar(page: str, family: str, what: str = "classes", *, say_random: bool = True) -> Setup | None:
+    """Model, layer, base method, chosen classes and display controls in the sidebar (None: no usable model).
+
+    ``say_random``: see :func:`load_model_or_explain`.
+    """
     with st.sidebar:
         st.header("Model")
         choice, weights_file = model_picker(page, family)
-    model = load_model_or_explain(choice, weights_file)
+    model = load_model_or_explain(choice, weights_file, say_random=say_random)
     if model is None:
         return None
     k_max = min(K_MAX, model.n_valid)

@@ -9,7 +9,20 @@ import torch
 from torch import nn
 
 Progress = Callable[[int, int], None]
-"""``progress(done, total)``, called by slow methods as batches finish."""
+"""``progress(done, total)``, called by slow methods as batches finish.
+
+A progress callback may also carry a ``memo`` dict (an attribute): Score-CAM and
+Ablation-CAM then keep each finished batch's scores there and, called again with the
+same inputs and the same memo, skip the batches it holds. A run stopped by a raising
+callback thus goes on from where it stopped (:func:`batch_memo`).
+"""
+
+
+def batch_memo(progress: Progress | None) -> dict | None:
+    """The ``memo`` dict ``progress`` carries, or None (see :data:`Progress`)."""
+    memo = getattr(progress, "memo", None)
+    return memo if isinstance(memo, dict) else None
+
 
 ClassChoice = Callable[[torch.Tensor], torch.Tensor]
 """Maps the logits ``[N, n]`` of the forward pass to the explained classes ``[N, K]``."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from xai_core.errors import MethodError
 from xai_core.hooks.capture import ReplayMismatch, replace_output, rest_of_network
-from xai_core.methods.context import CamContext, Progress
+from xai_core.methods.context import CamContext, Progress, batch_memo
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +133,21 @@ def score_cam_weights(
     size = tuple(x.shape[-2:])
     total = len(image)
     scores = []
+    memo = batch_memo(progress)  # finished batches of a stopped run with these inputs
     with torch.inference_mode():
         for start in range(0, total, batch_size):
             bi, bc = image[start : start + batch_size], channel[start : start + batch_size]
-            masks = score_masks(activations[bi, bc][None], size, variant=variant)  # [B, 1, H, W]
-            batch = (x[bi] * masks).contiguous(memory_format=torch.channels_last)
-            logits = module(batch).float()
-            out = logits if variant == "logit_softmax" else probabilities(logits)
-            scores.append(out.gather(1, class_idx[bi]))  # [B, K]
+            done = ("score_cam", variant, batch_size, total, start)
+            if memo is not None and done in memo:
+                scores.append(memo[done].to(x.device))
+            else:
+                masks = score_masks(activations[bi, bc][None], size, variant=variant)  # [B, 1, H, W]
+                batch = (x[bi] * masks).contiguous(memory_format=torch.channels_last)
+                logits = module(batch).float()
+                out = logits if variant == "logit_softmax" else probabilities(logits)
+                scores.append(out.gather(1, class_idx[bi]))  # [B, K]
+                if memo is not None:
+                    memo[done] = scores[-1].clone()
             if progress is not None:
                 progress(min(start + batch_size, total), total)
     weights = torch.cat(scores)[inverse].permute(0, 2, 1)  # [N, K, C]
@@ -220,6 +227,15 @@ def ablation_cam_weights(ctx: CamContext, *, batch_size: int = 32, upstream_once
     image, channel = torch.nonzero(a.reshape(n, c, -1).abs().amax(dim=2) > 0, as_tuple=True)
     weights = torch.zeros(n, ctx.class_idx.shape[1], c, dtype=torch.float32, device=a.device)
     total = len(image)
+    memo = batch_memo(ctx.progress)  # finished batches of a stopped run with these inputs
+
+    def once(tag: tuple, run: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if memo is not None and tag in memo:
+            return memo[tag]
+        out = run()
+        if memo is not None:
+            memo[tag] = out.detach().clone()
+        return out
 
     def store(done: int, bi: torch.Tensor, bc: torch.Tensor, logits: torch.Tensor) -> None:
         after = logits.float().gather(1, ctx.class_idx[bi])  # [B, K]
@@ -238,7 +254,8 @@ def ablation_cam_weights(ctx: CamContext, *, batch_size: int = 32, upstream_once
                     check.float(), ctx.logits.float(), rtol=1e-4, atol=1e-5
                 ):
                     for done, bi, bc, ablated in _ablation_batches(ctx, image, channel, batch_size):
-                        logits = rest(ablated, rows=bi)
+                        tag = ("ablation_cam", "rest", batch_size, total, done)
+                        logits = once(tag, lambda ablated=ablated, bi=bi: rest(ablated, rows=bi))
                         if logits.shape[0] != len(bi):
                             raise ReplayMismatch("the output's batch does not follow the layer's")
                         store(done, bi, bc, logits)
@@ -252,5 +269,6 @@ def ablation_cam_weights(ctx: CamContext, *, batch_size: int = 32, upstream_once
             mine = image == i
             for _, bi, bc, ablated in _ablation_batches(ctx, image[mine], channel[mine], batch_size):
                 done += len(bi)
-                store(done, bi, bc, _forward_replaced(ctx, i, ablated))
+                tag = ("ablation_cam", "whole", batch_size, total, done)
+                store(done, bi, bc, once(tag, lambda i=i, ablated=ablated: _forward_replaced(ctx, i, ablated)))
     return weights.to(a.dtype)
