@@ -424,3 +424,25 @@ def test_faithfulness_metrics_on_a_vit_map(vit):
         assert saliency.shape == (48, 48)
         ev = evaluate_map(vit.predict, x, saliency, exp.class_idx[0], pixels_per_step=96)
         assert all(np.isfinite(v) for v in ev.scores.values()), (method, ev.scores)
+
+
+def test_fg_attn_lrp_traverses_each_part_of_the_graph_once(vit):
+    """Build item 5: FG-AttnLRP's two autograd calls cover disjoint parts of the graph (logits to the
+    layer, the layer to the pixels), so the patch embedding's output is reached once, as is the last
+    block's output above the layer: together one backward pass, batched over the K classes."""
+    calls = {"patch_embed": 0, "blocks.2": 0}
+
+    def count(name):
+        def hook(_m, _i, out):
+            if out.requires_grad:  # the explanation's forward (not a no-grad prediction)
+                out.register_hook(lambda g: calls.__setitem__(name, calls[name] + 1))
+
+        return hook
+
+    handles = [vit.module.get_submodule(n).register_forward_hook(count(n)) for n in calls]
+    try:
+        xc.explain(vit, torch.randn(2, 3, 48, 48), method="fg_attn_lrp", layer="blocks.2.norm1", top_k=3)
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == {"patch_embed": 1, "blocks.2": 1}
