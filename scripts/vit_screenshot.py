@@ -157,7 +157,8 @@ def _drive(page, url: str, image: Path, method_label: str, path: Path) -> None:
     weights.locator('input[type="file"]').first.set_input_files(str(WEIGHTS))
     upload = page.locator('[data-testid="stFileUploader"]', has_text="Upload an image")
     upload.locator('input[type="file"]').first.set_input_files(str(image))
-    page.get_by_text(image.name, exact=False).first.wait_for()
+    shown = image.stem.split("_", 3)[-1].replace("_", " ")  # synthetic_test_<i>_<class>.png
+    page.get_by_text(f"Top class: {shown}", exact=False).first.wait_for()
     page.wait_for_function(idle, timeout=WAIT_MS)
     if method_label != "Grad-CAM":
         _select(page, "Base method", method_label, type_text=method_label)
@@ -171,7 +172,23 @@ def _drive(page, url: str, image: Path, method_label: str, path: Path) -> None:
                  .every(i => i.complete && i.naturalWidth > 0)"""
     )
     page.screenshot(path=str(path))
-    page.screenshot(path=str(path.with_name(path.stem + "_full.png")), full_page=True)
+    # The whole page: Streamlit scrolls inside its own container, so make the viewport as tall as it.
+    height = page.evaluate(
+        """() => Math.max(document.body.scrollHeight,
+                 ...[...document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"]')]
+                 .map(e => e.scrollHeight))"""
+    )
+    page.set_viewport_size({"width": 1366, "height": min(int(height) + 40, 5000)})
+    page.wait_for_function(idle, timeout=WAIT_MS)
+    page.screenshot(path=str(path.with_name(path.stem + "_full.png")))
+    # The README's picture: the main column from the image uploader to the model's caption (the
+    # fused map, each class's own map, the predictions), cut from the same tall page.
+    main = page.locator('[data-testid="stMainBlockContainer"]').first.bounding_box()
+    top = page.get_by_text("Upload an image", exact=False).first.bounding_box()
+    bottom = page.get_by_text("classes computed in one pass", exact=False).first.bounding_box()
+    y0 = top["y"] - 16
+    clip = {"x": main["x"], "y": y0, "width": main["width"], "height": bottom["y"] + bottom["height"] + 16 - y0}
+    page.screenshot(path=str(path.with_name(path.stem + "_maps.png")), clip=clip)
 
 
 def _select(page, label: str, option: str, type_text: str = "") -> None:
@@ -188,15 +205,15 @@ def main() -> None:
     parser.add_argument("--method", default="HiResCAM", help="the base method's label in the dashboard")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reuse", action="store_true", help="use the weights and image of the last run")
-    parser.add_argument("--copy", action="store_true", help="copy the PNG to docs/screenshots/")
+    parser.add_argument("--copy", action="store_true", help="copy the maps' PNG to docs/screenshots/")
     args = parser.parse_args()
     saved = sorted(OUT.glob("synthetic_test_*.png"))
     image = saved[-1] if args.reuse and saved and WEIGHTS.exists() else train_and_save(args.threads)
     path = OUT / "vit_classification.png"
     shoot(image, args.method, path)
     print(f"screenshot {path}")
-    if args.copy:
-        shutil.copyfile(path, ROOT / "docs" / "screenshots" / path.name)
+    if args.copy:  # the README shows the main column (fused and per-class maps, predictions)
+        shutil.copyfile(path.with_name(path.stem + "_maps.png"), ROOT / "docs" / "screenshots" / path.name)
 
 
 if __name__ == "__main__":

@@ -446,3 +446,12 @@ def test_fg_attn_lrp_traverses_each_part_of_the_graph_once(vit):
         for h in handles:
             h.remove()
     assert calls == {"patch_embed": 1, "blocks.2": 1}
+
+
+def test_fg_cam_target_layers_refuse_a_vit_naming_why(vit):
+    """The dashboard's FG-CAM section lists target layers first: on a ViT it said 'did not give a
+    [1, C, h, w] feature map'; it now names the reason and the method to use instead."""
+    from xai_core.relevance import fgcam_target_layers
+
+    with pytest.raises(XaiCoreError, match="vision transformer.*fg_attn_lrp"):
+        fgcam_target_layers(vit.module, vit.example_input(), "blocks.2.norm1")
