@@ -449,8 +449,8 @@ def fgcam_target_layers(model: nn.Module, example: torch.Tensor, cam_layer: str)
     if model_layout(model) is not None:
         raise MethodError(
             f"FG-CAM's relevance rules cover CNN layers; {type(model).__name__} is a vision transformer "
-            "(LayerNorm, attention and GELU have no rule here). Use 'FG-CAM for transformers (AttnLRP)' "
-            "(method fg_attn_lrp), which carries the CAM's evidence to the pixels with AttnLRP's rules."
+            "(LayerNorm, attention and GELU have no rule here). Its transformer version carries the CAM's "
+            "evidence to the pixels with AttnLRP's rules: xc.explain(model, x, method='fg_attn_lrp')."
         )
     if example.dim() != 4:
         raise MethodError(f"example must be [1, C, H, W], got {tuple(example.shape)}.")
