@@ -163,7 +163,7 @@ def _cases():
 
 @pytest.mark.parametrize(("model", "method"), list(_cases()))
 def test_every_method_runs_or_refuses(model, method, request):
-    """Batch 4 equals batch 1 for each image; methods that do not apply refuse with the reason."""
+    """Batch 4 equals batch 1 for each of the four images; methods that do not apply refuse with the reason."""
     loaded = request.getfixturevalue(model)
     size = loaded.spec.preprocessing.input_size
     torch.manual_seed(3)
@@ -174,7 +174,7 @@ def test_every_method_runs_or_refuses(model, method, request):
             xc.explain(loaded, x[:1], method=method, top_k=2, **_params(method))
         return
     batched = xc.explain(loaded, x, method=method, top_k=2, **_params(method))
-    for i in (0, 3):
+    for i in range(4):
         single = xc.explain(loaded, x[i : i + 1], method=method, top_k=2, **_params(method))[0]
         assert batched[i].class_idx == single.class_idx
         assert torch.isfinite(single.cams).all()
@@ -424,3 +424,34 @@ def test_faithfulness_metrics_on_a_vit_map(vit):
         assert saliency.shape == (48, 48)
         ev = evaluate_map(vit.predict, x, saliency, exp.class_idx[0], pixels_per_step=96)
         assert all(np.isfinite(v) for v in ev.scores.values()), (method, ev.scores)
+
+
+def test_fg_attn_lrp_traverses_each_part_of_the_graph_once(vit):
+    """Build item 5: FG-AttnLRP's two autograd calls cover disjoint parts of the graph (logits to the
+    layer, the layer to the pixels), so the patch embedding's output is reached once, as is the last
+    block's output above the layer: together one backward pass, batched over the K classes."""
+    calls = {"patch_embed": 0, "blocks.2": 0}
+
+    def count(name):
+        def hook(_m, _i, out):
+            if out.requires_grad:  # the explanation's forward (not a no-grad prediction)
+                out.register_hook(lambda g: calls.__setitem__(name, calls[name] + 1))
+
+        return hook
+
+    handles = [vit.module.get_submodule(n).register_forward_hook(count(n)) for n in calls]
+    try:
+        xc.explain(vit, torch.randn(2, 3, 48, 48), method="fg_attn_lrp", layer="blocks.2.norm1", top_k=3)
+    finally:
+        for h in handles:
+            h.remove()
+    assert calls == {"patch_embed": 1, "blocks.2": 1}
+
+
+def test_fg_cam_target_layers_refuse_a_vit_naming_why(vit):
+    """The dashboard's FG-CAM section lists target layers first: on a ViT it said 'did not give a
+    [1, C, h, w] feature map'; it now names the reason and the method to use instead."""
+    from xai_core.relevance import fgcam_target_layers
+
+    with pytest.raises(XaiCoreError, match="vision transformer.*fg_attn_lrp"):
+        fgcam_target_layers(vit.module, vit.example_input(), "blocks.2.norm1")

@@ -1,8 +1,9 @@
 """Explanations made for vision transformers: rollout, Chefer's rollout, LeGrad, AttnLRP, FG-AttnLRP.
 
 Every method runs one forward pass and one batched backward pass for N images x K
-classes (AttnLRP-FG: two backward passes, one for the CAM's weights above the layer and
-one carrying them down) and leaves the model as found: hooks live inside ``with``
+classes (FG-AttnLRP: two autograd calls over disjoint parts of the graph, logits to the
+layer for the CAM's weights, then the layer to the pixels carrying them down: each part
+traversed once) and leaves the model as found: hooks live inside ``with``
 blocks, timm's fused attention is switched off only where attention weights are needed
 (:func:`unfused_attention`) and restored, parameters are never differentiated.
 
@@ -434,6 +435,9 @@ def explain_fg_attn_lrp(req: ExplainRequest, *, attention: str = "cp") -> MapRes
         if not captured:
             raise MethodError(f"Layer {req.layer_name!r} did not run during the forward pass.")
         a = captured[0]  # [N, C, h, w]
+        # Two calls, each over its own part of the graph: autograd runs only the nodes between
+        # the outputs and the inputs asked for, so the first stops at the layer and the second
+        # starts there (the seed needs the first's result: no single call can do both).
         (g,) = batched_grads(logits.gather(1, idx), [a], retain_graph=True)  # [N, K, C, h, w], plain above
         seed = g.mean(dim=(3, 4), keepdim=True).expand_as(g)  # Grad-CAM weights w_kc at every position
         (gx,) = torch.autograd.grad(a, x, grad_outputs=seed.transpose(0, 1).contiguous(), is_grads_batched=True)

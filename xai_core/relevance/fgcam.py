@@ -26,6 +26,7 @@ from torch import nn
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
+from xai_core.hooks.tokens import model_layout
 from xai_core.relevance.composite import Composite, check_rule_set, check_supported, relevance_rules, rule_for
 from xai_core.relevance.rule import RelevancePass
 from xai_core.relevance.rules import safe_divide
@@ -445,6 +446,12 @@ def fgcam_target_layers(model: nn.Module, example: torch.Tensor, cam_layer: str)
         The :class:`TargetLayer` list.
     """
     resolve_layer(model, cam_layer)
+    if model_layout(model) is not None:
+        raise MethodError(
+            f"FG-CAM's relevance rules cover CNN layers; {type(model).__name__} is a vision transformer "
+            "(LayerNorm, attention and GELU have no rule here). Its transformer version carries the CAM's "
+            "evidence to the pixels with AttnLRP's rules: xc.explain(model, x, method='fg_attn_lrp')."
+        )
     if example.dim() != 4:
         raise MethodError(f"example must be [1, C, H, W], got {tuple(example.shape)}.")
     order: list[str] = []
