@@ -147,13 +147,13 @@ class Composite:
             yield tuple(identities)
 
 
-def _standard_layers(*, canonized: bool) -> dict[type[nn.Module], Rule]:
+def _standard_layers(*, canonized: bool, spread: bool = False) -> dict[type[nn.Module], Rule]:
     # ReLU's identity rule is its plain gradient under the ``R = a * g`` convention, so it needs no hook.
     return {
         nn.ReLU: Gradient(carry_constants=canonized),
         **{t: Identity() for t in IDENTITY_TYPES},
         **{t: Pool() for t in POOL_TYPES},
-        nn.Conv2d: ZPlus(track_constants=canonized),
+        nn.Conv2d: ZPlus(track_constants=canonized, spread=spread),
         nn.Linear: ZPlus(),
     }
 
@@ -163,6 +163,14 @@ def _standard_layers(*, canonized: bool) -> dict[type[nn.Module], Rule]:
 #: weights); "authors" passes BatchNorm through as identity with no canonization (the
 #: official FG-CAM code). Add one with :func:`register_rule_set`.
 RULE_SETS: dict[str, Composite] = {
+    "crisp": Composite(
+        _standard_layers(canonized=True, spread=True),
+        first_map={nn.Conv2d: ZBox(mark_constant=True, spread=True)},
+        canonizers=(MergeBatchNorm(), NoInplace()),
+        constant_gates=True,
+        description="canonized, and strided convolutions run at stride 1 on relevance shared over "
+        "their stride-1 grid: no stride checkerboard",
+    ),
     "canonized": Composite(
         _standard_layers(canonized=True),
         first_map={nn.Conv2d: ZBox(mark_constant=True)},
