@@ -65,7 +65,7 @@ def main() -> None:
             results[name] = ev.scores
             s = ev.scores
             print(
-                f"| {method} | {name} | {np.mean(s['insertion']):.4f} | {np.mean(s['deletion']):.4f} "
+                f"| {method} | {name} | {np.mean(s['insertion_auc']):.4f} | {np.mean(s['deletion_auc']):.4f} "
                 f"| {np.mean(s['overall']):.4f} | |",
                 flush=True,
             )

@@ -86,7 +86,7 @@ def faithfulness_table(model, x, explained: dict, pixels_per_step: int, batch_si
         ev = evaluate_maps(model.predict, x, maps, classes, pixels_per_step=pixels_per_step, batch_size=batch_size)
         s = ev.scores
         print(
-            f"| {method}, {rules} | {np.mean(s['insertion']):.4f} | {np.mean(s['deletion']):.4f} "
+            f"| {method}, {rules} | {np.mean(s['insertion_auc']):.4f} | {np.mean(s['deletion_auc']):.4f} "
             f"| {np.mean(s['overall']):.4f} | {time.perf_counter() - began:.0f} s |",
             flush=True,
         )

@@ -17,7 +17,9 @@ from xai_core.render.colour import (
     signed_colormap,
 )
 from xai_core.render.explanation import (
+    FINE_FLOOR,
     dominant_class,
+    fine_fused_layers,
     legend,
     render_fused,
     render_fused_relevance,
@@ -28,7 +30,9 @@ from xai_core.render.palette import BASE_PALETTE, CVD_TYPES, class_palette, cvd_
 from xai_core.render.scale import SCALE_KINDS, ColourScale, colour_scale
 
 __all__ = [
+    "FINE_FLOOR",
     "dominant_class",
+    "fine_fused_layers",
     "legend",
     "render_fused",
     "render_fused_relevance",
