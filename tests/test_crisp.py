@@ -35,7 +35,7 @@ def test_checkerboard_scores_one_and_smooth_blob_zero() -> None:
     blob = np.exp(-((y - 30) ** 2 + (x - 36) ** 2) / (2 * 8.0**2))
     assert checkerboard_score(board) == pytest.approx(1.0)
     assert checkerboard_score(blob) < 1e-3
-    assert checkerboard_score(((y // 2) % 2)) == pytest.approx(1.0)  # period 4 counts too
+    assert checkerboard_score((y // 2) % 2) == pytest.approx(1.0)  # period 4 counts too
     assert checkerboard_score(((y // 2) % 2), strides=(2,)) < 0.01  # ... only when asked
     # a blob modulated by a stride-2 pattern: the pattern's share, neither 0 nor 1
     mixed = checkerboard_score(blob * (1 + 0.3 * board))
@@ -116,8 +116,13 @@ def test_crisp_rule_is_the_stride1_rule_on_spread_relevance(name: str, first: bo
 def test_crisp_equals_canonized_without_strides() -> None:
     torch.manual_seed(4)
     net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 5, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 4),
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 5, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(5, 4),
     ).eval()
     x = torch.randn(2, 3, 10, 10)
     a = lrp(net, x, class_idx=[1], rules="canonized").relevance

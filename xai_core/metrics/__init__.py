@@ -21,8 +21,8 @@ from xai_core.metrics.faithfulness import (
     insertion_deletion,
 )
 from xai_core.metrics.localisation import Box, check_box, proportion_in_box
-from xai_core.metrics.spectral import checkerboard_score
 from xai_core.metrics.road import RoadResult, even_fractions, noisy_linear_impute, road, road_combined, road_scores
+from xai_core.metrics.spectral import checkerboard_score
 
 __all__ = [
     "PIXELS_PER_STEP_DIVISOR",

@@ -187,6 +187,10 @@ RULE_SETS: dict[str, Composite] = {
 }
 
 
+#: The rule set FG-CAM, LRP and the explainers use unless told otherwise (docs/fgcam.md, "Crisp maps").
+DEFAULT_RULES = "canonized"
+
+
 def register_rule_set(name: str, composite: Composite, *, replace: bool = False) -> Composite:
     """Make ``composite`` available as ``rules=name`` to FG-CAM, LRP and :func:`relevance_rules`."""
     if name in RULE_SETS and not replace:
@@ -232,7 +236,7 @@ def check_rule_set(rules_name: str | Composite) -> str | Composite:
     return rules_name
 
 
-def rule_for(module: nn.Module, rules: str | Composite = "canonized") -> Rule | None:
+def rule_for(module: nn.Module, rules: str | Composite = DEFAULT_RULES) -> Rule | None:
     """The rule ``module`` gets by its type in the rule set ``rules`` (subclasses included), or None."""
     return rule_set(rules).rule_for(module)
 
@@ -263,7 +267,7 @@ def relevance_rules(
     *,
     start_layer: str | None = None,
     target_layer: str | None = None,
-    rules: str | Composite = "canonized",
+    rules: str | Composite = DEFAULT_RULES,
 ) -> Iterator[RelevancePass]:
     """Hook the rules for one forward pass of ``x`` (the exact tensor object passed to the model).
 

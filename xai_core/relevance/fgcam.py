@@ -26,7 +26,14 @@ from torch import nn
 from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
-from xai_core.relevance.composite import Composite, check_rule_set, check_supported, relevance_rules, rule_for
+from xai_core.relevance.composite import (
+    DEFAULT_RULES,
+    Composite,
+    check_rule_set,
+    check_supported,
+    relevance_rules,
+    rule_for,
+)
 from xai_core.relevance.rule import RelevancePass
 from xai_core.relevance.rules import safe_divide
 
@@ -239,7 +246,7 @@ def fg_cam(
     class_idx: ClassSpec,
     base: str | ChannelWeights = "grad_cam",
     denoise: bool = False,
-    rules: str | Composite = "canonized",
+    rules: str | Composite = DEFAULT_RULES,
     probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
     score_batch_size: int = 32,
     progress: Progress | None = None,
@@ -383,7 +390,7 @@ def propagate_relevance(
     *,
     start_layer: str,
     target_layer: str = "input",
-    rules: str | Composite = "canonized",
+    rules: str | Composite = DEFAULT_RULES,
 ) -> RelevanceResult:
     """Bring a given relevance at ``start_layer``'s output down to ``target_layer`` (FG-CAM step 3).
 

@@ -109,7 +109,7 @@ def render_fused(exp: Explained, fused: Fused, *, alpha: float = 0.6, colormap: 
 #: The fine-grained fused map's defaults: smoothing (share of the longer image side), the
 #: share of each class's scale below which the photo shows untinted, the colour's opacity.
 FINE_SMOOTHING = 0.015
-FINE_FLOOR = 0.15
+FINE_FLOOR = 0.3
 FINE_OPACITY = 0.8
 
 
@@ -138,9 +138,10 @@ def fine_fused_layers(
     Each class's positive relevance is clipped at its own ``percentile`` of the positive
     values (a few extreme edge pixels must not set the scale), smoothed (Gaussian,
     ``sigma = smoothing * max(H, W)`` pixels, so that regions follow the evidence rather
-    than single edge pixels) and divided by its maximum: every class is on a scale of its own, so a class whose relevance is weaker overall still owns the regions
-    where it is strongest for itself (a shared scale hands the whole picture to the class
-    with the largest relevance). The owner of a pixel is the class with the largest scaled
+    than single edge pixels) and divided by its maximum: every class is on a scale of its
+    own, so a class whose relevance is weaker overall still owns the regions where it is
+    strongest for itself (a shared scale hands the whole picture to the class with the
+    largest relevance). The owner of a pixel is the class with the largest scaled
     value there; the strength is that value.
 
     Returns:

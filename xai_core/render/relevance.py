@@ -121,9 +121,7 @@ def negative_share(relevance: np.ndarray) -> float:
     return float(-a[a < 0].sum() / total) + 0.0 if total > 0 else 0.0
 
 
-def scale_label(
-    mode: str = "signed", percentile: float = DEFAULT_PERCENTILE, *, negative: float | None = None
-) -> str:
+def scale_label(mode: str = "signed", percentile: float = DEFAULT_PERCENTILE, *, negative: float | None = None) -> str:
     """A caption naming the display choice, for pages and figures.
 
     ``negative``: the maps' :func:`negative_share`; the signed caption then says how much
