@@ -52,7 +52,7 @@ def _explain(model, images, method: str, rules: str | None, **kw) -> list[xc.Exp
     return xc.explain(model, images, method=method, **params, **kw)
 
 
-def spectral_table(model, images, x) -> dict:
+def spectral_table(model, images, x, methods=METHODS, rule_sets=RULES) -> dict:
     """Checkerboard and kept per method and rule set; returns the explanations for reuse."""
     print("| map | checkerboard, median (min..max) | kept, median |")
     print("|---|---|---|")
@@ -62,8 +62,8 @@ def spectral_table(model, images, x) -> dict:
     print(f"| Grad-CAM, upsampled | {_summary(checkerboard_score(up.numpy()))} | |", flush=True)
     classes = [[e.class_idx[0]] for e in grad]
     out = {}
-    for method in METHODS:
-        for rules in RULES:
+    for method in methods:
+        for rules in rule_sets:
             exps = _explain(model, images, method, rules, class_idx=classes)
             maps = torch.stack([e.cams[0] for e in exps]).float()
             out[method, rules] = exps
@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", default=",".join(METHODS), help="of fg_cam,lrp (Lite0 tables)")
+    parser.add_argument("--rules", default=",".join(RULES), help="rule sets (Lite0 tables)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.spectral_only:
@@ -133,7 +135,7 @@ def main() -> None:
         images = [xc.read_image(p) for p in files]
         x = torch.cat([xc.prepare(im, model.spec.preprocessing).tensor for im in images])
         print(f"# EfficientNet-Lite0 (real weights), {len(files)} images from {args.images.name}, top-1 class")
-        explained = spectral_table(model, images, x)
+        explained = spectral_table(model, images, x, args.methods.split(","), args.rules.split(","))
         if args.faithfulness:
             faithfulness_table(model, x, explained, args.pixels_per_step, args.batch_size)
     if args.ground_truth:

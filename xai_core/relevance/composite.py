@@ -4,7 +4,7 @@ A :class:`Composite` maps module types (and optionally module names) to
 :class:`~xai_core.relevance.rule.Rule` objects, names a first-layer rule for the module
 whose input *is* the model input tensor (not "has 3 channels": X-ray models take 1
 channel) and lists the canonizers applied around the pass. Rule sets are registered by
-name in :data:`RULE_SETS` (:func:`register_rule_set`): ``"canonized"`` (the default) and
+name in :data:`RULE_SETS` (:func:`register_rule_set`): ``"crisp"`` (the default), ``"canonized"`` and
 ``"authors"``.
 
 ``relevance_rules(model, x, ...)`` is a context manager: on entry it applies the rule
@@ -159,8 +159,9 @@ def _standard_layers(*, canonized: bool, spread: bool = False) -> dict[type[nn.M
 
 
 #: Rule sets by name (ALGORITHMS.md section 3). "canonized" folds BatchNorm into the adjacent
-#: layer and holds squeeze-excitation gates constant (the default, keeps the evidence on real
-#: weights); "authors" passes BatchNorm through as identity with no canonization (the
+#: layer and holds squeeze-excitation gates constant (keeps the evidence on real weights);
+#: "crisp" (the default) adds :class:`~xai_core.relevance.rules.StrideSpread` at strided
+#: convolutions (no stride checkerboard, docs/fgcam.md); "authors" passes BatchNorm through as identity with no canonization (the
 #: official FG-CAM code). Add one with :func:`register_rule_set`.
 RULE_SETS: dict[str, Composite] = {
     "crisp": Composite(
@@ -188,7 +189,7 @@ RULE_SETS: dict[str, Composite] = {
 
 
 #: The rule set FG-CAM, LRP and the explainers use unless told otherwise (docs/fgcam.md, "Crisp maps").
-DEFAULT_RULES = "canonized"
+DEFAULT_RULES = "crisp"
 
 
 def register_rule_set(name: str, composite: Composite, *, replace: bool = False) -> Composite:

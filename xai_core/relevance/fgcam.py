@@ -270,7 +270,9 @@ def fg_cam(
             :func:`fgcam_bases` (``"grad_cam"``, ``"score_cam"``, ...) or a
             :class:`ChannelWeights` object (the explainer registry passes its entry).
         denoise: apply FG-CAM_D's SVD denoising to the components.
-        rules: ``"canonized"`` (default: BatchNorm folded into the adjacent convolution,
+        rules: ``"crisp"`` (default: ``"canonized"`` plus strided convolutions run at
+            stride 1 on relevance shared over their stride-1 grid, no stride checkerboard),
+            ``"canonized"`` (BatchNorm folded into the adjacent convolution,
             squeeze-excitation gates constant; keeps the evidence on real weights) or
             ``"authors"`` (BatchNorm as identity, the official code; the golden cases).
         probabilities: the model's logits-to-probabilities function for the Score-CAM

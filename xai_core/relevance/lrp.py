@@ -83,7 +83,8 @@ def lrp(
             gets the logits of the same forward pass).
         variant: ``"lrp"``, ``"clrp"`` or ``"sglrp"``.
         target_layer: module name whose output receives the relevance, or ``"input"``.
-        rules: ``"canonized"`` (BatchNorm folded, default) or ``"authors"`` (BatchNorm as identity).
+        rules: ``"crisp"`` (default), ``"canonized"`` (BatchNorm folded) or ``"authors"``
+            (BatchNorm as identity); see :func:`~xai_core.relevance.fg_cam`.
 
     Returns:
         :class:`~xai_core.relevance.fgcam.RelevanceResult`, relevance ``[N, K, h, w]`` at
