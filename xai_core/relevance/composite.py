@@ -161,8 +161,8 @@ def _standard_layers(*, canonized: bool, spread: bool = False) -> dict[type[nn.M
 #: Rule sets by name (ALGORITHMS.md section 3). "canonized" folds BatchNorm into the adjacent
 #: layer and holds squeeze-excitation gates constant (keeps the evidence on real weights);
 #: "crisp" (the default) adds :class:`~xai_core.relevance.rules.StrideSpread` at strided
-#: convolutions (no stride checkerboard, docs/fgcam.md); "authors" passes BatchNorm through as identity with no canonization (the
-#: official FG-CAM code). Add one with :func:`register_rule_set`.
+#: convolutions (no stride checkerboard, docs/fgcam.md); "authors" passes BatchNorm through
+#: as identity with no canonization (the official FG-CAM code). Add one with :func:`register_rule_set`.
 RULE_SETS: dict[str, Composite] = {
     "crisp": Composite(
         _standard_layers(canonized=True, spread=True),
