@@ -15,7 +15,8 @@ medians (min..max) over the images:
   the fields sit 15.5 pixels below and right of their cells, TF "same" padding).
 
 ``authors`` is the official code's rule set (BatchNorm as identity, today's default
-before issue 12); ``canonized`` is the new default. Printed, not asserted.
+before issue 12); ``canonized`` keeps the evidence, ``crisp`` (the default) also removes
+the stride checkerboard. Printed, not asserted.
 
 Run: ``python -m benchmarks.fgcam_quality [--cam-layer _head_act] [--threads 2] [--targets L1,L2,...]``
 (``--targets _conv_head,_blocks.15._depthwise_conv,_blocks.15._expand_conv,_blocks.14,input`` traces

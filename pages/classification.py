@@ -13,6 +13,7 @@ from pages._ui.orchestration import explain_classes
 from pages._ui.running import MISSING, Work, asked, attempt, obtain, request
 from pages._ui.state import ensure_routed, key, remember, seed
 from pages._ui.widgets import explanation_sidebar, image_source
+from xai_core.render import FINE_FLOOR
 from xai_core.select import join, rows_of, subset
 
 ensure_routed()
@@ -172,16 +173,17 @@ if fine is not None:
     with c:
         show_legend(xc.legend(fine, k))
         st.caption(
-            "Fine-grained fused map: each pixel in the colour of the class with the most relevance there, "
-            f"white where none has any; the classes share one scale clipped at the "
-            f"{views.RELEVANCE_PERCENTILE:g}th percentile (no per-column normalisation), over the photo in faint grey."
+            "Fine-grained fused map: each class's positive relevance, lightly smoothed, on a scale of its own "
+            f"(its {views.RELEVANCE_PERCENTILE:g}th percentile), so a weaker class still shows where it is strongest; "
+            "each pixel in the colour of the class highest on its own scale there, over the photo in grey; "
+            f"the photo shows untinted below {FINE_FLOOR:.0%} of the scale."
         )
     # Relevance as the LRP community shows it: one symmetric scale for the K classes, clipped
     # at a high percentile of |R| (a few extreme edge pixels would otherwise wash it out).
     fine_maps = views.relevance_maps(fine)
     fine_caps = [f"FG-CAM {i + 1}. {r['label']}" for i, r in enumerate(xc.legend(fine, k))]
     image_grid(fine_maps, fine_caps, columns=5)
-    st.caption(f"Per-class FG-CAM maps: {views.relevance_caption()}.")
+    st.caption(f"Per-class FG-CAM maps: {views.relevance_caption(fine)}.")
     view["panels"] += [(fine_img, f"FG-CAM fused at {fine.layer}"), *zip(fine_maps, fine_caps)]
     settings["fg_cam"] = {"target_layer": fine.layer, "base": base, "denoise": denoise}
 

@@ -276,7 +276,7 @@ ARCHS = {
 
 
 @pytest.mark.slow  # every target layer of four real networks; Lite0 is covered fast by the tests below
-@pytest.mark.parametrize("rules", ["canonized", "authors"])
+@pytest.mark.parametrize("rules", ["crisp", "canonized", "authors"])
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_architectures_all_targets(arch: str, rules: str) -> None:
     """Maps at every offered target's resolution, finite, not constant; conserved where the

@@ -145,7 +145,11 @@ def test_state_restored_after_an_exception(method, small):
 # bits that differ between batch-size-specific kernels come out about 1e-5 of the map's
 # maximum (measured 1.03e-5 and 1.2e-5 on the random ResNet18 below; 8e-6 with the
 # authors' rules). Every other method is held to 1e-5.
-CANCELLING = {"clrp": 3e-5, "sglrp": 3e-5}
+# CLRP / SGLRP subtract nearly equal relevance maps, so batching round-off is large relative to
+# what is left: measured on this ResNet18, batched vs per-image, max |diff| / max |R|: 1.0e-5
+# (clrp) and 1.2e-5 (sglrp) under "canonized", 3.4e-5 and 3.1e-5 under "crisp" (the default:
+# two more convolutions at each strided layer); plain LRP and FG-CAM stay below 1e-6.
+CANCELLING = {"clrp": 1e-4, "sglrp": 1e-4}
 
 
 def _per_image_equals_batched(model: LoadedModel, method: str, x: torch.Tensor) -> None:

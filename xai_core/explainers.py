@@ -27,6 +27,7 @@ from xai_core.methods.registry import (
     register_explainer,
 )
 from xai_core.relevance import (
+    DEFAULT_RULES,
     RULE_SETS,
     fg_cam,
     fgcam_bases,
@@ -90,10 +91,13 @@ _TARGET = Param(
 _RULES = Param(
     "rules",
     "Relevance rules",
-    "canonized",
+    DEFAULT_RULES,
     choices=tuple(RULE_SETS),
-    help="'canonized': BatchNorm folded into the layer before it, evidence kept on real weights (default); "
-    "'authors': the FG-CAM authors' rules (BatchNorm as identity), as in the paper's code.",
+    help="'crisp': as 'canonized', and strided convolutions share their relevance over the stride-1 grid, "
+    "so input maps have no stride checkerboard; "
+    "'canonized': BatchNorm folded into the layer before it, evidence kept on real weights; "
+    "'authors': the FG-CAM authors' rules (BatchNorm as identity), as in the paper's code. "
+    f"Default: '{DEFAULT_RULES}'.",
 )
 _CAM_PAPERS = {
     "fg_cam": "Qiu et al., Empowering CAM-Based Methods with Capability to Generate Fine-Grained and "

@@ -65,10 +65,12 @@ def relevance_maps(fine: xc.Explanation) -> list[np.ndarray]:
     return [render_relevance(stack[i], limit=limit) for i in range(len(stack))]
 
 
-def relevance_caption() -> str:
-    from xai_core.render.relevance import scale_label
+def relevance_caption(fine: xc.Explanation | None = None) -> str:
+    """The per-class relevance maps' caption; with ``fine``, it says how much negative (blue) evidence they hold."""
+    from xai_core.render.relevance import negative_share, scale_label
 
-    return scale_label(percentile=RELEVANCE_PERCENTILE)
+    negative = None if fine is None else negative_share(np.asarray(fine.cams.detach().cpu()))
+    return scale_label(percentile=RELEVANCE_PERCENTILE, negative=negative)
 
 
 def on_image(exp: xc.Explanation, picture, original, display: Display):

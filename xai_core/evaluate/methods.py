@@ -30,7 +30,7 @@ from xai_core.errors import MethodError, UnknownNameError, XaiCoreError
 from xai_core.explainers import FGCamCompute
 from xai_core.hooks.capture import capture
 from xai_core.methods.registry import Param, get_explainer, list_explainers
-from xai_core.relevance import WeightInputs, denoise_components, propagate_relevance
+from xai_core.relevance import DEFAULT_RULES, WeightInputs, denoise_components, propagate_relevance
 from xai_core.render.colour import resize_map
 
 INPUT = "input"
@@ -319,7 +319,7 @@ def _fg_score_cam_shared(
     """
     module = model.module
     params = method.registry_params()
-    rules = str(params.get("rules", "canonized"))
+    rules = str(params.get("rules", DEFAULT_RULES))
     base = get_explainer(str(params["base"]))
 
     def compute() -> torch.Tensor:

@@ -22,6 +22,7 @@ from xai_core.metrics.faithfulness import (
 )
 from xai_core.metrics.localisation import Box, check_box, proportion_in_box
 from xai_core.metrics.road import RoadResult, even_fractions, noisy_linear_impute, road, road_combined, road_scores
+from xai_core.metrics.spectral import checkerboard_score
 
 __all__ = [
     "PIXELS_PER_STEP_DIVISOR",
@@ -37,6 +38,7 @@ __all__ = [
     "average_drop_increase",
     "black_baseline",
     "check_box",
+    "checkerboard_score",
     "confidence_change_when_multiplied",
     "confidence_drop_top_removed",
     "default_pixels_per_step",

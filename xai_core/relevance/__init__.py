@@ -29,6 +29,7 @@ from xai_core.relevance.canonizers import (
     fold_batchnorms,
 )
 from xai_core.relevance.composite import (
+    DEFAULT_RULES,
     RULE_SETS,
     Composite,
     on_rule_set_registered,
@@ -94,6 +95,7 @@ __all__ = [
     "register_base",
     "resolve_base",
     "unregister_base",
+    "DEFAULT_RULES",
     "RULE_SETS",
     "BatchNormFold",
     "ClassSpec",

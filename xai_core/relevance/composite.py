@@ -4,7 +4,7 @@ A :class:`Composite` maps module types (and optionally module names) to
 :class:`~xai_core.relevance.rule.Rule` objects, names a first-layer rule for the module
 whose input *is* the model input tensor (not "has 3 channels": X-ray models take 1
 channel) and lists the canonizers applied around the pass. Rule sets are registered by
-name in :data:`RULE_SETS` (:func:`register_rule_set`): ``"canonized"`` (the default) and
+name in :data:`RULE_SETS` (:func:`register_rule_set`): ``"crisp"`` (the default), ``"canonized"`` and
 ``"authors"``.
 
 ``relevance_rules(model, x, ...)`` is a context manager: on entry it applies the rule
@@ -147,22 +147,31 @@ class Composite:
             yield tuple(identities)
 
 
-def _standard_layers(*, canonized: bool) -> dict[type[nn.Module], Rule]:
+def _standard_layers(*, canonized: bool, spread: bool = False) -> dict[type[nn.Module], Rule]:
     # ReLU's identity rule is its plain gradient under the ``R = a * g`` convention, so it needs no hook.
     return {
         nn.ReLU: Gradient(carry_constants=canonized),
         **{t: Identity() for t in IDENTITY_TYPES},
         **{t: Pool() for t in POOL_TYPES},
-        nn.Conv2d: ZPlus(track_constants=canonized),
+        nn.Conv2d: ZPlus(track_constants=canonized, spread=spread),
         nn.Linear: ZPlus(),
     }
 
 
 #: Rule sets by name (ALGORITHMS.md section 3). "canonized" folds BatchNorm into the adjacent
-#: layer and holds squeeze-excitation gates constant (the default, keeps the evidence on real
-#: weights); "authors" passes BatchNorm through as identity with no canonization (the
-#: official FG-CAM code). Add one with :func:`register_rule_set`.
+#: layer and holds squeeze-excitation gates constant (keeps the evidence on real weights);
+#: "crisp" (the default) adds :class:`~xai_core.relevance.rules.StrideSpread` at strided
+#: convolutions (no stride checkerboard, docs/fgcam.md); "authors" passes BatchNorm through
+#: as identity with no canonization (the official FG-CAM code). Add one with :func:`register_rule_set`.
 RULE_SETS: dict[str, Composite] = {
+    "crisp": Composite(
+        _standard_layers(canonized=True, spread=True),
+        first_map={nn.Conv2d: ZBox(mark_constant=True, spread=True)},
+        canonizers=(MergeBatchNorm(), NoInplace()),
+        constant_gates=True,
+        description="canonized, and strided convolutions run at stride 1 on relevance shared over "
+        "their stride-1 grid: no stride checkerboard",
+    ),
     "canonized": Composite(
         _standard_layers(canonized=True),
         first_map={nn.Conv2d: ZBox(mark_constant=True)},
@@ -177,6 +186,10 @@ RULE_SETS: dict[str, Composite] = {
         description="the FG-CAM authors' rules (BatchNorm as identity), as in the paper's code",
     ),
 }
+
+
+#: The rule set FG-CAM, LRP and the explainers use unless told otherwise (docs/fgcam.md, "Crisp maps").
+DEFAULT_RULES = "crisp"
 
 
 def register_rule_set(name: str, composite: Composite, *, replace: bool = False) -> Composite:
@@ -224,7 +237,7 @@ def check_rule_set(rules_name: str | Composite) -> str | Composite:
     return rules_name
 
 
-def rule_for(module: nn.Module, rules: str | Composite = "canonized") -> Rule | None:
+def rule_for(module: nn.Module, rules: str | Composite = DEFAULT_RULES) -> Rule | None:
     """The rule ``module`` gets by its type in the rule set ``rules`` (subclasses included), or None."""
     return rule_set(rules).rule_for(module)
 
@@ -255,7 +268,7 @@ def relevance_rules(
     *,
     start_layer: str | None = None,
     target_layer: str | None = None,
-    rules: str | Composite = "canonized",
+    rules: str | Composite = DEFAULT_RULES,
 ) -> Iterator[RelevancePass]:
     """Hook the rules for one forward pass of ``x`` (the exact tensor object passed to the model).
 

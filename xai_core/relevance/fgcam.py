@@ -27,7 +27,14 @@ from xai_core.errors import LayerError, MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
 from xai_core.hooks.tokens import model_layout
-from xai_core.relevance.composite import Composite, check_rule_set, check_supported, relevance_rules, rule_for
+from xai_core.relevance.composite import (
+    DEFAULT_RULES,
+    Composite,
+    check_rule_set,
+    check_supported,
+    relevance_rules,
+    rule_for,
+)
 from xai_core.relevance.rule import RelevancePass
 from xai_core.relevance.rules import safe_divide
 
@@ -240,7 +247,7 @@ def fg_cam(
     class_idx: ClassSpec,
     base: str | ChannelWeights = "grad_cam",
     denoise: bool = False,
-    rules: str | Composite = "canonized",
+    rules: str | Composite = DEFAULT_RULES,
     probabilities: Callable[[torch.Tensor], torch.Tensor] | None = None,
     score_batch_size: int = 32,
     progress: Progress | None = None,
@@ -264,7 +271,9 @@ def fg_cam(
             :func:`fgcam_bases` (``"grad_cam"``, ``"score_cam"``, ...) or a
             :class:`ChannelWeights` object (the explainer registry passes its entry).
         denoise: apply FG-CAM_D's SVD denoising to the components.
-        rules: ``"canonized"`` (default: BatchNorm folded into the adjacent convolution,
+        rules: ``"crisp"`` (default: ``"canonized"`` plus strided convolutions run at
+            stride 1 on relevance shared over their stride-1 grid, no stride checkerboard),
+            ``"canonized"`` (BatchNorm folded into the adjacent convolution,
             squeeze-excitation gates constant; keeps the evidence on real weights) or
             ``"authors"`` (BatchNorm as identity, the official code; the golden cases).
         probabilities: the model's logits-to-probabilities function for the Score-CAM
@@ -384,7 +393,7 @@ def propagate_relevance(
     *,
     start_layer: str,
     target_layer: str = "input",
-    rules: str | Composite = "canonized",
+    rules: str | Composite = DEFAULT_RULES,
 ) -> RelevanceResult:
     """Bring a given relevance at ``start_layer``'s output down to ``target_layer`` (FG-CAM step 3).
 

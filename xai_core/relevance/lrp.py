@@ -25,7 +25,7 @@ from torch import nn
 from xai_core.errors import MethodError
 from xai_core.hooks.capture import eval_mode, model_lock
 from xai_core.hooks.layers import resolve_layer
-from xai_core.relevance.composite import check_rule_set, check_supported, relevance_rules
+from xai_core.relevance.composite import DEFAULT_RULES, Composite, check_rule_set, check_supported, relevance_rules
 from xai_core.relevance.fgcam import (
     ClassSpec,
     RelevanceResult,
@@ -72,7 +72,7 @@ def lrp(
     class_idx: ClassSpec,
     variant: str = "lrp",
     target_layer: str = "input",
-    rules: str = "canonized",
+    rules: str | Composite = DEFAULT_RULES,
 ) -> RelevanceResult:
     """LRP / CLRP / SGLRP relevance of K classes per image, summed over channels.
 
@@ -83,7 +83,8 @@ def lrp(
             gets the logits of the same forward pass).
         variant: ``"lrp"``, ``"clrp"`` or ``"sglrp"``.
         target_layer: module name whose output receives the relevance, or ``"input"``.
-        rules: ``"canonized"`` (BatchNorm folded, default) or ``"authors"`` (BatchNorm as identity).
+        rules: ``"crisp"`` (default), ``"canonized"`` (BatchNorm folded) or ``"authors"``
+            (BatchNorm as identity); see :func:`~xai_core.relevance.fg_cam`.
 
     Returns:
         :class:`~xai_core.relevance.fgcam.RelevanceResult`, relevance ``[N, K, h, w]`` at

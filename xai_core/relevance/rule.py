@@ -17,6 +17,7 @@ forward tensors and the parameters as used in the forward pass are handed to it 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -208,10 +209,14 @@ class ZPlus(Rule):
         track_constants: (convolutions) the canonized refinement: input units that are
             constants of the forward pass take no relevance, and an identity-rule
             activation right after runs in the same node (:class:`~xai_core.relevance.rules.ZPlusConv`).
+        spread: (convolutions) run strided convolutions at stride 1 after sharing each
+            unit's relevance over the stride-1 grid (:class:`~xai_core.relevance.rules.StrideSpread`):
+            no stride checkerboard.
     """
 
-    def __init__(self, *, track_constants: bool = False) -> None:
+    def __init__(self, *, track_constants: bool = False, spread: bool = False) -> None:
         self.track_constants = track_constants
+        self.spread = spread
 
     def attach(self, ctx: RuleContext, module: nn.Module, inp: torch.Tensor, output: torch.Tensor) -> torch.Tensor:  # noqa: D102
         xd, weight = inp.detach(), module.weight.detach()  # as used now: a canonizer may be undone before the backward
@@ -219,10 +224,15 @@ class ZPlus(Rule):
             fn = functools.partial(maths.zplus_linear_grad, module, xd, output.detach(), weight=weight)
             return maths.apply_rule(fn, output, inp)
         if not self.track_constants:
-            fn = functools.partial(maths.zplus_conv_grad, module, xd, output.detach(), weight=weight)
+            if self.spread:
+                fn = maths.ZPlusConv(module, xd, output.detach(), weight=weight, spread=True)
+            else:
+                fn = functools.partial(maths.zplus_conv_grad, module, xd, output.detach(), weight=weight)
             return maths.apply_rule(fn, output, inp)
         hit = ctx.state.constant.get(id(inp))
-        rule = maths.ZPlusConv(module, xd, output.detach(), weight=weight, constant=None if hit is None else hit[1])
+        rule = maths.ZPlusConv(
+            module, xd, output.detach(), weight=weight, constant=None if hit is None else hit[1], spread=self.spread
+        )
         new = maths.apply_rule(rule, output, inp)
         ctx.state.constant[id(new)] = (new, rule.unsupported)
         ctx.state.fusable[id(new)] = (new, rule, inp)
@@ -238,19 +248,45 @@ class ZBox(Rule):
     Args:
         mark_constant: (canonized) record the output units equal to the bias exactly
             (only zero inputs in their receptive field) as constants of the pass.
+        spread: a strided first convolution runs at stride 1 after sharing each unit's
+            relevance over the stride-1 grid (:class:`~xai_core.relevance.rules.StrideSpread`).
+        bounds: fixed per-channel ``(low, high)`` of the normalised input (zennit's
+            ``EpsilonGammaBox``: ``((0 - mean) / std, (1 - mean) / std)``) instead of each
+            image's own minimum and maximum.
     """
 
-    def __init__(self, *, mark_constant: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        mark_constant: bool = False,
+        spread: bool = False,
+        bounds: tuple[Sequence[float], Sequence[float]] | None = None,
+    ) -> None:
         self.mark_constant = mark_constant
+        self.spread = spread
+        self.bounds = bounds
 
     def attach(self, ctx: RuleContext, module: nn.Module, inp: torch.Tensor, output: torch.Tensor) -> torch.Tensor:  # noqa: D102
         xd, weight = inp.detach(), module.weight.detach()
-        dims = tuple(range(1, xd.dim()))
-        low = xd.amin(dim=dims, keepdim=True).expand_as(xd).clone().requires_grad_(True)
-        high = xd.amax(dim=dims, keepdim=True).expand_as(xd).clone().requires_grad_(True)
+        if self.bounds is None:
+            dims = tuple(range(1, xd.dim()))
+            low = xd.amin(dim=dims, keepdim=True).expand_as(xd).clone().requires_grad_(True)
+            high = xd.amax(dim=dims, keepdim=True).expand_as(xd).clone().requires_grad_(True)
+        else:
+            shape = (1, -1) + (1,) * (xd.dim() - 2)
+            lo, hi = (torch.as_tensor(b, dtype=xd.dtype, device=xd.device).reshape(shape) for b in self.bounds)
+            low = lo.expand_as(xd).clone().requires_grad_(True)
+            high = hi.expand_as(xd).clone().requires_grad_(True)
         ctx.state.bounds.append((low, high))
         fn = functools.partial(
-            maths.zbox_conv_grads, module, xd, low.detach(), high.detach(), output.detach(), weight=weight
+            maths.zbox_conv_grads,
+            module,
+            xd,
+            low.detach(),
+            high.detach(),
+            output.detach(),
+            weight=weight,
+            spread=self.spread,
         )
         new = maths.apply_rule(fn, output, inp, low, high)
         if self.mark_constant and module.bias is not None and output.dim() == 4:

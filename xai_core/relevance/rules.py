@@ -96,6 +96,73 @@ def _conv_t(shape: torch.Size, w: torch.Tensor, s: torch.Tensor, geo: tuple[Any,
     return torch.nn.grad.conv2d_input(shape, w, s, stride, padding, dilation, groups)
 
 
+def _strides(geo: tuple[Any, ...]) -> tuple[int, int]:
+    stride = geo[1]
+    return (int(stride), int(stride)) if isinstance(stride, int) else (int(stride[0]), int(stride[1]))
+
+
+def _unstrided(geo: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The same convolution with stride 1 (its output at ``[::s, ::s]`` is the strided one's)."""
+    pad, _, padding, dilation, groups = geo
+    return pad, (1, 1), padding, dilation, groups
+
+
+def _tent(stride: tuple[int, int], channels: int, like: torch.Tensor) -> torch.Tensor:
+    """Per-channel separable tent kernel ``[C, 1, 2s-1, 2s-1]``, ``(s - |d|) / s`` per axis."""
+    taps = []
+    for s in stride:
+        d = torch.arange(-(s - 1), s, dtype=like.dtype, device=like.device).abs()
+        taps.append((s - d) / s)
+    k = taps[0][:, None] * taps[1][None, :]
+    return k.expand(channels, 1, *k.shape).contiguous()
+
+
+class StrideSpread:
+    """Shares a strided output's relevance over the stride-1 grid it was sampled from.
+
+    A convolution with stride ``s`` is the stride-1 convolution sampled at every ``s``-th
+    unit. The transposed strided pass of a z rule covers the input unevenly (with a
+    3 x 3 kernel and stride 2 every other input pixel is reached by one output unit,
+    the others by two or four, weighted by different kernel taps): the stride-2
+    checkerboard of input-layer relevance maps (docs/fgcam.md, "Crisp maps"). This
+    rule hands each sampled unit's relevance to the stride-1 units around it with the
+    separable tent ``(s - |d|) / s`` (bilinear interpolation's weights; the tents of
+    the sampled units sum to the same value everywhere), renormalised per unit over
+    the stride-1 units that have positive ``z`` (so the relevance is conserved), and
+    the z rule then runs at stride 1: an even transposed pass. The spread moves
+    relevance by at most ``s - 1`` units of the stride-1 grid.
+
+    Args:
+        z1: the rule's ``z`` at stride 1 ``[N, C, H1, W1]`` (forward tensors only).
+        stride: the convolution's stride.
+        size: ``(h, w)`` of the strided output.
+    """
+
+    def __init__(self, z1: torch.Tensor, stride: tuple[int, int], size: tuple[int, int]) -> None:
+        self.stride = stride
+        self.mask = (z1 > 0).to(z1.dtype)
+        self.kernel = _tent(stride, z1.shape[1], z1)
+        self.padding = (stride[0] - 1, stride[1] - 1)
+        h1, w1 = z1.shape[-2:]
+        self.output_padding = (h1 - (size[0] - 1) * stride[0] - 1, w1 - (size[1] - 1) * stride[1] - 1)
+        norm = F.conv2d(self.mask, self.kernel, None, stride, self.padding, 1, z1.shape[1])
+        self.inv_norm = safe_divide(torch.ones_like(norm), norm)
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        """Relevance ``[..., C, h, w]`` at the strided output -> ``[..., C, H1, W1]`` at stride 1."""
+        lead = r.shape[:-3]
+        flat = (r * self.inv_norm).reshape(-1, *r.shape[-3:]) if lead else r * self.inv_norm
+        up = F.conv_transpose2d(
+            flat, self.kernel, None, self.stride, self.padding, self.output_padding, self.kernel.shape[0]
+        )
+        return up.reshape(*lead, *up.shape[-3:]) * self.mask
+
+
+def stride_of(module: nn.Module) -> tuple[int, int]:
+    """A convolution's stride as a pair."""
+    return _strides((None, module.stride, None, None, None))
+
+
 # ----------------------------------------------------------------------------- rule maths
 # Each function: forward tensors (x, y, module) and the batched-able signal g_out -> g_in.
 
@@ -183,11 +250,13 @@ class ZPlusConv:
         *,
         weight: torch.Tensor | None = None,
         constant: Any = None,
+        spread: bool = False,
     ) -> None:
         self.geo = _conv_geometry(module)
         self.x, self.y = x, y
         self.w = module.weight.detach() if weight is None else weight
         self.constant = constant
+        self.spread = spread and _strides(self.geo) != (1, 1)
         self._parts: tuple[torch.Tensor, ...] | None = None
 
     def _forward_parts(self) -> tuple[torch.Tensor, ...]:
@@ -203,11 +272,20 @@ class ZPlusConv:
             has_neg = bool((x < 0).any())  # inputs after ReLU/ReLU6 have none: skip the x- branch
             xpos = xp_full.clamp(min=0) if has_neg else xp_full
             xneg = xp_full.clamp(max=0) if has_neg else None
-            z = _conv(xpos, self.w.clamp(min=0), self.geo)
+            geo = _unstrided(self.geo) if self.spread else self.geo
+            z = _conv(xpos, self.w.clamp(min=0), geo)
             if has_neg:
-                z = z + _conv(xneg, self.w.clamp(max=0), self.geo)
+                z = z + _conv(xneg, self.w.clamp(max=0), geo)
             self._parts = (xp_full, xpos, xneg, z)
         return self._parts
+
+    def _strided_z(self) -> torch.Tensor:
+        z = self._forward_parts()[3]
+        if not self.spread:
+            return z
+        sy, sx = _strides(self.geo)
+        h, w = self.y.shape[-2:]
+        return z[..., ::sy, ::sx][..., :h, :w]
 
     def with_output(self, y: torch.Tensor) -> ZPlusConv:
         """The same rule with relevance read from ``y`` (an identity-rule activation's output)."""
@@ -217,14 +295,19 @@ class ZPlusConv:
 
     def unsupported(self) -> torch.Tensor:
         """Output units with no positive contribution (``z == 0``): their value is the bias's."""
-        return self._forward_parts()[3] == 0
+        return self._strided_z() == 0
 
     def __call__(self, g_out: torch.Tensor) -> torch.Tensor:
         """The signal at the input for ``g_out`` at the output (then frees the forward tensors)."""
         geo, pad = self.geo, self.geo[0]
         xp_full, xpos, xneg, z = self._forward_parts()
         wp, wn = self.w.clamp(min=0), self.w.clamp(max=0)
-        s = g_out * safe_divide(self.y, z)
+        if self.spread:
+            geo = _unstrided(geo)
+            spread = StrideSpread(z, _strides(self.geo), tuple(self.y.shape[-2:]))
+            s = safe_divide(spread(g_out * self.y), z)
+        else:
+            s = g_out * safe_divide(self.y, z)
         # R_in = x+ * cp + x- * cn, so g_in = cp where x > 0 and cn where x < 0 (in place on fresh tensors)
         g = _conv_t(xp_full.shape, wp, s, geo).masked_fill_(xp_full <= 0, 0.0)
         if xneg is not None:
@@ -255,6 +338,7 @@ def zbox_conv_grads(
     g_out: torch.Tensor,
     *,
     weight: torch.Tensor | None = None,
+    spread: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """z^B rule for the convolution that takes the image, bias ignored.
 
@@ -262,14 +346,23 @@ def zbox_conv_grads(
     ``R_in = x * conv^T(w, s) - l * conv^T(w+, s) - h * conv^T(w-, s)``, returned as the
     three signals on ``x``, ``low`` and ``high`` (``R_in = x*g_x + low*g_low + high*g_high``).
     ``low`` / ``high`` are images filled with the bounds (zero padding applies to them too).
+    ``spread``: a strided convolution's relevance is first shared over its stride-1 grid
+    (:class:`StrideSpread`) and the rule runs at stride 1.
     """
     geo = _conv_geometry(module)
     pad = geo[0]
+    strided = _strides(geo)
+    spread = spread and strided != (1, 1)
+    if spread:
+        geo = _unstrided(geo)
     xf, lf, hf = _pad(x, pad), _pad(low, pad), _pad(high, pad)
     w = module.weight.detach() if weight is None else weight
     wp, wn = w.clamp(min=0), w.clamp(max=0)
     z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
-    s = g_out * safe_divide(y, z)
+    if spread:
+        s = safe_divide(StrideSpread(z, strided, tuple(y.shape[-2:]))(g_out * y), z)
+    else:
+        s = g_out * safe_divide(y, z)
     return (
         _unpad(_conv_t(xf.shape, w, s, geo), pad),
         _unpad(-_conv_t(xf.shape, wp, s, geo), pad),

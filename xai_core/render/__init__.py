@@ -26,7 +26,9 @@ from xai_core.render.compare import (
     render_on_scale,
 )
 from xai_core.render.explanation import (
+    FINE_FLOOR,
     dominant_class,
+    fine_fused_layers,
     legend,
     render_fused,
     render_fused_relevance,
@@ -37,6 +39,7 @@ from xai_core.render.palette import BASE_PALETTE, CVD_TYPES, class_palette, cvd_
 from xai_core.render.scale import SCALE_KINDS, ColourScale, colour_scale
 
 __all__ = [
+    "FINE_FLOOR",
     "Comparison",
     "align_maps",
     "common_classes",
@@ -45,6 +48,7 @@ __all__ = [
     "render_difference",
     "render_on_scale",
     "dominant_class",
+    "fine_fused_layers",
     "legend",
     "render_fused",
     "render_fused_relevance",

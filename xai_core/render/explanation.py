@@ -106,27 +106,86 @@ def render_fused(exp: Explained, fused: Fused, *, alpha: float = 0.6, colormap: 
     return overlay(_view(exp), heat, alpha, weight=minmax(strength) ** 0.5)
 
 
-def render_fused_relevance(exp: Explained, fused: Fused, *, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
+#: The fine-grained fused map's defaults: smoothing (share of the longer image side), the
+#: share of each class's scale below which the photo shows untinted, the colour's opacity.
+FINE_SMOOTHING = 0.015
+FINE_FLOOR = 0.3
+FINE_OPACITY = 0.8
+
+
+def _gaussian_smooth(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of ``[K, H, W]`` (zero padding), float32."""
+    if sigma <= 0:
+        return maps.astype(np.float32)
+    radius = max(1, int(round(3 * sigma)))
+    d = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(d**2) / (2 * sigma**2))
+    k = k / k.sum()
+    t = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+    t = torch.nn.functional.conv2d(t, k.view(1, 1, -1, 1), padding=(radius, 0))
+    t = torch.nn.functional.conv2d(t, k.view(1, 1, 1, -1), padding=(0, radius))
+    return t[:, 0].numpy()
+
+
+def fine_fused_layers(
+    maps: np.ndarray | torch.Tensor,
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+    smoothing: float = FINE_SMOOTHING,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Owner and strength of a fine-grained fused map from K signed relevance maps ``[K, H, W]``.
+
+    Each class's positive relevance is clipped at its own ``percentile`` of the positive
+    values (a few extreme edge pixels must not set the scale), smoothed (Gaussian,
+    ``sigma = smoothing * max(H, W)`` pixels, so that regions follow the evidence rather
+    than single edge pixels) and divided by its maximum: every class is on a scale of its
+    own, so a class whose relevance is weaker overall still owns the regions where it is
+    strongest for itself (a shared scale hands the whole picture to the class with the
+    largest relevance). The owner of a pixel is the class with the largest scaled
+    value there; the strength is that value.
+
+    Returns:
+        ``(owner [H, W] int, strength [H, W] in [0, 1])``.
+    """
+    a = np.nan_to_num(np.asarray(maps, dtype=np.float32)).clip(min=0)
+    if a.ndim == 2:
+        a = a[None]
+    clipped = np.stack([scale_relevance(m, mode="positive", percentile=percentile) for m in a])
+    smooth = _gaussian_smooth(clipped, smoothing * max(a.shape[-2:]))
+    peak = smooth.reshape(len(smooth), -1).max(axis=1)
+    scaled = smooth / np.where(peak > 0, peak, 1.0)[:, None, None]
+    return scaled.argmax(axis=0), scaled.max(axis=0)
+
+
+def render_fused_relevance(
+    exp: Explained,
+    fused: Fused,
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+    smoothing: float = FINE_SMOOTHING,
+    floor: float = FINE_FLOOR,
+    opacity: float = FINE_OPACITY,
+) -> np.ndarray:
     """A fused map of fine-grained relevance (FG-CAM at the input), legible, ``uint8 [H, W, 3]``.
 
-    :func:`render_fused` fades each class colour in with the map's strength over the
-    photo, which suits a smooth CAM; a relevance map at input resolution is sparse (a
-    few strong pixels on edges and texture), and drawn that way it all but vanishes.
-    This draws it as the per-class relevance maps are drawn: on a light background (the
-    photo in faint grey, so the object can be found), each pixel goes from white to its
-    dominant class's colour with the fused value divided by the ``percentile`` of the
-    positive values (clipped at 1).
+    The classes are the fused map's first K (``fused.maps``); their maps are read from
+    ``exp.cams`` (signed relevance) and drawn as :func:`fine_fused_layers` describes:
+    each pixel takes its owner's colour with an opacity that grows from 0 at ``floor``
+    of the owner's own scale to ``opacity`` at its full scale, over the photo in grey
+    (full contrast, lifted a little so the colours read on dark parts). Below ``floor``
+    the photo shows untinted.
     """
-    maps = resize_map(fused.maps, exp.input_size)
+    k = int(fused.maps.shape[0]) if fused.maps.dim() == 3 else 1
+    maps = resize_map(exp.cams[:k].detach().float().cpu(), exp.input_size)
     if maps.ndim == 2:
         maps = maps[None]
+    owner, value = fine_fused_layers(maps, percentile=percentile, smoothing=smoothing)
     view = _view(exp).astype(np.float32)
     grey = view.mean(axis=2, keepdims=True)
-    base = 255.0 * 0.8 + 0.2 * grey  # faint photo on white
-    value = scale_relevance(maps.max(axis=0), mode="positive", percentile=percentile)[..., None]
-    colours = np.asarray(class_colours(maps.shape[0]), dtype=np.float32)
-    colour = colours[maps.argmax(axis=0)]  # [H, W, 3]: the dominant class's colour
-    out = base * (1.0 - value) + colour * value
+    base = 255.0 * 0.25 + 0.75 * grey  # the photo in grey, lifted a little
+    shade = (opacity * np.clip((value - floor) / max(1.0 - floor, 1e-6), 0.0, 1.0))[..., None]
+    colours = np.asarray(class_colours(k), dtype=np.float32)
+    out = base * (1.0 - shade) + colours[owner] * shade
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 

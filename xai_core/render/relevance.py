@@ -114,9 +114,28 @@ def render_relevance(
     return colormap(colormap_name)[idx]
 
 
-def scale_label(mode: str = "signed", percentile: float = DEFAULT_PERCENTILE) -> str:
-    """A caption naming the display choice, for pages and figures."""
+def negative_share(relevance: np.ndarray) -> float:
+    """Share of the total ``|R|`` that is negative, in ``[0, 1]`` (0 for an all-zero map)."""
+    a = np.nan_to_num(np.asarray(relevance, dtype=np.float64))
+    total = float(np.abs(a).sum())
+    return float(-a[a < 0].sum() / total) + 0.0 if total > 0 else 0.0
+
+
+def scale_label(mode: str = "signed", percentile: float = DEFAULT_PERCENTILE, *, negative: float | None = None) -> str:
+    """A caption naming the display choice, for pages and figures.
+
+    ``negative``: the maps' :func:`negative_share`; the signed caption then says how much
+    blue there is to see, rather than promising blue that the maps do not have.
+    """
     _check(mode, percentile)
     if mode == "signed":
-        return f"signed relevance, symmetric scale clipped at the {percentile:g}th percentile of |R| (red +, blue -)"
+        text = f"signed relevance, symmetric scale clipped at the {percentile:g}th percentile of |R| (red +, blue -)"
+        if negative is not None:
+            if negative == 0:
+                text += "; these maps have no negative relevance, so nothing is blue"
+            elif negative < 0.005:
+                text += f"; negative relevance (blue) is only {100 * negative:.2f} % of the total |R| here"
+            else:
+                text += f"; negative relevance (blue) is {100 * negative:.0f} % of the total |R| here"
+        return text
     return f"positive relevance, clipped at the {percentile:g}th percentile of R > 0"
