@@ -171,7 +171,10 @@ with st.sidebar:
         key=key(PAGE, "values"),
         on_change=remember,
         args=(key(PAGE, "values"), "sbs.values"),
-        help="Raw values compare how strong the evidence is, but two models' maps are in their own units; "
+        help="Raw values compare how strong the evidence is in each image (one model: one unit); "
+        "scaled to 0-1 compares where the model looks."
+        if two_images
+        else "Raw values compare how strong the evidence is, but two models' maps are in their own units; "
         "scaled to 0-1 compares where each model looks.",
     )
     seed(key(PAGE, "colormap"), "colormap", xc.DEFAULT_COLORMAP, valid=lambda v: v in COLORMAPS)
