@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -52,6 +55,52 @@ def test_two_models_share_one_colour_scale_and_show_their_difference():
     _radio(at, "Colour scale").set_value("normalised").run()
     bars = [d["marker"] for d in _figure(at)["data"] if d["type"] == "scatter"]
     assert (bars[0]["cmin"], bars[0]["cmax"]) == (0.0, 1.0)
+
+
+def _image_values(fig: dict) -> list[np.ndarray]:
+    """Hover values (``customdata``) of the figure's image traces: map 1, map 2, their difference."""
+    out = []
+    for d in fig["data"]:
+        if d["type"] != "image":
+            continue
+        data = d["customdata"]
+        if isinstance(data, dict) and "bdata" in data:
+            dtype = {"f4": np.float32, "f8": np.float64}[data["dtype"]]
+            arr = np.frombuffer(base64.b64decode(data["bdata"]), dtype=dtype)
+            out.append(arr.reshape([int(v) for v in str(data["shape"]).split(",")])[..., 0])
+        else:
+            out.append(np.asarray(data, dtype=np.float64)[..., 0])
+    return out
+
+
+def test_two_images_one_model():
+    """One model (Lite0, real weights), two samples: each image explained, one scale, their difference."""
+    at = _open("pages/side_by_side.py")
+    at.main.radio(key="sbs.mode").set_value("images").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [h.value for h in at.sidebar.header][:1] == ["Model"], "one model in the sidebar"
+    assert at.main.selectbox(key="sbs.sample").value == "cat_dog.png"
+    assert at.main.selectbox(key="sbs_2.sample").value == "dogs.png", "image 2 defaults to another sample"
+    fig = _figure(at)
+    assert [d["type"] for d in fig["data"]].count("image") == 3
+    assert "Difference 1 − 2" in json.dumps(fig["layout"]["annotations"], ensure_ascii=False)
+    caption = " ".join(c.value for c in at.caption)
+    both = r"\d+\.\d% in image 1 \(\*\*cat_dog\.png\*\*\), \d+\.\d% in image 2 \(\*\*dogs\.png\*\*\)"
+    assert re.search(both, caption), caption
+    assert "224×224 input grid" in caption and "over no photo" in caption
+    one, two, diff = _image_values(fig)
+    np.testing.assert_allclose(diff, one - two, atol=1e-5)
+    assert np.abs(diff).max() > 1e-3, "two different images: two different maps"
+
+    # The same image twice: the same map, no difference; image 1 is left as it was.
+    at.main.selectbox(key="sbs_2.sample").set_value("cat_dog.png").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.main.selectbox(key="sbs.sample").value == "cat_dog.png"
+    one, two, diff = _image_values(_figure(at))
+    np.testing.assert_allclose(one, two)
+    assert not np.abs(diff).any()
+    probs = re.findall(r"(\d+\.\d)% in image [12]", " ".join(c.value for c in at.caption))
+    assert len(probs) == 2 and probs[0] == probs[1], probs
 
 
 def test_models_of_different_class_sets_are_refused():

@@ -97,6 +97,27 @@ def test_compare_maps_puts_both_maps_on_one_scale():
         xc.compare_maps(a, b, box_a=(0, 0, 2, 2))
 
 
+def test_one_model_on_two_images_compares_on_the_input_grid():
+    """One model, two images of different sizes: each map covers its own image's crop, whose boxes differ in
+    pixels, so no boxes are given and the maps meet position for position on the model's input grid."""
+    from PIL import Image
+
+    spec = xc.get_spec("efficientnet_lite0")
+    samples = [Image.new("RGB", (640, 480)), Image.new("RGB", (300, 500))]
+    boxes = [xc.prepare(img, spec.preprocessing).crop_box for img in samples]
+    assert boxes[0] != boxes[1], "two images, two crop boxes in their own pixels"
+    hot = np.zeros((7, 7), np.float32)
+    hot[0, 0] = 1.0  # the same cell of the model's input in both maps
+    size = (224, 224)
+    c = xc.compare_maps(hot, hot, size=size)
+    assert c.box is None and c.size == size
+    assert not c.diff.any(), "the same position of the input grid in both maps: no difference"
+    assert c.a[:16, :16].mean() > c.a[-16:, -16:].mean()
+    moved = np.roll(hot, 3, axis=1)
+    d = xc.compare_maps(hot, moved, size=size)
+    assert d.diff[:16, :16].mean() > 0 > d.diff[:16, 96:128].mean()
+
+
 def test_difference_is_centred_at_zero():
     lut = colormap("RdBu_r")
     img = render_difference(np.array([[-2.0, 0.0, 2.0]]), 2.0)

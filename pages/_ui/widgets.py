@@ -112,27 +112,29 @@ def _take_sample(widget: str, family: str) -> None:
         set_shared(f"cleared.{family}", _count(f"cleared.{family}") + 1)
 
 
-def image_source(page: str, family: str, default_sample: str | None = None) -> ImageFile | None:
+def image_source(page: str, family: str, default_sample: str | None = None, *, scope: str = "") -> ImageFile | None:
     """An uploader plus a sample picker, shared by every page of the session.
 
     The image last uploaded (on any page) wins over the sample until a sample is chosen
-    or the upload removed; moving between pages keeps it.
+    or the upload removed; moving between pages keeps it. ``scope``: a second, independent
+    image (its own upload and sample, e.g. the side-by-side page's image 2); default the session's.
     """
+    slot = f"{family}.{scope}" if scope else family  # the shared names' part: the family, or its own image
     types = XRAY_TYPES + XRAY_MIME_TYPES if family == "xray" else IMAGE_TYPES + IMAGE_MIME_TYPES
     names = sample_files(family)
-    pending = st.session_state.get(PENDING_SAMPLE)
+    pending = None if scope else st.session_state.get(PENDING_SAMPLE)
     if pending and pending.get("family") == family and pending.get("name") in names:
-        set_shared(f"sample.{family}", pending["name"])
-        if shared(_image_name(family)) is not None:
-            set_shared(_image_name(family), None)
-            set_shared(f"cleared.{family}", _count(f"cleared.{family}") + 1)
+        set_shared(f"sample.{slot}", pending["name"])
+        if shared(_image_name(slot)) is not None:
+            set_shared(_image_name(slot), None)
+            set_shared(f"cleared.{slot}", _count(f"cleared.{slot}") + 1)
         st.session_state.pop(PENDING_SAMPLE, None)
-    uploaded = shared(_image_name(family))
+    uploaded = shared(_image_name(slot))
     if uploaded is None:
         sample_key = key(page, "sample")
         if names:
             fallback = default_sample if default_sample in names else names[0]
-            seed(sample_key, f"sample.{family}", fallback, valid=lambda v: v in names)
+            seed(sample_key, f"sample.{slot}", fallback, valid=lambda v: v in names)
     else:
         # While an upload is shown the box is a new widget per upload, drawn with nothing
         # chosen: it never names a sample that is not shown, any sample is a change, and no
@@ -145,7 +147,7 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
         what = (
             "a chest X-ray (DICOM, PNG or JPEG)" if family == "xray" else "an image (PNG, JPEG, WebP, BMP, TIFF, GIF)"
         )
-        cleared = _count(f"cleared.{family}")
+        cleared = _count(f"cleared.{slot}")
         upload_key = key(page, "upload") if cleared == 0 else key(page, f"upload.{cleared}")
         st.file_uploader(
             f"Upload {what}",
@@ -153,9 +155,9 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
             key=upload_key,
             max_upload_size=IMAGE_UPLOAD_MB,
             on_change=_take_upload,
-            args=(upload_key, family),
+            args=(upload_key, slot),
         )
-    uploaded = shared(_image_name(family))
+    uploaded = shared(_image_name(slot))
     current = st.session_state.get(upload_key)
     with right:
         sample = st.selectbox(
@@ -165,7 +167,7 @@ def image_source(page: str, family: str, default_sample: str | None = None) -> I
             placeholder="(your upload is shown)" if uploaded is not None else "Choose a sample",
             key=sample_key,
             on_change=_take_sample,
-            args=(sample_key, family),
+            args=(sample_key, slot),
             help="Choosing a sample replaces the uploaded image.",
         )
         if uploaded is not None and current is None:
