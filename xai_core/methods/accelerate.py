@@ -370,7 +370,8 @@ def run(
             raise
         except Exception as err:  # noqa: BLE001 - a capture or compile that fails means: run eager
             what = "Capturing a CUDA graph" if key.mode == "cuda_graph" else "torch.compile"
-            reason = f"{what} failed ({type(err).__name__}: {err}); the passes run eager."
+            first_line = (str(err).strip().splitlines() or [""])[0][:300]
+            reason = f"{what} failed ({type(err).__name__}: {first_line}); the passes run eager."
             log.warning("%s: %s", spec.label, reason)  # type: ignore[attr-defined]
             _store(module, key, _entry(_Failed(reason), None, 0))
             return replace(first if first is not None else eager(), path_note=reason)
