@@ -270,3 +270,14 @@ def test_compiled_lite0_equals_eager(lite0, cat_dog) -> None:
         assert exp.class_idx == plain.class_idx
         torch.testing.assert_close(exp.cams, plain.cams, rtol=1e-4, atol=1e-5)
     acc.clear(lite0.module)
+
+
+def test_the_dashboard_explains_one_image_with_accelerate_auto(tiny) -> None:
+    """pages/_ui/compute.py asks for 'auto': a CUDA graph on a GPU, eager (saying why) on the CPU."""
+    from pages._ui import compute
+
+    image = (_x()[0].permute(1, 2, 0).numpy() * 255).astype("uint8")
+    exp = compute.explanation_work(tiny, image, LAYER, "grad_cam", (), (4, 1))(lambda done, total: None)
+    assert exp.class_idx == (4, 1)
+    assert exp.path == "eager"  # the tiny model is on the CPU
+    assert exp.path_note == "CUDA graphs need a CUDA device; this model runs on cpu."
