@@ -22,13 +22,12 @@ import argparse
 import json
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 import xai_core as xc
-from benchmarks.batch import _floor, _images, _sync
+from benchmarks.batch import _floor, _images, interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,14 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             notes[name] = out[0].path_note
             if out[0].path != name:
                 print(f"# {name} ran eager: {out[0].path_note}")
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.rounds):
-        for name, fn in cases.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            fn(x)
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved(cases, x, args.rounds, device)
     rows = []
     print(f"\n{'case':14s} {'ms':>8s} {'x eager':>8s} {'max rel diff':>13s} {'classes':>8s}")
     eager_ms = 1000 * statistics.median(times["eager"])
