@@ -21,7 +21,7 @@ import xai_core as xc
 from xai_core.errors import MethodError
 from xai_core.methods import accelerate as acc
 from xai_core.methods import get_explainer
-from xai_core.methods.base import ClassSelection
+from xai_core.methods.base import ClassSelection, softmax
 from xai_core.methods.context import ExplainRequest
 from xai_core.models import ModelSpec, Preprocessing, register
 
@@ -114,6 +114,30 @@ def test_the_captured_pass_gives_the_eager_maps_with_top_k_on_the_device(tiny, m
     torch.testing.assert_close(fast.maps, eager.maps, rtol=1e-5, atol=1e-6)
     assert fast.channels == eager.channels == 6
     assert fast.maps.abs().sum() > 0
+
+
+def _covered() -> list[str]:
+    """Every registry entry the accelerated pass covers (a new method is picked up with no edit)."""
+    req = ExplainRequest(torch.nn.Identity(), torch.zeros(1, 3, 4, 4), LAYER, ClassSelection(top_k=1), softmax)
+    return [
+        key
+        for key, spec in xc.methods.EXPLAINERS.items()
+        if spec.is_cam and not acc.why_eager("compile", spec, req, spec.check_params({}))
+    ]
+
+
+def test_the_covered_methods_are_the_one_pass_cam_family() -> None:
+    covered = set(_covered())
+    assert {"grad_cam", "grad_cam_pp", "xgrad_cam", "hires_cam", "layer_cam", "finer_cam", "eigen_cam"} <= covered
+    assert not covered & {"score_cam", "ablation_cam", "shapley_cam", "ss_cam", "is_cam"}
+
+
+@pytest.mark.parametrize("method", _covered())
+def test_every_covered_method_gives_its_eager_maps_from_the_captured_pass(tiny, method) -> None:
+    choice = ClassSelection(top_k=2, valid=tiny.valid_outputs)
+    fast, eager = _static(tiny, method, _x(2), choice, "cuda_graph")
+    assert torch.equal(fast.class_idx, eager.class_idx)
+    torch.testing.assert_close(fast.maps, eager.maps, rtol=1e-5, atol=1e-6)
 
 
 def test_the_captured_pass_takes_fixed_classes_padded_per_image(tiny) -> None:
