@@ -18,7 +18,10 @@ Modes (``xai_core.explain(..., accelerate=...)``, :data:`MODES`):
 * ``"off"`` (default): eager.
 * ``"auto"``: a CUDA graph for one image on a CUDA device (the launch-bound case);
   eager for batches and on the CPU or MPS.
-* ``"cuda_graph"``: a CUDA graph on a CUDA device, at any batch size.
+* ``"cuda_graph"``: a CUDA graph on a CUDA device, at any batch size. Each graph keeps
+  the memory of its pass for as long as it is cached (a chunk of 64 images keeps 64
+  images' activations), and each chunk size captures its own graph: for batches, prefer
+  ``max_batch`` chunks of one size, or eager, which batches well already.
 * ``"compile"``: ``torch.compile`` of the same pass (mode ``"reduce-overhead"`` on CUDA,
   which captures CUDA graphs itself; the default mode elsewhere, the CPU included). The
   first call per shape compiles (about 40 s for EfficientNet-Lite0 on a 2-core CPU).
