@@ -418,8 +418,10 @@ def test_cuda_graph_is_rebuilt_when_the_model_moves(lite0_cuda) -> None:
     image = _samples(1)[0]
     before = xc.explain(lite0_cuda, image, method="grad_cam", top_k=1, accelerate="cuda_graph")
     key = accelerate.cached_passes(lite0_cuda.module)[-1]
+    held = [t.data for t in (*lite0_cuda.module.parameters(), *lite0_cuda.module.buffers())]  # not freed, so
     lite0_cuda.module.to("cpu")
     lite0_cuda.module.to(lite0_cuda.device)  # every parameter now lives at another address
+    del held
     assert accelerate._lookup(lite0_cuda.module, key).moved()
     after = xc.explain(lite0_cuda, image, method="grad_cam", top_k=1, accelerate="cuda_graph")
     assert after.path == "cuda_graph" and not accelerate._lookup(lite0_cuda.module, key).moved()
