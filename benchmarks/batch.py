@@ -54,6 +54,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def interleaved(cases: dict, x: torch.Tensor, rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each case ``fn(x)`` per round, the cases interleaved round after round."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn(x)
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnet_lite0")
@@ -85,16 +98,9 @@ def main() -> None:
     table: list[dict] = []
     for b in batches:
         x = _images(model, b)
-        times: dict[str, list[float]] = {name: [] for name in cases}
         for fn in cases.values():  # warm-up
             fn(x)
-        for _ in range(args.rounds):
-            for name, fn in cases.items():
-                _sync(device)
-                t0 = time.perf_counter()
-                fn(x)
-                _sync(device)
-                times[name].append(time.perf_counter() - t0)
+        times = interleaved(cases, x, args.rounds, device)
         floor = statistics.median(times["floor"])
         print(f"\n## batch {b}")
         print(f"{'case':28s} {'ms/image':>10s} {'images/s':>10s} {'x floor':>8s}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a GPU check (issue 20): the CUDA tests, the batch benchmark, the memory of
-# a pass, the evaluation throughput on FOLDER (default samples/imagenet) and the peers where
-# installed, then one summary of the targets (met / NOT MET / not run).
+# a pass, the evaluation throughput on FOLDER (default samples/imagenet), the peers where
+# installed and Grad-CAM on one image through a CUDA graph, then one summary of the targets
+# (met / NOT MET / not run).
 #
 #   benchmarks/gpu_check.sh [FOLDER] [--device cuda:0] [--images 400]   # about 6 minutes on a GPU
 #   benchmarks/gpu_check.sh --quick                                     # every part small (CPU CI)

@@ -284,3 +284,192 @@ def test_gpu_check_runs_every_part_quickly_and_prints_its_summary() -> None:
         assert f"evaluation {method}" in out
     if not CUDA:
         assert "memory of a pass: not run (CUDA only)" in out
+        assert "| Grad-CAM at batch 1, ms | <= 3 ms | not run (CUDA graphs: CUDA only; eager here " in out
+
+
+def test_gpu_check_scores_batch_one_by_the_graphed_figure_with_its_maps() -> None:
+    from benchmarks.gpu_check import _batch_one
+
+    table = {("grad_cam", 1): {"ms_per_image": 7.2}}
+    assert _batch_one(table, {}).line() == (
+        "| Grad-CAM at batch 1, ms | <= 3 ms | not run (CUDA graphs: CUDA only; eager here 7.2 ms) | not run |"
+    )
+
+    def single(ms: float, same: bool) -> dict:
+        graphed = {"ms": ms, "max_rel_diff": 1e-6, "same_classes": same}
+        return {"floor": {"ms": 7.2}, "eager": {"ms": 7.9}, "cuda_graph": graphed}
+
+    met = _batch_one(table, single(1.4, True))
+    assert met.ok and met.value == 1.4
+    assert "graphed 1.40 (eager 7.90, floor 7.20), maps vs eager 1e-06, same classes True" in met.line()
+    assert _batch_one(table, single(3.5, True)).ok is False
+    assert _batch_one(table, single(1.4, False)).ok is False  # fast but other classes: not met
+
+
+# ----------------------------------------------------------------------------- one image fast: CUDA graphs
+
+
+@pytest.fixture(scope="module")
+def lite0_cuda():
+    """EfficientNet-Lite0 on the GPU; its captured passes are dropped afterwards."""
+    if not CUDA:
+        pytest.skip("no CUDA GPU on this machine")
+    import xai_core as xc
+    from xai_core.methods import accelerate
+
+    model = xc.load_model("efficientnet_lite0", device="cuda")
+    yield model
+    accelerate.clear(model.module)
+
+
+def _samples(n: int) -> list:
+    from pathlib import Path
+
+    import xai_core as xc
+
+    files = sorted((Path(__file__).resolve().parents[1] / "samples" / "imagenet").glob("*.*"))[:n]
+    return [xc.read_image(f) for f in files]
+
+
+def _assert_maps_close(fast, plain) -> None:
+    assert fast.class_idx == plain.class_idx
+    scale = float(plain.cams.abs().max())
+    torch.testing.assert_close(fast.cams, plain.cams, rtol=1e-4, atol=1e-4 * scale)
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("grad_cam", {"top_k": 3}),
+        ("grad_cam_pp", {"class_idx": [243, 281]}),
+        ("xgrad_cam", {"top_k": 1}),
+        ("fm_g_cam", {"top_k": 3}),
+        ("finer_cam", {"top_k": 2}),
+        ("layer_cam", {"top_k": 2, "eigen_smooth": True}),
+    ],
+)
+def test_cuda_graph_maps_equal_eager_image_after_image(lite0_cuda, method, kwargs) -> None:
+    import xai_core as xc
+
+    for image in _samples(3):  # each replay gets its own image: a replay that kept the first would differ
+        plain = xc.explain(lite0_cuda, image, method=method, **kwargs)
+        fast = xc.explain(lite0_cuda, image, method=method, accelerate="auto", **kwargs)
+        assert fast.path == "cuda_graph", fast.path_note
+        _assert_maps_close(fast, plain)
+
+
+@needs_cuda
+def test_cuda_graph_in_bf16_stays_close_to_eager_bf16(lite0_cuda) -> None:
+    import xai_core as xc
+
+    image = _samples(1)[0]
+    plain = xc.explain(lite0_cuda, image, method="grad_cam", top_k=2, precision="bf16")
+    fast = xc.explain(lite0_cuda, image, method="grad_cam", top_k=2, precision="bf16", accelerate="cuda_graph")
+    assert fast.path == "cuda_graph", fast.path_note
+    assert fast.class_idx == plain.class_idx
+    scale = float(plain.cams.abs().max())
+    torch.testing.assert_close(fast.cams, plain.cams, rtol=1e-2, atol=2e-2 * scale)
+
+
+@needs_cuda
+def test_cuda_auto_runs_batches_eager_and_cuda_graph_takes_them(lite0_cuda) -> None:
+    import xai_core as xc
+
+    images = _samples(2)
+    plain = xc.explain(lite0_cuda, images, method="grad_cam", top_k=2)
+    auto = xc.explain(lite0_cuda, images, method="grad_cam", top_k=2, accelerate="auto")
+    assert {e.path for e in auto} == {"eager"} and "batch of 2" in auto[0].path_note
+    for _ in range(2):
+        graphed = xc.explain(lite0_cuda, images, method="grad_cam", top_k=2, accelerate="cuda_graph")
+        for fast, ref in zip(graphed, plain, strict=True):
+            assert fast.path == "cuda_graph", fast.path_note
+            _assert_maps_close(fast, ref)
+
+
+@needs_cuda
+def test_cuda_graph_is_faster_than_eager_for_one_image(lite0_cuda) -> None:
+    import statistics
+    import time
+
+    import xai_core as xc
+
+    x = xc.prepare(_samples(1)[0], lite0_cuda.spec.preprocessing).tensor.to(lite0_cuda.device)
+
+    def median_ms(mode: str) -> float:
+        times = []
+        for _ in range(30):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            xc.explain(lite0_cuda, x, method="grad_cam", top_k=1, accelerate=mode)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times[5:])
+
+    eager, graphed = median_ms("off"), median_ms("cuda_graph")
+    assert graphed < eager, (graphed, eager)
+
+
+@needs_cuda
+def test_cuda_graph_is_rebuilt_when_the_model_moves(lite0_cuda) -> None:
+    import xai_core as xc
+    from xai_core.methods import accelerate
+
+    image = _samples(1)[0]
+    before = xc.explain(lite0_cuda, image, method="grad_cam", top_k=1, accelerate="cuda_graph")
+    key = accelerate.cached_passes(lite0_cuda.module)[-1]
+    held = [t.data for t in (*lite0_cuda.module.parameters(), *lite0_cuda.module.buffers())]  # not freed, so
+    lite0_cuda.module.to("cpu")
+    lite0_cuda.module.to(lite0_cuda.device)  # every parameter now lives at another address
+    del held
+    assert accelerate._lookup(lite0_cuda.module, key).moved()
+    after = xc.explain(lite0_cuda, image, method="grad_cam", top_k=1, accelerate="cuda_graph")
+    assert after.path == "cuda_graph" and not accelerate._lookup(lite0_cuda.module, key).moved()
+    _assert_maps_close(after, before)
+
+
+class _SyncingNet(torch.nn.Module):
+    """A network whose forward asks the CPU for a value (``.item()``): it cannot be captured."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from tests.conftest import TinyGapNet
+
+        torch.manual_seed(0)
+        self.net = TinyGapNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = 1.0 if x.abs().max().item() >= 0 else 0.0  # a device-to-host copy
+        return self.net(x) * scale
+
+
+@needs_cuda
+def test_cuda_graph_capture_that_fails_runs_eager_with_the_reason() -> None:
+    import xai_core as xc
+    from xai_core.models import ModelSpec, Preprocessing, register
+
+    register(
+        ModelSpec(
+            key="test-gpu-syncing",
+            label="Syncing",
+            family="imagenet",
+            build=_SyncingNet,
+            fetch_weights=None,
+            preprocessing=Preprocessing(kind="imagenet", input_size=(16, 16), resize=18),
+            labels=("a", "b", "c", "d", "e"),
+            default_layer="net.features.3",
+        ),
+        replace=True,
+    )
+    model = xc.load_model("test-gpu-syncing", weights=None, device="cuda")
+    x = torch.rand(1, 3, 16, 16)
+    plain = xc.explain(model, x, method="grad_cam", top_k=2)[0]
+    notes = []
+    for _ in range(2):  # the failure is remembered: no second capture
+        exp = xc.explain(model, x, method="grad_cam", top_k=2, accelerate="auto")[0]
+        assert exp.path == "eager"
+        notes.append(exp.path_note)
+        assert torch.equal(exp.cams, plain.cams)
+    assert notes[0].startswith("Capturing a CUDA graph failed (") and notes[0] == notes[1]
+    again = xc.explain(model, x, method="grad_cam", top_k=2)[0]  # CUDA still works after the failed capture
+    assert torch.equal(again.cams, plain.cams)

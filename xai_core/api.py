@@ -32,7 +32,8 @@ from PIL import Image
 from xai_core.errors import MethodError
 from xai_core.explainers import COMPOSITE_EXPLAINERS  # noqa: F401 - registers FG-CAM, LRP, FM-G-CAM
 from xai_core.fusion.fmgcam import FusedMap, fm_g_cam
-from xai_core.methods.base import class_rows, select_classes, unique_rows
+from xai_core.methods.accelerate import check_mode
+from xai_core.methods.base import ClassSelection, class_rows, unique_rows
 from xai_core.methods.context import ExplainRequest, Progress
 from xai_core.methods.registry import Explainer, get_explainer
 from xai_core.models.device import CPU_MEMORY_BUDGET, default_memory_budget, images_in_budget
@@ -64,6 +65,9 @@ class Explanation:
             (``view`` is ``None`` when a prepared tensor was explained).
         params: method parameters used (defaults filled in).
         seconds: compute time of this image (a batch's time shared equally by its images).
+        path: how the passes ran: ``"eager"``, ``"cuda_graph"`` or ``"compile"`` (see
+            ``accelerate`` in :func:`explain`).
+        path_note: why they ran eager when an acceleration was asked for (else ``""``).
     """
 
     model_key: str
@@ -78,6 +82,8 @@ class Explanation:
     prepared: PreparedInput
     params: dict = field(default_factory=dict)
     seconds: float = 0.0
+    path: str = "eager"
+    path_note: str = ""
 
     @property
     def k_max(self) -> int:
@@ -212,6 +218,7 @@ def explain(
     max_batch: int | None = None,
     memory_budget: int | None = None,
     precision: str = "fp32",
+    accelerate: str = "off",
     **params: object,
 ) -> Explanation | list[Explanation]:
     """Explain each image's top-K classes (or chosen classes) with any registered method.
@@ -240,6 +247,14 @@ def explain(
         precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast for the
             forward passes of CAM-family methods and FM-G-CAM (README gives the measured
             difference from fp32); relevance and guided methods run in float32.
+        accelerate: ``"off"`` (default, eager), ``"auto"`` (on a CUDA device, one image's
+            forward + backward pass captured once as a CUDA graph and replayed; eager for
+            batches and elsewhere), ``"cuda_graph"`` (graphs at any batch size) or
+            ``"compile"`` (``torch.compile`` of the same pass, also on the CPU; its first
+            call compiles for tens of seconds). Covers the one-pass CAM family (Grad-CAM,
+            Grad-CAM++, XGrad-CAM, HiResCAM, Layer-CAM, ...) and FM-G-CAM over them; the rest
+            runs eager. Never raises because of the switch: ``Explanation.path`` says how
+            the passes ran, ``path_note`` why they ran eager (:mod:`xai_core.methods.accelerate`).
         **params: method parameters (``get_explainer(method).params``).
 
     Returns:
@@ -253,6 +268,7 @@ def explain(
         model = load_model(model)
     spec = get_explainer(method)
     params = spec.check_params(params)
+    check_mode(accelerate)
     if precision not in PRECISIONS:
         raise MethodError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
     if precision != "fp32" and not spec.mixed_precision:
@@ -274,7 +290,9 @@ def explain(
     for start in range(0, n, chunk):
         part = prepared[start : start + chunk]
         out.extend(
-            _explain_chunk(model, spec, part, layer, top_k, rows, extra, start, device, progress, precision, params)
+            _explain_chunk(
+                model, spec, part, layer, top_k, rows, extra, start, device, progress, precision, params, accelerate
+            )
         )
     return out[0] if single else out
 
@@ -292,22 +310,22 @@ def _explain_chunk(
     progress: Progress | None,
     precision: str,
     params: dict,
+    accelerate: str = "off",
 ) -> list[Explanation]:
     """One forward (and backward) pass over ``part``; one Explanation per image."""
     x = _memory_format(torch.cat([p.tensor for p in part]).to(device), spec)
     stop = start + len(part)
     valid = model.valid_outputs
 
-    def choose(logits: torch.Tensor) -> torch.Tensor:
-        return select_classes(
-            logits,
-            top_k=top_k,
-            class_idx=None if rows is None else rows[start:stop],
-            extra=None if extra is None else extra[start:stop],
-            valid=valid,
-        )
-
-    req = ExplainRequest(model.module, x, layer, choose, model.probabilities, progress, PRECISIONS[precision])
+    choose = ClassSelection(
+        top_k=top_k,
+        class_idx=None if rows is None else rows[start:stop],
+        extra=None if extra is None else extra[start:stop],
+        valid=valid,
+    )
+    req = ExplainRequest(
+        model.module, x, layer, choose, model.probabilities, progress, PRECISIONS[precision], accelerate
+    )
     began = time.perf_counter()
     result = spec.run(req, **params)
     seconds = (time.perf_counter() - began) / len(part)
@@ -331,6 +349,8 @@ def _explain_chunk(
                 prepared=prep,
                 params=used,
                 seconds=seconds,
+                path=result.path,
+                path_note=result.path_note,
             )
         )
     return explanations

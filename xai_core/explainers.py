@@ -77,7 +77,7 @@ def _fm_g_cam(req: ExplainRequest, *, base: str, normalise: str, activation: str
     fused = torch.stack(
         [fm_g_cam(m, channels=raw.channels, normalise=normalise, activation=activation).maps for m in raw.maps]
     )
-    return MapResult(fused, raw.class_idx, raw.logits, 1)
+    return replace(raw, maps=fused, channels=1)  # keeps how the base's passes ran (path, path_note)
 
 
 _FUSION_BASE_HELP = "Any CAM-family method that gives one map per class (its default parameters)."

@@ -206,7 +206,14 @@ def explanation_work(
         warm_up(model, image, layer, class_idx[0])
         count_model_run()
         return xc.explain(
-            model, image, method=method, layer=layer, class_idx=list(class_idx), progress=progress, **dict(params)
+            model,
+            image,
+            method=method,
+            layer=layer,
+            class_idx=list(class_idx),
+            progress=progress,
+            accelerate="auto",  # one image on CUDA: a replayed CUDA graph; eager elsewhere
+            **dict(params),
         )
 
     return work
@@ -228,7 +235,8 @@ def warm_up(model: xc.LoadedModel, image, layer: str, cls: int) -> bool:
         if ident in _WARM:
             return False
         _WARM.add(ident)
-    xc.explain(model, image, method="grad_cam", layer=layer, class_idx=[int(cls)])
+    # The same switch as explanation_work: on CUDA the capture of one-class passes is one-off work too.
+    xc.explain(model, image, method="grad_cam", layer=layer, class_idx=[int(cls)], accelerate="auto")
     return True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -92,6 +93,31 @@ def select_classes(
     padded = [r + [r[-1]] * (k - len(r)) for r in rows]
     idx = torch.tensor(padded, dtype=torch.long, device=logits.device)
     return idx[0] if single else idx
+
+
+@dataclass(frozen=True)
+class ClassSelection:
+    """A class choice as data: :func:`select_classes` with these arguments, callable as a :data:`ClassChoice`.
+
+    :func:`xai_core.explain` passes one (not a bare function) so the CUDA-graph path can
+    repeat the choice on the device: top-K by ``torch.topk`` inside the graph, or fixed
+    classes copied into it (:mod:`xai_core.methods.accelerate`).
+
+    Attributes:
+        top_k: each image's K highest valid logits (when ``class_idx`` is None).
+        class_idx: these classes instead, one list per image.
+        extra: classes explained after them, one list per image.
+        valid: boolean mask ``[n]`` of outputs top-K may choose.
+    """
+
+    top_k: int | None
+    class_idx: list[list[int]] | None = None
+    extra: list[list[int]] | None = None
+    valid: torch.Tensor | None = None
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """The classes ``[N, K]`` chosen from ``logits`` ``[N, n]``."""
+        return select_classes(logits, top_k=self.top_k, class_idx=self.class_idx, extra=self.extra, valid=self.valid)
 
 
 def unique_rows(class_idx: torch.Tensor) -> list[tuple[int, ...]]:
@@ -285,17 +311,36 @@ def _one_pass(
                 elif needs_gradients:
                     grads[i] = class_gradients(scores, a).float()
         logits = logits.detach().float()
-        maps = []
-        for name, a, g, h in zip(layers, captured, grads, hvps):
-            a = a.detach().float()
-            ctx = CamContext(module, x, name, a, g, idx, logits, probabilities, progress, h)
-            try:
-                with autocast_context(x, autocast):
-                    out = maths(ctx, **params)
-                maps.append(to_maps(out.detach().float(), a, eigen_smooth=eigen_smooth))
-            except RuntimeError as err:
-                raise MethodError(f"{label} failed on layer {name!r}: {err}") from err
+        maps = [
+            layer_maps(
+                CamContext(module, x, name, a.detach().float(), g, idx, logits, probabilities, progress, h),
+                maths,
+                label=label,
+                autocast=autocast,
+                eigen_smooth=eigen_smooth,
+                params=params,
+            )
+            for name, a, g, h in zip(layers, captured, grads, hvps)
+        ]
     return maps, idx, logits, [int(a.shape[1]) for a in captured]
+
+
+def layer_maps(
+    ctx: CamContext,
+    maths: Callable[..., torch.Tensor],
+    *,
+    label: str,
+    autocast: torch.dtype | None,
+    eigen_smooth: bool,
+    params: dict,
+) -> torch.Tensor:
+    """One layer's maps ``[N, K, h, w]`` from the method's maths on the captured tensors of ``ctx``."""
+    try:
+        with autocast_context(ctx.x, autocast):
+            out = maths(ctx, **params)
+        return to_maps(out.detach().float(), ctx.activations, eigen_smooth=eigen_smooth)
+    except RuntimeError as err:
+        raise MethodError(f"{label} failed on layer {ctx.layer_name!r}: {err}") from err
 
 
 def _run_cams(

@@ -44,6 +44,8 @@ class ExplainRequest:
         progress: optional progress callback for slow methods.
         autocast: ``None`` (float32) or a dtype (``torch.bfloat16``/``torch.float16``)
             for the forward passes.
+        accelerate: ``"off"`` (eager), ``"auto"``, ``"cuda_graph"`` or ``"compile"``: how
+            CAM-family passes run (:mod:`xai_core.methods.accelerate`).
     """
 
     module: nn.Module
@@ -53,6 +55,7 @@ class ExplainRequest:
     probabilities: Callable[[torch.Tensor], torch.Tensor]
     progress: Progress | None = None
     autocast: torch.dtype | None = None
+    accelerate: str = "off"
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,17 @@ class MapResult:
         logits: ``[N, n]`` the model's raw scores on ``x``.
         channels: ``C`` of the explained layer (FM-G-CAM's 1/C); 1 for maps that are
             already a channel sum of relevance.
+        path: how the passes ran: ``"eager"``, ``"cuda_graph"`` (a replayed CUDA graph)
+            or ``"compile"`` (``torch.compile``).
+        path_note: when an acceleration was asked for and the passes ran eager, why.
     """
 
     maps: torch.Tensor
     class_idx: torch.Tensor
     logits: torch.Tensor
     channels: int
+    path: str = "eager"
+    path_note: str = ""
 
 
 @dataclass(frozen=True)

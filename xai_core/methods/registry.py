@@ -33,7 +33,7 @@ import torch
 
 from xai_core.errors import MethodError, UnknownNameError
 from xai_core.hooks.layers import linear_head
-from xai_core.methods import activation, gradient, guided, noisy, score
+from xai_core.methods import accelerate, activation, gradient, guided, noisy, score
 from xai_core.methods.base import _run_cams
 from xai_core.methods.context import CamContext, ExplainRequest, MapResult
 from xai_core.methods.smoothing import FUSIONS
@@ -251,26 +251,44 @@ class Explainer:
         return {name: p.check(params[name], self.label) if name in params else p.default for name, p in known.items()}
 
     def run(self, req: ExplainRequest, **params: object) -> MapResult:
-        """Run on a batch (``params`` already checked by :meth:`check_params`)."""
+        """Run on a batch (``params`` already checked by :meth:`check_params`).
+
+        With ``req.accelerate`` other than ``"off"``, CAM-family passes go through
+        :mod:`xai_core.methods.accelerate` (a CUDA graph or ``torch.compile``) where it
+        applies; the result's ``path`` and ``path_note`` say how they ran.
+        """
+        accelerate.check_mode(req.accelerate)
         if not self.is_cam:
             if not isinstance(req.layer_name, str):
                 raise MethodError(f"{self.label} explains one layer; only CAM-family methods fuse several layers.")
-            return self.compute(req, **params)  # type: ignore[return-value]
-        return _run_cams(
-            req.module,
-            req.x,
-            self.compute,
-            label=self.label,
-            layer=req.layer_name,
-            choose=req.choose,
-            needs_gradients=self.needs_gradients,
-            probabilities=req.probabilities,
-            progress=req.progress,
-            autocast=req.autocast,
-            target=self.target,
-            hessian=self.hessian,
-            **params,
-        )
+            result: MapResult = self.compute(req, **params)  # type: ignore[assignment]
+            if req.accelerate != "off" and result.path == "eager" and not result.path_note:
+                note = f"{self.label} runs its own passes; the accelerated pass covers the CAM family and FM-G-CAM."
+                result = replace(result, path_note=note)
+            return result
+
+        def eager() -> MapResult:
+            return _run_cams(
+                req.module,
+                req.x,
+                self.compute,
+                label=self.label,
+                layer=req.layer_name,
+                choose=req.choose,
+                needs_gradients=self.needs_gradients,
+                probabilities=req.probabilities,
+                progress=req.progress,
+                autocast=req.autocast,
+                target=self.target,
+                hessian=self.hessian,
+                **params,
+            )
+
+        if req.accelerate == "off":
+            return eager()
+        driver = {p.name for p in CAM_DRIVER_PARAMS}
+        own = {k: v for k, v in params.items() if k not in driver}
+        return accelerate.run(self, req, params, own, eager)
 
 
 # ------------------------------------------------------------------ method glue (small, per family)
