@@ -22,6 +22,8 @@ branches only look at forward tensors (never at the batched ``g``).
 from __future__ import annotations
 
 import copy
+import threading
+import weakref
 from typing import Any
 
 import torch
@@ -39,6 +41,33 @@ def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     times the numerator) would also become 0; the z rules never get that close.
     """
     return (num / den).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+
+
+# ----------------------------------------------------------------------------- masks
+# Indicator masks as float tensors, built from ``sign`` (the bool comparisons, ``masked_fill_``
+# and ``where`` run many times slower on the CPU, tests/test_relevance_rules.py pins the two
+# forms against each other). ``g * mask`` equals ``g.masked_fill(~mask, 0)`` for finite ``g``
+# (up to the sign of zero).
+
+
+def positive_mask(x: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x > 0``, else ``0`` (float, ``x``'s dtype)."""
+    return x.sign().clamp_(min=0)
+
+
+def negative_mask(x: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x < 0``, else ``0`` (float, ``x``'s dtype)."""
+    return x.sign().clamp_(max=0).neg_()
+
+
+def nonzero_mask(x: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x != 0``, else ``0`` (float, ``x``'s dtype)."""
+    return x.sign().abs_()
+
+
+def differs_mask(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x != value``, else ``0`` (``value`` broadcasts; finite values: ``x - value == 0`` iff equal)."""
+    return (x - value).sign_().abs_()
 
 
 # ----------------------------------------------------------------------------- conv helpers
@@ -107,6 +136,29 @@ def _unstrided(geo: tuple[Any, ...]) -> tuple[Any, ...]:
     return pad, (1, 1), padding, dilation, groups
 
 
+def _tent_up(r: torch.Tensor, stride: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """``conv_transpose2d`` of ``r`` ``[..., h, w]`` with the per-channel tent of :func:`_tent`, stride
+    ``stride``, padding ``s - 1``, cropped to ``size``: separable, as sums of shifted copies.
+
+    Along an axis with stride ``s`` output unit ``s * i + d`` (``0 <= d < s``) is
+    ``(s - d) / s * r[i] + d / s * r[i + 1]`` (``r[h] = 0``). Element-wise operations only
+    (a grouped transposed convolution takes a slow per-group path on the CPU), batchable
+    under vmap.
+    """
+    for axis, s, n_out in ((-2, stride[0], size[0]), (-1, stride[1], size[1])):
+        if s == 1:
+            continue
+        n = r.shape[axis]
+        nxt = torch.cat([r.narrow(axis, 1, n - 1), torch.zeros_like(r.narrow(axis, 0, 1))], dim=axis)
+        parts = [r] + [r * ((s - d) / s) + nxt * (d / s) for d in range(1, s)]
+        # stacked right after the axis: [..., n, s, ...] -> unit s * i + d
+        r = torch.stack(parts, dim=axis)
+        shape = list(r.shape)
+        shape[axis - 1 : axis + 1 if axis < -1 else None] = [n * s]
+        r = r.reshape(shape).narrow(axis, 0, n_out)
+    return r
+
+
 def _tent(stride: tuple[int, int], channels: int, like: torch.Tensor) -> torch.Tensor:
     """Per-channel separable tent kernel ``[C, 1, 2s-1, 2s-1]``, ``(s - |d|) / s`` per axis."""
     taps = []
@@ -140,22 +192,19 @@ class StrideSpread:
 
     def __init__(self, z1: torch.Tensor, stride: tuple[int, int], size: tuple[int, int]) -> None:
         self.stride = stride
-        self.mask = (z1 > 0).to(z1.dtype)
-        self.kernel = _tent(stride, z1.shape[1], z1)
-        self.padding = (stride[0] - 1, stride[1] - 1)
-        h1, w1 = z1.shape[-2:]
-        self.output_padding = (h1 - (size[0] - 1) * stride[0] - 1, w1 - (size[1] - 1) * stride[1] - 1)
-        norm = F.conv2d(self.mask, self.kernel, None, stride, self.padding, 1, z1.shape[1])
+        self.mask = positive_mask(z1)
+        self.size1 = tuple(z1.shape[-2:])
+        kernel = _tent(stride, z1.shape[1], z1)
+        norm = F.conv2d(self.mask, kernel, None, stride, (stride[0] - 1, stride[1] - 1), 1, z1.shape[1])
         self.inv_norm = safe_divide(torch.ones_like(norm), norm)
 
     def __call__(self, r: torch.Tensor) -> torch.Tensor:
-        """Relevance ``[..., C, h, w]`` at the strided output -> ``[..., C, H1, W1]`` at stride 1."""
-        lead = r.shape[:-3]
-        flat = (r * self.inv_norm).reshape(-1, *r.shape[-3:]) if lead else r * self.inv_norm
-        up = F.conv_transpose2d(
-            flat, self.kernel, None, self.stride, self.padding, self.output_padding, self.kernel.shape[0]
-        )
-        return up.reshape(*lead, *up.shape[-3:]) * self.mask
+        """Relevance ``[..., C, h, w]`` at the strided output -> ``[..., C, H1, W1]`` at stride 1.
+
+        The transposed strided convolution with the tent (stride ``s``, padding ``s - 1``),
+        computed separably by :func:`_tent_up`.
+        """
+        return _tent_up(r * self.inv_norm, self.stride, self.size1).mul_(self.mask)
 
 
 def stride_of(module: nn.Module) -> tuple[int, int]:
@@ -217,11 +266,59 @@ def pool_grad(module: nn.Module, x: torch.Tensor, y: torch.Tensor, g_out: torch.
     else:  # pragma: no cover - the composite only maps the classes above here
         raise MethodError(f"No pooling rule for {type(module).__name__}.")
     # R_in = X * c; X = x where x > 0, else 0, so g_in = c on x > 0.
-    return c.masked_fill_(x <= 0, 0.0)
+    return c.mul_(positive_mask(x))
 
 
 def _pair(v: Any) -> list[int]:
     return list(v) if isinstance(v, (tuple, list)) else [int(v), int(v)]
+
+
+_SIGNED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[torch.Tensor, tuple[torch.Tensor, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SIGNED_PER_SLOT = 2
+"""Weights remembered per module and kind (the model's own and a canonizer's folded ones)."""
+_SIGNED_LOCK = threading.Lock()
+
+
+def _weight_key(w: torch.Tensor) -> tuple:
+    """What identifies a weight's values: storage address, in-place version, layout, dtype, device.
+
+    The cache entry keeps the weight it was derived from alive, so no other tensor can take
+    its address while the entry lives (a detached alias shares storage and version counter).
+    """
+    return (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device)
+
+
+def _derived(module: nn.Module, w: torch.Tensor, slot: str, make: Any) -> tuple[torch.Tensor, ...]:
+    """``make()``, cached for ``module`` under ``(slot, _weight_key(w))`` (the last two weights per slot)."""
+    key = (slot, *_weight_key(w))
+    with _SIGNED_LOCK:
+        hit = _SIGNED.get(module, {}).get(key)
+    if hit is not None:
+        return hit[1]
+    value = make()
+    with _SIGNED_LOCK:
+        entries = _SIGNED.setdefault(module, {})
+        same = [k for k in entries if k[0] == slot]
+        for old in same[: max(0, len(same) - _SIGNED_PER_SLOT + 1)]:
+            del entries[old]
+        entries[key] = (w, value)
+    return value
+
+
+def signed_weights(module: nn.Module, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w.clamp(min=0), w.clamp(max=0))``, cached per module and weight version.
+
+    A canonizer's folded weights are themselves cached (:func:`~xai_core.relevance.canonizers.fold_batchnorms`),
+    so repeated explanations reuse the parts; any change of ``w`` is seen by :func:`_weight_key`.
+    """
+    return _derived(module, w, "signed", lambda: (w.clamp(min=0), w.clamp(max=0)))  # type: ignore[return-value]
+
+
+def zbox_stack(module: nn.Module, w: torch.Tensor, wp: torch.Tensor, wn: torch.Tensor) -> torch.Tensor:
+    """``cat([w, w+, w-], dim=1)`` (cached like :func:`signed_weights`): z^B's three transposed passes in one."""
+    return _derived(module, w, "zbox", lambda: (torch.cat([w, wp, wn], dim=1),))[0]
 
 
 class ZPlusConv:
@@ -230,9 +327,9 @@ class ZPlusConv:
     ``z = conv(x+, w+) + conv(x-, w-)`` (the positive contributions), ``s = R_out / z``,
     ``R_in = x+ * conv^T(w+, s) + x- * conv^T(w-, s)``. ``rule(g_out) -> g_in``.
 
-    The ``"canonized"`` rule set (docs/fgcam.md) passes ``constant``: a lazy mask of input
-    units that carry no evidence, because the layer below gave them no positive
-    contribution (:meth:`unsupported` of that layer's rule): their value is their folded
+    The ``"canonized"`` rule set (docs/fgcam.md) passes ``constant``: a lazy float mask,
+    ``0`` at input units that carry no evidence because the layer below gave them no positive
+    contribution (:meth:`supported` of that layer's rule), else ``1``: their value is their folded
     BatchNorm shift, at most reduced by their inputs, i.e. a bias. Like this layer's own
     bias they take no relevance: ``x`` is zeroed there before the rule, and the relevance
     goes to the units that carry evidence.
@@ -255,6 +352,7 @@ class ZPlusConv:
         self.geo = _conv_geometry(module)
         self.x, self.y = x, y
         self.w = module.weight.detach() if weight is None else weight
+        self.module = module
         self.constant = constant
         self.spread = spread and _strides(self.geo) != (1, 1)
         self._parts: tuple[torch.Tensor, ...] | None = None
@@ -262,20 +360,21 @@ class ZPlusConv:
     def _forward_parts(self) -> tuple[torch.Tensor, ...]:
         """``(x_padded, x+, x- or None, z)``, computed once from forward tensors only.
 
-        The rule of the layer above may ask for :meth:`unsupported` first.
+        The rule of the layer above may ask for :meth:`supported` first.
         """
         if self._parts is None:
             x = self.x
             if self.constant is not None:
-                x = x.masked_fill(self.constant(), 0.0)
+                x = x * self.constant()
             xp_full = _pad(x, self.geo[0])
-            has_neg = bool((x < 0).any())  # inputs after ReLU/ReLU6 have none: skip the x- branch
+            has_neg = bool(x.amin() < 0)  # inputs after ReLU/ReLU6 have none: skip the x- branch
             xpos = xp_full.clamp(min=0) if has_neg else xp_full
             xneg = xp_full.clamp(max=0) if has_neg else None
             geo = _unstrided(self.geo) if self.spread else self.geo
-            z = _conv(xpos, self.w.clamp(min=0), geo)
+            wp, wn = signed_weights(self.module, self.w)
+            z = _conv(xpos, wp, geo)
             if has_neg:
-                z = z + _conv(xneg, self.w.clamp(max=0), geo)
+                z = z + _conv(xneg, wn, geo)
             self._parts = (xp_full, xpos, xneg, z)
         return self._parts
 
@@ -293,15 +392,18 @@ class ZPlusConv:
         other.y = y
         return other
 
-    def unsupported(self) -> torch.Tensor:
-        """Output units with no positive contribution (``z == 0``): their value is the bias's."""
-        return self._strided_z() == 0
+    def supported(self) -> torch.Tensor:
+        """Float mask: ``1`` at output units with a positive contribution (``z > 0``), ``0`` where ``z == 0``.
+
+        ``z`` is a sum of non-negative products, so its sign is the mask.
+        """
+        return nonzero_mask(self._strided_z())
 
     def __call__(self, g_out: torch.Tensor) -> torch.Tensor:
         """The signal at the input for ``g_out`` at the output (then frees the forward tensors)."""
         geo, pad = self.geo, self.geo[0]
         xp_full, xpos, xneg, z = self._forward_parts()
-        wp, wn = self.w.clamp(min=0), self.w.clamp(max=0)
+        wp, wn = signed_weights(self.module, self.w)
         if self.spread:
             geo = _unstrided(geo)
             spread = StrideSpread(z, _strides(self.geo), tuple(self.y.shape[-2:]))
@@ -309,9 +411,9 @@ class ZPlusConv:
         else:
             s = g_out * safe_divide(self.y, z)
         # R_in = x+ * cp + x- * cn, so g_in = cp where x > 0 and cn where x < 0 (in place on fresh tensors)
-        g = _conv_t(xp_full.shape, wp, s, geo).masked_fill_(xp_full <= 0, 0.0)
+        g = _conv_t(xp_full.shape, wp, s, geo).mul_(positive_mask(xp_full))
         if xneg is not None:
-            g = g + _conv_t(xp_full.shape, wn, s, geo).masked_fill_(xp_full >= 0, 0.0)
+            g = g.addcmul_(_conv_t(xp_full.shape, wn, s, geo), negative_mask(xp_full))
         self._parts = None  # free the forward tensors once the backward has used them
         self.x = self.y = None
         return _unpad(g, pad)  # 0 at constant units: x was zeroed there
@@ -357,17 +459,20 @@ def zbox_conv_grads(
         geo = _unstrided(geo)
     xf, lf, hf = _pad(x, pad), _pad(low, pad), _pad(high, pad)
     w = module.weight.detach() if weight is None else weight
-    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    wp, wn = signed_weights(module, w)
     z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
     if spread:
         s = safe_divide(StrideSpread(z, strided, tuple(y.shape[-2:]))(g_out * y), z)
     else:
         s = g_out * safe_divide(y, z)
-    return (
-        _unpad(_conv_t(xf.shape, w, s, geo), pad),
-        _unpad(-_conv_t(xf.shape, wp, s, geo), pad),
-        _unpad(-_conv_t(xf.shape, wn, s, geo), pad),
-    )
+    c = x.shape[1]
+    if geo[4] == 1:  # one transposed convolution for the three (weights stacked along input channels)
+        shape = (*xf.shape[:-3], 3 * c, *xf.shape[-2:])
+        g = _conv_t(shape, zbox_stack(module, w, wp, wn), s, geo)
+        g_x, g_low, g_high = g[..., :c, :, :], -g[..., c : 2 * c, :, :], -g[..., 2 * c :, :, :]
+    else:
+        g_x, g_low, g_high = (_conv_t(xf.shape, w, s, geo), -_conv_t(xf.shape, wp, s, geo), -_conv_t(xf.shape, wn, s, geo))
+    return _unpad(g_x, pad), _unpad(g_low, pad), _unpad(g_high, pad)
 
 
 def zplus_linear_grad(
@@ -375,11 +480,11 @@ def zplus_linear_grad(
 ) -> torch.Tensor:
     """z+/z- rule for a Linear layer (LRP head), bias ignored. x ``[N, in]``, y ``[N, out]``."""
     w = module.weight.detach() if weight is None else weight
-    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    wp, wn = signed_weights(module, w)
     xp, xn = x.clamp(min=0), x.clamp(max=0)
     z = F.linear(xp, wp) + F.linear(xn, wn)
     s = g_out * safe_divide(y, z)
-    return (s @ wp).masked_fill_(x <= 0, 0.0) + (s @ wn).masked_fill_(x >= 0, 0.0)
+    return (s @ wp).mul_(positive_mask(x)).addcmul_(s @ wn, negative_mask(x))
 
 
 # ----------------------------------------------------------------------------- autograd glue
