@@ -102,6 +102,19 @@ def _conv_geometry(module: nn.Module) -> tuple[Any, ...]:
     return pad, module.stride, module.padding, module.dilation, module.groups
 
 
+def _implicit_pad(geo: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The same convolution with a symmetric explicit zero pad moved into the convolution's ``padding``.
+
+    (TF "same" convolutions at stride 1 pad evenly.) The rule then needs no padded copy of
+    its input, and its transposed pass returns the unpadded signal directly.
+    """
+    pad, stride, padding, dilation, groups = geo
+    if pad is None or pad[0] != pad[1] or pad[2] != pad[3] or isinstance(padding, str):
+        return geo
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return None, stride, (int(ph) + pad[2], int(pw) + pad[0]), dilation, groups
+
+
 def _pad(x: torch.Tensor, pad: tuple[int, ...] | None) -> torch.Tensor:
     return x if pad is None else F.pad(x, pad)
 
@@ -120,9 +133,34 @@ def _conv(x: torch.Tensor, w: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tenso
 
 
 def _conv_t(shape: torch.Size, w: torch.Tensor, s: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tensor:
-    """Adjoint of :func:`_conv` applied to ``s`` (``conv^T(w, s)``), for an input of ``shape``."""
+    """Adjoint of :func:`_conv` applied to ``s`` (``conv^T(w, s)``), for an input of ``shape``.
+
+    A depthwise convolution at stride 1 (every depthwise layer under the crisp rules) takes
+    the forward convolution with the flipped kernel (:func:`_depthwise_t`): oneDNN's
+    transposed depthwise pass is several times slower than its forward pass on the CPU.
+    """
     _, stride, padding, dilation, groups = geo
+    if _depthwise_t_ok(shape, w, stride, padding, dilation, groups):
+        return _depthwise_t(w, s, padding, dilation, groups)
     return torch.nn.grad.conv2d_input(shape, w, s, stride, padding, dilation, groups)
+
+
+def _pairs(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _depthwise_t_ok(shape: Any, w: torch.Tensor, stride: Any, padding: Any, dilation: Any, groups: int) -> bool:
+    if groups == 1 or w.shape[1] != 1 or w.shape[0] != groups or shape[-3] != groups or _pairs(stride) != (1, 1):
+        return False
+    (ph, pw), (dh, dw) = _pairs(padding), _pairs(dilation)
+    return dh * (w.shape[2] - 1) >= ph and dw * (w.shape[3] - 1) >= pw
+
+
+def _depthwise_t(w: torch.Tensor, s: torch.Tensor, padding: Any, dilation: Any, groups: int) -> torch.Tensor:
+    """Transposed depthwise convolution at stride 1 as a forward one: ``conv(s, flip(w))``, padding ``d (k - 1) - p``."""
+    (ph, pw), (dh, dw) = _pairs(padding), _pairs(dilation)
+    pad_t = (dh * (w.shape[2] - 1) - ph, dw * (w.shape[3] - 1) - pw)
+    return F.conv2d(s, w.flip(-2, -1), None, 1, pad_t, (dh, dw), groups)
 
 
 def _strides(geo: tuple[Any, ...]) -> tuple[int, int]:
@@ -149,7 +187,7 @@ def _tent_up(r: torch.Tensor, stride: tuple[int, int], size: tuple[int, int]) ->
         if s == 1:
             continue
         n = r.shape[axis]
-        nxt = torch.cat([r.narrow(axis, 1, n - 1), torch.zeros_like(r.narrow(axis, 0, 1))], dim=axis)
+        nxt = F.pad(r.narrow(axis, 1, n - 1), (0, 1) if axis == -1 else (0, 0, 0, 1))  # r[i + 1], 0 at the end
         parts = [r] + [r * ((s - d) / s) + nxt * (d / s) for d in range(1, s)]
         # stacked right after the axis: [..., n, s, ...] -> unit s * i + d
         r = torch.stack(parts, dim=axis)
@@ -349,7 +387,7 @@ class ZPlusConv:
         constant: Any = None,
         spread: bool = False,
     ) -> None:
-        self.geo = _conv_geometry(module)
+        self.geo = _implicit_pad(_conv_geometry(module))
         self.x, self.y = x, y
         self.w = module.weight.detach() if weight is None else weight
         self.module = module
