@@ -127,8 +127,15 @@ def _unpad(g: torch.Tensor, pad: tuple[int, ...] | None) -> torch.Tensor:
     return g[..., top : h - bottom, left : w - right]
 
 
+def _pointwise(w: torch.Tensor, stride: Any, padding: Any, groups: int) -> bool:
+    """A 1x1 convolution at stride 1 without padding: a matrix product over channels."""
+    return groups == 1 and w.shape[2:] == (1, 1) and _pairs(stride) == (1, 1) and _pairs(padding) == (0, 0)
+
+
 def _conv(x: torch.Tensor, w: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tensor:
     _, stride, padding, dilation, groups = geo
+    if _pointwise(w, stride, padding, groups):  # a plain matmul: no im2col bookkeeping
+        return (w.reshape(w.shape[0], w.shape[1]) @ x.reshape(*x.shape[:-2], -1)).reshape(*x.shape[:-3], -1, *x.shape[-2:])
     return F.conv2d(x, w, None, stride, padding, dilation, groups)
 
 
@@ -140,6 +147,8 @@ def _conv_t(shape: torch.Size, w: torch.Tensor, s: torch.Tensor, geo: tuple[Any,
     transposed depthwise pass is several times slower than its forward pass on the CPU.
     """
     _, stride, padding, dilation, groups = geo
+    if _pointwise(w, stride, padding, groups):  # ``w^T s`` as a matmul (no zero-filled col2im buffer)
+        return (w.reshape(w.shape[0], w.shape[1]).t() @ s.reshape(*s.shape[:-2], -1)).reshape(shape)
     if _depthwise_t_ok(shape, w, stride, padding, dilation, groups):
         return _depthwise_t(w, s, padding, dilation, groups)
     return torch.nn.grad.conv2d_input(shape, w, s, stride, padding, dilation, groups)
@@ -172,29 +181,6 @@ def _unstrided(geo: tuple[Any, ...]) -> tuple[Any, ...]:
     """The same convolution with stride 1 (its output at ``[::s, ::s]`` is the strided one's)."""
     pad, _, padding, dilation, groups = geo
     return pad, (1, 1), padding, dilation, groups
-
-
-def _tent_up(r: torch.Tensor, stride: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
-    """``conv_transpose2d`` of ``r`` ``[..., h, w]`` with the per-channel tent of :func:`_tent`, stride
-    ``stride``, padding ``s - 1``, cropped to ``size``: separable, as sums of shifted copies.
-
-    Along an axis with stride ``s`` output unit ``s * i + d`` (``0 <= d < s``) is
-    ``(s - d) / s * r[i] + d / s * r[i + 1]`` (``r[h] = 0``). Element-wise operations only
-    (a grouped transposed convolution takes a slow per-group path on the CPU), batchable
-    under vmap.
-    """
-    for axis, s, n_out in ((-2, stride[0], size[0]), (-1, stride[1], size[1])):
-        if s == 1:
-            continue
-        n = r.shape[axis]
-        nxt = F.pad(r.narrow(axis, 1, n - 1), (0, 1) if axis == -1 else (0, 0, 0, 1))  # r[i + 1], 0 at the end
-        parts = [r] + [r * ((s - d) / s) + nxt * (d / s) for d in range(1, s)]
-        # stacked right after the axis: [..., n, s, ...] -> unit s * i + d
-        r = torch.stack(parts, dim=axis)
-        shape = list(r.shape)
-        shape[axis - 1 : axis + 1 if axis < -1 else None] = [n * s]
-        r = r.reshape(shape).narrow(axis, 0, n_out)
-    return r
 
 
 def _tent(stride: tuple[int, int], channels: int, like: torch.Tensor) -> torch.Tensor:
@@ -231,18 +217,21 @@ class StrideSpread:
     def __init__(self, z1: torch.Tensor, stride: tuple[int, int], size: tuple[int, int]) -> None:
         self.stride = stride
         self.mask = positive_mask(z1)
-        self.size1 = tuple(z1.shape[-2:])
-        kernel = _tent(stride, z1.shape[1], z1)
-        norm = F.conv2d(self.mask, kernel, None, stride, (stride[0] - 1, stride[1] - 1), 1, z1.shape[1])
-        self.inv_norm = safe_divide(torch.ones_like(norm), norm)
+        self.kernel = _tent(stride, z1.shape[1], z1)
+        self.padding = (stride[0] - 1, stride[1] - 1)
+        h1, w1 = z1.shape[-2:]
+        self.output_padding = (h1 - (size[0] - 1) * stride[0] - 1, w1 - (size[1] - 1) * stride[1] - 1)
+        norm = F.conv2d(self.mask, self.kernel, None, stride, self.padding, 1, z1.shape[1])
+        self.inv_norm = norm.reciprocal_().nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # safe_divide(1, norm)
 
     def __call__(self, r: torch.Tensor) -> torch.Tensor:
-        """Relevance ``[..., C, h, w]`` at the strided output -> ``[..., C, H1, W1]`` at stride 1.
-
-        The transposed strided convolution with the tent (stride ``s``, padding ``s - 1``),
-        computed separably by :func:`_tent_up`.
-        """
-        return _tent_up(r * self.inv_norm, self.stride, self.size1).mul_(self.mask)
+        """Relevance ``[..., C, h, w]`` at the strided output -> ``[..., C, H1, W1]`` at stride 1."""
+        lead = r.shape[:-3]
+        flat = (r * self.inv_norm).reshape(-1, *r.shape[-3:]) if lead else r * self.inv_norm
+        up = F.conv_transpose2d(
+            flat, self.kernel, None, self.stride, self.padding, self.output_padding, self.kernel.shape[0]
+        )
+        return up.reshape(*lead, *up.shape[-3:]).mul_(self.mask)
 
 
 def stride_of(module: nn.Module) -> tuple[int, int]:
@@ -433,9 +422,9 @@ class ZPlusConv:
     def supported(self) -> torch.Tensor:
         """Float mask: ``1`` at output units with a positive contribution (``z > 0``), ``0`` where ``z == 0``.
 
-        ``z`` is a sum of non-negative products, so its sign is the mask.
+        ``z`` is a sum of non-negative products, so its sign is the mask (``nonzero_mask`` in one pass).
         """
-        return nonzero_mask(self._strided_z())
+        return self._strided_z().sign()  # z >= 0: the sign is the mask
 
     def __call__(self, g_out: torch.Tensor) -> torch.Tensor:
         """The signal at the input for ``g_out`` at the output (then frees the forward tensors)."""
@@ -449,7 +438,8 @@ class ZPlusConv:
         else:
             s = g_out * safe_divide(self.y, z)
         # R_in = x+ * cp + x- * cn, so g_in = cp where x > 0 and cn where x < 0 (in place on fresh tensors)
-        g = _conv_t(xp_full.shape, wp, s, geo).mul_(positive_mask(xp_full))
+        pos = positive_mask(xp_full) if xneg is not None else xp_full.sign()  # x >= 0: the sign is the mask
+        g = _conv_t(xp_full.shape, wp, s, geo).mul_(pos)
         if xneg is not None:
             g = g.addcmul_(_conv_t(xp_full.shape, wn, s, geo), negative_mask(xp_full))
         self._parts = None  # free the forward tensors once the backward has used them
