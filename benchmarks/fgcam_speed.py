@@ -1,4 +1,4 @@
-"""FG-CAM speed on EfficientNet-Lite0 (CPU, batch 1): printed, not asserted.
+"""FG-CAM speed on EfficientNet-Lite0 (CPU, batch 1 unless --batch): printed, not asserted.
 
 Median time of FG-CAM from ``--layer`` (default ``_head_act``) down to ``--target``
 (default the input) with the Grad-CAM base, as a ratio to the floor of an explanation at
@@ -107,19 +107,21 @@ CONV_FORWARD = ("aten::_slow_conv2d_forward", "aten::mkldnn_convolution")
 """Forward convolution kernels on the CPU (one call each)."""
 CONV_BACKWARD = ("aten::convolution_backward", "aten::_slow_conv2d_backward")
 """The transposed convolutions: one ``convolution_backward`` call each (its own time is mkldnn's kernel)."""
+CONV_MATMUL = ("aten::bmm", "aten::mm")
+"""1x1 convolutions of the rules, run as matrix products (``xai_core.relevance.rules._conv``)."""
 
 
 def _convolutions(fn, runs: int) -> tuple[int, float, float, str]:
-    """Per call of ``fn``: convolution calls (forward kernels and backward entries), ms in their kernels, ms in all,
-    and a table of the operators with the most self time."""
+    """Per call of ``fn``: convolution calls (forward kernels, backward entries, 1x1 convolutions as matmuls),
+    ms in their kernels, ms in all, and a table of the operators with the most self time."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(runs):
             fn()
     stats = {e.key: e for e in prof.key_averages()}
-    calls = sum(stats[k].count for k in (*CONV_FORWARD, CONV_BACKWARD[0]) if k in stats)
-    kernel_us = sum(stats[k].self_cpu_time_total for k in (*CONV_FORWARD, *CONV_BACKWARD) if k in stats)
+    calls = sum(stats[k].count for k in (*CONV_FORWARD, CONV_BACKWARD[0], *CONV_MATMUL) if k in stats)
+    kernel_us = sum(stats[k].self_cpu_time_total for k in (*CONV_FORWARD, *CONV_BACKWARD, *CONV_MATMUL) if k in stats)
     total_us = sum(e.self_cpu_time_total for e in stats.values())
     rows = sorted(stats.values(), key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
     table = "\n".join(

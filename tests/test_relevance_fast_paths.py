@@ -3,8 +3,7 @@
 Each fused or rewritten computation in ``xai_core.relevance.rules`` is pinned here to the
 plain PyTorch computation it replaces: float masks against bool masks and ``masked_fill``,
 a transposed depthwise convolution run as a forward one, 1x1 convolutions as matmuls,
-z^B's three transposed passes in one, a TF "same" pad moved into the convolution, and the
-cached positive/negative weight parts against an in-place weight change.
+z^B's three transposed passes in one, and a TF "same" pad moved into the convolution.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from xai_core.relevance.rules import (
     nonzero_mask,
     positive_mask,
     safe_divide,
-    signed_weights,
     zbox_conv_grads,
 )
 
@@ -144,21 +142,6 @@ def test_zbox_one_stacked_transposed_pass_equals_three(stride: int) -> None:
 
     for a, b in zip(ours, (conv_t(w), -conv_t(wp), -conv_t(wn))):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-
-
-def test_signed_weight_cache_follows_weight_changes() -> None:
-    module = nn.Conv2d(3, 4, 3)
-    w = module.weight.detach()
-    wp, wn = signed_weights(module, w)
-    assert torch.equal(wp, w.clamp(min=0)) and torch.equal(wn, w.clamp(max=0))
-    assert signed_weights(module, module.weight.detach())[0] is wp  # cached across calls
-    with torch.no_grad():
-        module.weight.mul_(-1)  # in place: same storage, new version
-    w2 = module.weight.detach()
-    assert torch.equal(signed_weights(module, w2)[0], w2.clamp(min=0))
-    module.weight.data = torch.randn(4, 3, 3, 3)  # new storage, same Parameter
-    w3 = module.weight.detach()
-    assert torch.equal(signed_weights(module, w3)[1], w3.clamp(max=0))
 
 
 class _DepthwiseNet(nn.Module):

@@ -22,8 +22,6 @@ branches only look at forward tensors (never at the batched ``g``).
 from __future__ import annotations
 
 import copy
-import threading
-import weakref
 from typing import Any
 
 import torch
@@ -45,7 +43,7 @@ def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- masks
 # Indicator masks as float tensors, built from ``sign`` (the bool comparisons, ``masked_fill_``
-# and ``where`` run many times slower on the CPU, tests/test_relevance_rules.py pins the two
+# and ``where`` run many times slower on the CPU; tests/test_relevance_fast_paths.py pins the two
 # forms against each other). ``g * mask`` equals ``g.masked_fill(~mask, 0)`` for finite ``g``
 # (up to the sign of zero).
 
@@ -135,7 +133,8 @@ def _pointwise(w: torch.Tensor, stride: Any, padding: Any, groups: int) -> bool:
 def _conv(x: torch.Tensor, w: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tensor:
     _, stride, padding, dilation, groups = geo
     if _pointwise(w, stride, padding, groups):  # a plain matmul: no im2col bookkeeping
-        return (w.reshape(w.shape[0], w.shape[1]) @ x.reshape(*x.shape[:-2], -1)).reshape(*x.shape[:-3], -1, *x.shape[-2:])
+        z = w.reshape(w.shape[0], w.shape[1]) @ x.reshape(*x.shape[:-2], -1)
+        return z.reshape(*x.shape[:-3], -1, *x.shape[-2:])
     return F.conv2d(x, w, None, stride, padding, dilation, groups)
 
 
@@ -166,7 +165,11 @@ def _depthwise_t_ok(shape: Any, w: torch.Tensor, stride: Any, padding: Any, dila
 
 
 def _depthwise_t(w: torch.Tensor, s: torch.Tensor, padding: Any, dilation: Any, groups: int) -> torch.Tensor:
-    """Transposed depthwise convolution at stride 1 as a forward one: ``conv(s, flip(w))``, padding ``d (k - 1) - p``."""
+    """Transposed depthwise convolution at stride 1 as a forward one.
+
+    ``conv(s, flip(w))`` with padding ``d (k - 1) - p`` per axis (the adjoint of a stride-1
+    correlation is the correlation with the flipped kernel, padded to the full size).
+    """
     (ph, pw), (dh, dw) = _pairs(padding), _pairs(dilation)
     pad_t = (dh * (w.shape[2] - 1) - ph, dw * (w.shape[3] - 1) - pw)
     return F.conv2d(s, w.flip(-2, -1), None, 1, pad_t, (dh, dw), groups)
@@ -300,52 +303,13 @@ def _pair(v: Any) -> list[int]:
     return list(v) if isinstance(v, (tuple, list)) else [int(v), int(v)]
 
 
-_SIGNED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[torch.Tensor, tuple[torch.Tensor, ...]]]] = (
-    weakref.WeakKeyDictionary()
-)
-_SIGNED_PER_SLOT = 2
-"""Weights remembered per module and kind (the model's own and a canonizer's folded ones)."""
-_SIGNED_LOCK = threading.Lock()
+def signed_weights(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w.clamp(min=0), w.clamp(max=0))``.
 
-
-def _weight_key(w: torch.Tensor) -> tuple:
-    """What identifies a weight's values: storage address, in-place version, layout, dtype, device.
-
-    The cache entry keeps the weight it was derived from alive, so no other tensor can take
-    its address while the entry lives (a detached alias shares storage and version counter).
+    Computed once per rule application (not kept per model: that would hold two more copies
+    of every weight for the model's lifetime, for about 2% of an FG-CAM call on Lite0).
     """
-    return (w.data_ptr(), w._version, tuple(w.shape), w.stride(), w.dtype, w.device)
-
-
-def _derived(module: nn.Module, w: torch.Tensor, slot: str, make: Any) -> tuple[torch.Tensor, ...]:
-    """``make()``, cached for ``module`` under ``(slot, _weight_key(w))`` (the last two weights per slot)."""
-    key = (slot, *_weight_key(w))
-    with _SIGNED_LOCK:
-        hit = _SIGNED.get(module, {}).get(key)
-    if hit is not None:
-        return hit[1]
-    value = make()
-    with _SIGNED_LOCK:
-        entries = _SIGNED.setdefault(module, {})
-        same = [k for k in entries if k[0] == slot]
-        for old in same[: max(0, len(same) - _SIGNED_PER_SLOT + 1)]:
-            del entries[old]
-        entries[key] = (w, value)
-    return value
-
-
-def signed_weights(module: nn.Module, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w.clamp(min=0), w.clamp(max=0))``, cached per module and weight version.
-
-    A canonizer's folded weights are themselves cached (:func:`~xai_core.relevance.canonizers.fold_batchnorms`),
-    so repeated explanations reuse the parts; any change of ``w`` is seen by :func:`_weight_key`.
-    """
-    return _derived(module, w, "signed", lambda: (w.clamp(min=0), w.clamp(max=0)))  # type: ignore[return-value]
-
-
-def zbox_stack(module: nn.Module, w: torch.Tensor, wp: torch.Tensor, wn: torch.Tensor) -> torch.Tensor:
-    """``cat([w, w+, w-], dim=1)`` (cached like :func:`signed_weights`): z^B's three transposed passes in one."""
-    return _derived(module, w, "zbox", lambda: (torch.cat([w, wp, wn], dim=1),))[0]
+    return w.clamp(min=0), w.clamp(max=0)
 
 
 class ZPlusConv:
@@ -379,10 +343,10 @@ class ZPlusConv:
         self.geo = _implicit_pad(_conv_geometry(module))
         self.x, self.y = x, y
         self.w = module.weight.detach() if weight is None else weight
-        self.module = module
         self.constant = constant
         self.spread = spread and _strides(self.geo) != (1, 1)
         self._parts: tuple[torch.Tensor, ...] | None = None
+        self._w_parts: tuple[torch.Tensor, torch.Tensor] | None = None  # (w+, w-), set with the parts
 
     def _forward_parts(self) -> tuple[torch.Tensor, ...]:
         """``(x_padded, x+, x- or None, z)``, computed once from forward tensors only.
@@ -398,7 +362,7 @@ class ZPlusConv:
             xpos = xp_full.clamp(min=0) if has_neg else xp_full
             xneg = xp_full.clamp(max=0) if has_neg else None
             geo = _unstrided(self.geo) if self.spread else self.geo
-            wp, wn = signed_weights(self.module, self.w)
+            wp, wn = self._w_parts = signed_weights(self.w)
             z = _conv(xpos, wp, geo)
             if has_neg:
                 z = z + _conv(xneg, wn, geo)
@@ -430,7 +394,7 @@ class ZPlusConv:
         """The signal at the input for ``g_out`` at the output (then frees the forward tensors)."""
         geo, pad = self.geo, self.geo[0]
         xp_full, xpos, xneg, z = self._forward_parts()
-        wp, wn = signed_weights(self.module, self.w)
+        wp, wn = self._w_parts  # type: ignore[misc]
         if self.spread:
             geo = _unstrided(geo)
             spread = StrideSpread(z, _strides(self.geo), tuple(self.y.shape[-2:]))
@@ -444,6 +408,7 @@ class ZPlusConv:
             g = g.addcmul_(_conv_t(xp_full.shape, wn, s, geo), negative_mask(xp_full))
         self._parts = None  # free the forward tensors once the backward has used them
         self.x = self.y = None
+        self._w_parts = None
         return _unpad(g, pad)  # 0 at constant units: x was zeroed there
 
 
@@ -487,7 +452,7 @@ def zbox_conv_grads(
         geo = _unstrided(geo)
     xf, lf, hf = _pad(x, pad), _pad(low, pad), _pad(high, pad)
     w = module.weight.detach() if weight is None else weight
-    wp, wn = signed_weights(module, w)
+    wp, wn = signed_weights(w)
     z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
     if spread:
         s = safe_divide(StrideSpread(z, strided, tuple(y.shape[-2:]))(g_out * y), z)
@@ -496,10 +461,11 @@ def zbox_conv_grads(
     c = x.shape[1]
     if geo[4] == 1:  # one transposed convolution for the three (weights stacked along input channels)
         shape = (*xf.shape[:-3], 3 * c, *xf.shape[-2:])
-        g = _conv_t(shape, zbox_stack(module, w, wp, wn), s, geo)
+        g = _conv_t(shape, torch.cat([w, wp, wn], dim=1), s, geo)
         g_x, g_low, g_high = g[..., :c, :, :], -g[..., c : 2 * c, :, :], -g[..., 2 * c :, :, :]
     else:
-        g_x, g_low, g_high = (_conv_t(xf.shape, w, s, geo), -_conv_t(xf.shape, wp, s, geo), -_conv_t(xf.shape, wn, s, geo))
+        g_x, g_low, g_high = (_conv_t(xf.shape, v, s, geo) for v in (w, wp, wn))
+        g_low, g_high = -g_low, -g_high
     return _unpad(g_x, pad), _unpad(g_low, pad), _unpad(g_high, pad)
 
 
@@ -508,7 +474,7 @@ def zplus_linear_grad(
 ) -> torch.Tensor:
     """z+/z- rule for a Linear layer (LRP head), bias ignored. x ``[N, in]``, y ``[N, out]``."""
     w = module.weight.detach() if weight is None else weight
-    wp, wn = signed_weights(module, w)
+    wp, wn = signed_weights(w)
     xp, xn = x.clamp(min=0), x.clamp(max=0)
     z = F.linear(xp, wp) + F.linear(xn, wn)
     s = g_out * safe_divide(y, z)
