@@ -93,20 +93,30 @@ CONVS = {
     "depthwise": lambda: nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4, bias=False),
     "dilated": lambda: nn.Conv2d(4, 3, 3, padding=2, dilation=2),
     "pointwise": lambda: nn.Conv2d(4, 7, 1),
+    # stride-1 depthwise: the transposed pass runs as a forward convolution (rules._depthwise_t)
+    "depthwise_s1": lambda: nn.Conv2d(4, 4, 3, padding=1, groups=4),
+    "depthwise_s1_dilated": lambda: nn.Conv2d(4, 4, 3, padding=(2, 1), dilation=2, groups=4),
 }
 
 
-def _tf_same_conv() -> nn.Module:
+def _tf_same_conv(stride: int = 2, kernel: int = 3) -> nn.Module:
     from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
 
-    return Conv2dStaticSamePadding(4, 4, 3, stride=2, image_size=7, groups=4, bias=False)
+    return Conv2dStaticSamePadding(4, 4, kernel, stride=stride, image_size=7, groups=4, bias=False)
 
 
-@pytest.mark.parametrize("name", [*CONVS, "tf_same_depthwise"])
+TF_SAME = {
+    "tf_same_depthwise": lambda: _tf_same_conv(),
+    # stride 1: the even static pad moves into the convolution (rules._implicit_pad)
+    "tf_same_depthwise_s1": lambda: _tf_same_conv(stride=1, kernel=5),
+}
+
+
+@pytest.mark.parametrize("name", [*CONVS, *TF_SAME])
 @pytest.mark.parametrize("signed", [False, True])
 def test_hidden_conv_rule_matches_matrix_form(name: str, signed: bool) -> None:
     dtype = _setup(0)
-    module = (CONVS[name]() if name in CONVS else _tf_same_conv()).to(dtype).eval()
+    module = (CONVS[name]() if name in CONVS else TF_SAME[name]()).to(dtype).eval()
     x = torch.randn(1, 4, 7, 7, dtype=dtype)
     if not signed:
         x = x.clamp(min=0)

@@ -37,9 +37,10 @@ class RelevancePass:
         start_leaf: the detached leaf the rest of the network ran on (for true gradients).
         target: output of the target layer (differentiate the rule graph w.r.t. it).
         bounds: ``(low, high)`` images of the z^B rule, one pair per conv that took the model input.
-        constant: ``id(tensor) -> (tensor, mask)``: units of a hooked tensor that are constants
-            of the forward pass (a convolution's output where its inputs were all zero, so it
-            equals its bias; carried through element-wise activations). Canonized rules only.
+        constant: ``id(tensor) -> (tensor, keep)``: ``keep()`` is a float mask, ``0`` at the
+            units of a hooked tensor that are constants of the forward pass (a convolution's
+            output where its inputs were all zero, so it equals its bias; carried through
+            element-wise activations), else ``1``. Canonized rules only.
         fusable: ``id(tensor) -> (tensor, rule, conv input)`` for hidden-conv outputs, so an
             element-wise activation right after (a folded BatchNorm passes the very tensor
             on) runs the conv's rule in the same autograd node. Canonized rules only.
@@ -189,7 +190,7 @@ class Identity(Rule):
             conv_rule, conv_inp = producer[1], producer[2]
             fused = conv_rule.with_output(output.detach())
             new = maths.apply_rule(fused, output, conv_inp)
-            ctx.state.constant[id(new)] = (new, fused.unsupported)
+            ctx.state.constant[id(new)] = (new, fused.supported)
             return new
         fn = functools.partial(maths.identity_grad, inp.detach(), output.detach())
         return ctx.carry_constant(inp, maths.apply_rule(fn, output, inp))
@@ -234,7 +235,7 @@ class ZPlus(Rule):
             module, xd, output.detach(), weight=weight, constant=None if hit is None else hit[1], spread=self.spread
         )
         new = maths.apply_rule(rule, output, inp)
-        ctx.state.constant[id(new)] = (new, rule.unsupported)
+        ctx.state.constant[id(new)] = (new, rule.supported)
         ctx.state.fusable[id(new)] = (new, rule, inp)
         return new
 
@@ -290,8 +291,8 @@ class ZBox(Rule):
         )
         new = maths.apply_rule(fn, output, inp, low, high)
         if self.mark_constant and module.bias is not None and output.dim() == 4:
-            mask = output.detach() == module.bias.detach()[:, None, None]
-            ctx.state.constant[id(new)] = (new, lambda: mask)
+            out, bias = output.detach(), module.bias.detach()[:, None, None]
+            ctx.state.constant[id(new)] = (new, functools.partial(maths.differs_mask, out, bias))
         return new
 
 

@@ -41,6 +41,33 @@ def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return (num / den).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
+# ----------------------------------------------------------------------------- masks
+# Indicator masks as float tensors, built from ``sign`` (the bool comparisons, ``masked_fill_``
+# and ``where`` run many times slower on the CPU; tests/test_relevance_fast_paths.py pins the two
+# forms against each other). ``g * mask`` equals ``g.masked_fill(~mask, 0)`` for finite ``g``
+# (up to the sign of zero).
+
+
+def positive_mask(x: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x > 0``, else ``0`` (float, ``x``'s dtype)."""
+    return x.sign().clamp_(min=0)
+
+
+def negative_mask(x: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x < 0``, else ``0`` (float, ``x``'s dtype)."""
+    return x.sign().clamp_(max=0).neg_()
+
+
+def nonzero_mask(x: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x != 0``, else ``0`` (float, ``x``'s dtype)."""
+    return x.sign().abs_()
+
+
+def differs_mask(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``1.0`` where ``x != value``, else ``0`` (``value`` broadcasts; finite values: ``x - value == 0`` iff equal)."""
+    return (x - value).sign_().abs_()
+
+
 # ----------------------------------------------------------------------------- conv helpers
 
 
@@ -73,6 +100,19 @@ def _conv_geometry(module: nn.Module) -> tuple[Any, ...]:
     return pad, module.stride, module.padding, module.dilation, module.groups
 
 
+def _implicit_pad(geo: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The same convolution with a symmetric explicit zero pad moved into the convolution's ``padding``.
+
+    (TF "same" convolutions at stride 1 pad evenly.) The rule then needs no padded copy of
+    its input, and its transposed pass returns the unpadded signal directly.
+    """
+    pad, stride, padding, dilation, groups = geo
+    if pad is None or pad[0] != pad[1] or pad[2] != pad[3] or isinstance(padding, str):
+        return geo
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return None, stride, (int(ph) + pad[2], int(pw) + pad[0]), dilation, groups
+
+
 def _pad(x: torch.Tensor, pad: tuple[int, ...] | None) -> torch.Tensor:
     return x if pad is None else F.pad(x, pad)
 
@@ -85,15 +125,54 @@ def _unpad(g: torch.Tensor, pad: tuple[int, ...] | None) -> torch.Tensor:
     return g[..., top : h - bottom, left : w - right]
 
 
+def _pointwise(w: torch.Tensor, stride: Any, padding: Any, groups: int) -> bool:
+    """A 1x1 convolution at stride 1 without padding: a matrix product over channels."""
+    return groups == 1 and w.shape[2:] == (1, 1) and _pairs(stride) == (1, 1) and _pairs(padding) == (0, 0)
+
+
 def _conv(x: torch.Tensor, w: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tensor:
     _, stride, padding, dilation, groups = geo
+    if _pointwise(w, stride, padding, groups):  # a plain matmul: no im2col bookkeeping
+        z = w.reshape(w.shape[0], w.shape[1]) @ x.reshape(*x.shape[:-2], -1)
+        return z.reshape(*x.shape[:-3], -1, *x.shape[-2:])
     return F.conv2d(x, w, None, stride, padding, dilation, groups)
 
 
 def _conv_t(shape: torch.Size, w: torch.Tensor, s: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tensor:
-    """Adjoint of :func:`_conv` applied to ``s`` (``conv^T(w, s)``), for an input of ``shape``."""
+    """Adjoint of :func:`_conv` applied to ``s`` (``conv^T(w, s)``), for an input of ``shape``.
+
+    A depthwise convolution at stride 1 (every depthwise layer under the crisp rules) takes
+    the forward convolution with the flipped kernel (:func:`_depthwise_t`): oneDNN's
+    transposed depthwise pass is several times slower than its forward pass on the CPU.
+    """
     _, stride, padding, dilation, groups = geo
+    if _pointwise(w, stride, padding, groups):  # ``w^T s`` as a matmul (no zero-filled col2im buffer)
+        return (w.reshape(w.shape[0], w.shape[1]).t() @ s.reshape(*s.shape[:-2], -1)).reshape(shape)
+    if _depthwise_t_ok(shape, w, stride, padding, dilation, groups):
+        return _depthwise_t(w, s, padding, dilation, groups)
     return torch.nn.grad.conv2d_input(shape, w, s, stride, padding, dilation, groups)
+
+
+def _pairs(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _depthwise_t_ok(shape: Any, w: torch.Tensor, stride: Any, padding: Any, dilation: Any, groups: int) -> bool:
+    if groups == 1 or w.shape[1] != 1 or w.shape[0] != groups or shape[-3] != groups or _pairs(stride) != (1, 1):
+        return False
+    (ph, pw), (dh, dw) = _pairs(padding), _pairs(dilation)
+    return dh * (w.shape[2] - 1) >= ph and dw * (w.shape[3] - 1) >= pw
+
+
+def _depthwise_t(w: torch.Tensor, s: torch.Tensor, padding: Any, dilation: Any, groups: int) -> torch.Tensor:
+    """Transposed depthwise convolution at stride 1 as a forward one.
+
+    ``conv(s, flip(w))`` with padding ``d (k - 1) - p`` per axis (the adjoint of a stride-1
+    correlation is the correlation with the flipped kernel, padded to the full size).
+    """
+    (ph, pw), (dh, dw) = _pairs(padding), _pairs(dilation)
+    pad_t = (dh * (w.shape[2] - 1) - ph, dw * (w.shape[3] - 1) - pw)
+    return F.conv2d(s, w.flip(-2, -1), None, 1, pad_t, (dh, dw), groups)
 
 
 def _strides(geo: tuple[Any, ...]) -> tuple[int, int]:
@@ -140,13 +219,13 @@ class StrideSpread:
 
     def __init__(self, z1: torch.Tensor, stride: tuple[int, int], size: tuple[int, int]) -> None:
         self.stride = stride
-        self.mask = (z1 > 0).to(z1.dtype)
+        self.mask = positive_mask(z1)
         self.kernel = _tent(stride, z1.shape[1], z1)
         self.padding = (stride[0] - 1, stride[1] - 1)
         h1, w1 = z1.shape[-2:]
         self.output_padding = (h1 - (size[0] - 1) * stride[0] - 1, w1 - (size[1] - 1) * stride[1] - 1)
         norm = F.conv2d(self.mask, self.kernel, None, stride, self.padding, 1, z1.shape[1])
-        self.inv_norm = safe_divide(torch.ones_like(norm), norm)
+        self.inv_norm = norm.reciprocal_().nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # safe_divide(1, norm)
 
     def __call__(self, r: torch.Tensor) -> torch.Tensor:
         """Relevance ``[..., C, h, w]`` at the strided output -> ``[..., C, H1, W1]`` at stride 1."""
@@ -155,7 +234,7 @@ class StrideSpread:
         up = F.conv_transpose2d(
             flat, self.kernel, None, self.stride, self.padding, self.output_padding, self.kernel.shape[0]
         )
-        return up.reshape(*lead, *up.shape[-3:]) * self.mask
+        return up.reshape(*lead, *up.shape[-3:]).mul_(self.mask)
 
 
 def stride_of(module: nn.Module) -> tuple[int, int]:
@@ -217,11 +296,20 @@ def pool_grad(module: nn.Module, x: torch.Tensor, y: torch.Tensor, g_out: torch.
     else:  # pragma: no cover - the composite only maps the classes above here
         raise MethodError(f"No pooling rule for {type(module).__name__}.")
     # R_in = X * c; X = x where x > 0, else 0, so g_in = c on x > 0.
-    return c.masked_fill_(x <= 0, 0.0)
+    return c.mul_(positive_mask(x))
 
 
 def _pair(v: Any) -> list[int]:
     return list(v) if isinstance(v, (tuple, list)) else [int(v), int(v)]
+
+
+def signed_weights(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w.clamp(min=0), w.clamp(max=0))``.
+
+    Computed once per rule application (not kept per model: that would hold two more copies
+    of every weight for the model's lifetime, for about 2% of an FG-CAM call on Lite0).
+    """
+    return w.clamp(min=0), w.clamp(max=0)
 
 
 class ZPlusConv:
@@ -230,9 +318,9 @@ class ZPlusConv:
     ``z = conv(x+, w+) + conv(x-, w-)`` (the positive contributions), ``s = R_out / z``,
     ``R_in = x+ * conv^T(w+, s) + x- * conv^T(w-, s)``. ``rule(g_out) -> g_in``.
 
-    The ``"canonized"`` rule set (docs/fgcam.md) passes ``constant``: a lazy mask of input
-    units that carry no evidence, because the layer below gave them no positive
-    contribution (:meth:`unsupported` of that layer's rule): their value is their folded
+    The ``"canonized"`` rule set (docs/fgcam.md) passes ``constant``: a lazy float mask,
+    ``0`` at input units that carry no evidence because the layer below gave them no positive
+    contribution (:meth:`supported` of that layer's rule), else ``1``: their value is their folded
     BatchNorm shift, at most reduced by their inputs, i.e. a bias. Like this layer's own
     bias they take no relevance: ``x`` is zeroed there before the rule, and the relevance
     goes to the units that carry evidence.
@@ -252,30 +340,32 @@ class ZPlusConv:
         constant: Any = None,
         spread: bool = False,
     ) -> None:
-        self.geo = _conv_geometry(module)
+        self.geo = _implicit_pad(_conv_geometry(module))
         self.x, self.y = x, y
         self.w = module.weight.detach() if weight is None else weight
         self.constant = constant
         self.spread = spread and _strides(self.geo) != (1, 1)
         self._parts: tuple[torch.Tensor, ...] | None = None
+        self._w_parts: tuple[torch.Tensor, torch.Tensor] | None = None  # (w+, w-), set with the parts
 
     def _forward_parts(self) -> tuple[torch.Tensor, ...]:
         """``(x_padded, x+, x- or None, z)``, computed once from forward tensors only.
 
-        The rule of the layer above may ask for :meth:`unsupported` first.
+        The rule of the layer above may ask for :meth:`supported` first.
         """
         if self._parts is None:
             x = self.x
             if self.constant is not None:
-                x = x.masked_fill(self.constant(), 0.0)
+                x = x * self.constant()
             xp_full = _pad(x, self.geo[0])
-            has_neg = bool((x < 0).any())  # inputs after ReLU/ReLU6 have none: skip the x- branch
+            has_neg = bool(x.amin() < 0)  # inputs after ReLU/ReLU6 have none: skip the x- branch
             xpos = xp_full.clamp(min=0) if has_neg else xp_full
             xneg = xp_full.clamp(max=0) if has_neg else None
             geo = _unstrided(self.geo) if self.spread else self.geo
-            z = _conv(xpos, self.w.clamp(min=0), geo)
+            wp, wn = self._w_parts = signed_weights(self.w)
+            z = _conv(xpos, wp, geo)
             if has_neg:
-                z = z + _conv(xneg, self.w.clamp(max=0), geo)
+                z = z + _conv(xneg, wn, geo)
             self._parts = (xp_full, xpos, xneg, z)
         return self._parts
 
@@ -293,15 +383,18 @@ class ZPlusConv:
         other.y = y
         return other
 
-    def unsupported(self) -> torch.Tensor:
-        """Output units with no positive contribution (``z == 0``): their value is the bias's."""
-        return self._strided_z() == 0
+    def supported(self) -> torch.Tensor:
+        """Float mask: ``1`` at output units with a positive contribution (``z > 0``), ``0`` where ``z == 0``.
+
+        ``z`` is a sum of non-negative products, so its sign is the mask (``nonzero_mask`` in one pass).
+        """
+        return self._strided_z().sign()  # z >= 0: the sign is the mask
 
     def __call__(self, g_out: torch.Tensor) -> torch.Tensor:
         """The signal at the input for ``g_out`` at the output (then frees the forward tensors)."""
         geo, pad = self.geo, self.geo[0]
         xp_full, xpos, xneg, z = self._forward_parts()
-        wp, wn = self.w.clamp(min=0), self.w.clamp(max=0)
+        wp, wn = self._w_parts  # type: ignore[misc]
         if self.spread:
             geo = _unstrided(geo)
             spread = StrideSpread(z, _strides(self.geo), tuple(self.y.shape[-2:]))
@@ -309,11 +402,13 @@ class ZPlusConv:
         else:
             s = g_out * safe_divide(self.y, z)
         # R_in = x+ * cp + x- * cn, so g_in = cp where x > 0 and cn where x < 0 (in place on fresh tensors)
-        g = _conv_t(xp_full.shape, wp, s, geo).masked_fill_(xp_full <= 0, 0.0)
+        pos = positive_mask(xp_full) if xneg is not None else xp_full.sign()  # x >= 0: the sign is the mask
+        g = _conv_t(xp_full.shape, wp, s, geo).mul_(pos)
         if xneg is not None:
-            g = g + _conv_t(xp_full.shape, wn, s, geo).masked_fill_(xp_full >= 0, 0.0)
+            g = g.addcmul_(_conv_t(xp_full.shape, wn, s, geo), negative_mask(xp_full))
         self._parts = None  # free the forward tensors once the backward has used them
         self.x = self.y = None
+        self._w_parts = None
         return _unpad(g, pad)  # 0 at constant units: x was zeroed there
 
 
@@ -357,17 +452,21 @@ def zbox_conv_grads(
         geo = _unstrided(geo)
     xf, lf, hf = _pad(x, pad), _pad(low, pad), _pad(high, pad)
     w = module.weight.detach() if weight is None else weight
-    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    wp, wn = signed_weights(w)
     z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
     if spread:
         s = safe_divide(StrideSpread(z, strided, tuple(y.shape[-2:]))(g_out * y), z)
     else:
         s = g_out * safe_divide(y, z)
-    return (
-        _unpad(_conv_t(xf.shape, w, s, geo), pad),
-        _unpad(-_conv_t(xf.shape, wp, s, geo), pad),
-        _unpad(-_conv_t(xf.shape, wn, s, geo), pad),
-    )
+    c = x.shape[1]
+    if geo[4] == 1:  # one transposed convolution for the three (weights stacked along input channels)
+        shape = (*xf.shape[:-3], 3 * c, *xf.shape[-2:])
+        g = _conv_t(shape, torch.cat([w, wp, wn], dim=1), s, geo)
+        g_x, g_low, g_high = g[..., :c, :, :], -g[..., c : 2 * c, :, :], -g[..., 2 * c :, :, :]
+    else:
+        g_x, g_low, g_high = (_conv_t(xf.shape, v, s, geo) for v in (w, wp, wn))
+        g_low, g_high = -g_low, -g_high
+    return _unpad(g_x, pad), _unpad(g_low, pad), _unpad(g_high, pad)
 
 
 def zplus_linear_grad(
@@ -375,11 +474,11 @@ def zplus_linear_grad(
 ) -> torch.Tensor:
     """z+/z- rule for a Linear layer (LRP head), bias ignored. x ``[N, in]``, y ``[N, out]``."""
     w = module.weight.detach() if weight is None else weight
-    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    wp, wn = signed_weights(w)
     xp, xn = x.clamp(min=0), x.clamp(max=0)
     z = F.linear(xp, wp) + F.linear(xn, wn)
     s = g_out * safe_divide(y, z)
-    return (s @ wp).masked_fill_(x <= 0, 0.0) + (s @ wn).masked_fill_(x >= 0, 0.0)
+    return (s @ wp).mul_(positive_mask(x)).addcmul_(s @ wn, negative_mask(x))
 
 
 # ----------------------------------------------------------------------------- autograd glue

@@ -1,0 +1,180 @@
+"""The fast forms of the relevance rules (issue 20 item 4) against their straightforward forms.
+
+Each fused or rewritten computation in ``xai_core.relevance.rules`` is pinned here to the
+plain PyTorch computation it replaces: float masks against bool masks and ``masked_fill``,
+a transposed depthwise convolution run as a forward one, 1x1 convolutions as matmuls,
+z^B's three transposed passes in one, and a TF "same" pad moved into the convolution.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xai_core.relevance import lrp, rules
+from xai_core.relevance.rules import (
+    ZPlusConv,
+    differs_mask,
+    negative_mask,
+    nonzero_mask,
+    positive_mask,
+    safe_divide,
+    zbox_conv_grads,
+)
+
+
+def _with_zeros(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    x = torch.randn(*shape, dtype=torch.float64)
+    return x * (torch.rand(shape, dtype=torch.float64) > 0.3)  # exact zeros too
+
+
+def test_float_masks_equal_bool_masks() -> None:
+    x = _with_zeros((2, 3, 5, 5), 0)
+    b = torch.randn(3, 1, 1, dtype=torch.float64)
+    x[0, 1, 2] = b[1, 0, 0]  # some units equal the value exactly
+    assert torch.equal(positive_mask(x), (x > 0).double())
+    assert torch.equal(negative_mask(x), (x < 0).double())
+    assert torch.equal(nonzero_mask(x), (x != 0).double())
+    assert torch.equal(differs_mask(x, b), (x != b).double())
+    g = torch.randn_like(x)
+    assert torch.equal(g * positive_mask(x), g.masked_fill(x <= 0, 0.0))
+
+
+GEOMETRIES = {
+    # (in channels, out channels, kernel, stride, padding, dilation, groups)
+    "depthwise_3x3": (6, 6, 3, 1, 1, 1, 6),
+    "depthwise_5x5_no_pad": (4, 4, 5, 1, 0, 1, 4),
+    "depthwise_dilated_uneven_pad": (4, 4, 3, 1, (2, 1), 2, 4),
+    "depthwise_strided": (4, 4, 3, 2, 1, 1, 4),  # not the fast path: conv2d_input
+    "pointwise": (5, 7, 1, 1, 0, 1, 1),
+    "pointwise_strided": (5, 7, 1, 2, 0, 1, 1),  # not the fast path
+    "grouped": (4, 6, 3, 1, 1, 1, 2),
+    "dense": (3, 4, 3, 1, 1, 1, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_conv_and_transposed_conv_match_the_plain_ops(name: str) -> None:
+    c_in, c_out, k, stride, padding, dilation, groups = GEOMETRIES[name]
+    torch.manual_seed(1)
+    x = torch.randn(2, c_in, 9, 8, dtype=torch.float64)
+    w = torch.randn(c_out, c_in // groups, k, k, dtype=torch.float64)
+    geo = (None, stride, padding, dilation, groups)
+    y = F.conv2d(x, w, None, stride, padding, dilation, groups)
+    torch.testing.assert_close(rules._conv(x, w, geo), y, rtol=1e-12, atol=1e-12)
+    s = torch.randn_like(y)
+    expected = torch.nn.grad.conv2d_input(x.shape, w, s, stride, padding, dilation, groups)
+    torch.testing.assert_close(rules._conv_t(x.shape, w, s, geo), expected, rtol=1e-12, atol=1e-12)
+
+
+def _zplus_plain(module: nn.Conv2d, x: torch.Tensor, y: torch.Tensor, g_out: torch.Tensor, constant=None):
+    """The z+/z- rule as first written: explicit pad, bool masks, ``masked_fill``, ``conv2d_input``."""
+    pad, stride, padding, dilation, groups = rules._conv_geometry(module)
+    if constant is not None:
+        x = x.masked_fill(constant, 0.0)
+    xp = x if pad is None else F.pad(x, pad)
+    w = module.weight.detach()
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    z = F.conv2d(xp.clamp(min=0), wp, None, stride, padding, dilation, groups)
+    z = z + F.conv2d(xp.clamp(max=0), wn, None, stride, padding, dilation, groups)
+    s = g_out * safe_divide(y, z)
+    cp = torch.nn.grad.conv2d_input(xp.shape, wp, s, stride, padding, dilation, groups)
+    cn = torch.nn.grad.conv2d_input(xp.shape, wn, s, stride, padding, dilation, groups)
+    g = cp.masked_fill(xp <= 0, 0.0) + cn.masked_fill(xp >= 0, 0.0)
+    if pad is not None:
+        left, right, top, bottom = pad
+        g = g[..., top : g.shape[-2] - bottom, left : g.shape[-1] - right]
+    return g
+
+
+def _tf_same(stride: int, kernel: int, groups: int) -> nn.Module:
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+
+    return Conv2dStaticSamePadding(4, 4, kernel, stride=stride, image_size=9, groups=groups, bias=False)
+
+
+MODULES = {
+    "depthwise_s1": lambda: nn.Conv2d(4, 4, 3, padding=1, groups=4),
+    "pointwise": lambda: nn.Conv2d(4, 6, 1),
+    "dense": lambda: nn.Conv2d(4, 5, 3, padding=1),
+    "tf_same_s1_depthwise": lambda: _tf_same(1, 5, 4),
+    "tf_same_s2_depthwise": lambda: _tf_same(2, 3, 4),
+}
+
+
+@pytest.mark.parametrize("name", list(MODULES))
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("with_constant", [False, True])
+def test_zplus_rule_equals_its_plain_form(name: str, signed: bool, with_constant: bool) -> None:
+    module = MODULES[name]().double().eval()
+    x = _with_zeros((2, 4, 9, 9), 2)
+    if not signed:
+        x = x.abs()
+    y = module(x).detach()
+    g_out = torch.randn_like(y)
+    constant = (torch.rand_like(x) > 0.7) if with_constant else None
+    keep = None if constant is None else (lambda: (~constant).double())
+    ours = ZPlusConv(module, x, y, constant=keep)(g_out)
+    expected = _zplus_plain(module, x, y, g_out, constant)
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    assert expected.abs().sum() > 0
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_zbox_one_stacked_transposed_pass_equals_three(stride: int) -> None:
+    torch.manual_seed(4)
+    module = nn.Conv2d(3, 5, 3, stride=stride, padding=1).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    low, high = torch.full_like(x, x.min().item()), torch.full_like(x, x.max().item())
+    y = module(x).detach()
+    g_out = torch.randn_like(y)
+    ours = zbox_conv_grads(module, x, low, high, y, g_out)
+    w = module.weight.detach()
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    z = F.conv2d(x, w, None, stride, 1) - F.conv2d(low, wp, None, stride, 1) - F.conv2d(high, wn, None, stride, 1)
+    s = g_out * safe_divide(y, z)
+
+    def conv_t(weight: torch.Tensor) -> torch.Tensor:
+        return torch.nn.grad.conv2d_input(x.shape, weight, s, stride, 1)
+
+    for a, b in zip(ours, (conv_t(w), -conv_t(wp), -conv_t(wn))):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+class _DepthwiseNet(nn.Module):
+    """Stem, stride-1 and stride-2 depthwise convs, 1x1 convs with signed input (a residual), a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.dw2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
+        self.expand = nn.Conv2d(8, 16, 1)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.bn(self.stem(x)))
+        b = self.pw(torch.relu(self.dw(a))) + a  # signed: a 1x1 conv's output plus a residual
+        c = torch.relu(self.expand(torch.relu(self.dw2(b)) - 0.1))
+        return self.fc(c.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("rules_name", ["crisp", "canonized", "authors"])
+def test_batched_classes_equal_one_class_at_a_time(rules_name: str) -> None:
+    """K classes go down in one vmapped backward: the fast paths must batch the same way."""
+    torch.manual_seed(5)
+    net = _DepthwiseNet().eval()
+    with torch.no_grad():
+        net.bn.running_mean.normal_()
+        net.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 16, 16)
+    together = lrp(net, x, class_idx=[0, 2, 4], rules=rules_name).relevance
+    for k, cls in enumerate([0, 2, 4]):
+        alone = lrp(net, x, class_idx=[cls], rules=rules_name).relevance[:, 0]
+        torch.testing.assert_close(together[:, k], alone, rtol=1e-5, atol=1e-6 * alone.abs().max().item())
+    assert together.abs().sum() > 0
