@@ -151,7 +151,7 @@ def test_reloading_keeps_the_upload_and_the_settings_as_the_readme_says(new_page
     _idle(page)
     _no_errors(page)
     assert page.locator('[data-testid="stAlert"]', has_text="From the address").count() == 0
-    _shot(page, "reload_restored")
+    _shot(page, "reload_restored.png")
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "Reloading the tab shows the same image, settings and maps again" in readme
 

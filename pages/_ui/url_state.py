@@ -270,7 +270,8 @@ def follow(page: str) -> None:
     """Restore the page's choices from the address on a fresh session, mirror them there, show notices.
 
     Called at the top of a page, before its widgets: ``page`` is its ``PAGE`` code (see ``PAGES``).
-    The notices stay until a choice changes or the session leaves the page.
+    The notices stay until a choice changes or the session leaves the page; from then on a
+    widget that cannot show a choice is no longer the address's doing (:func:`refused`).
     """
     first = not st.session_state.get(DONE, False)
     st.session_state[DONE] = True
@@ -280,11 +281,12 @@ def follow(page: str) -> None:
         st.session_state[SLOT] = st.empty()
         _restore(page)
         st.session_state[SEEN] = _wanted(page)
-    elif _notices(page) and st.session_state.get(SEEN) == _wanted(page):
+    elif st.session_state.get(SEEN) != _wanted(page):  # a choice changed, or another page: the address is read
+        for done in (NOTICES, FROM_URL, SEEN):
+            st.session_state.pop(done, None)
+    elif _notices(page):
         st.session_state[SLOT] = st.empty()
         _show(st.session_state[SLOT], _notices(page))
-    else:
-        st.session_state.pop(NOTICES, None)
     _write(page)
 
 
