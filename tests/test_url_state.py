@@ -91,17 +91,21 @@ def test_address_restores_the_classification_settings_and_follows_changes():
     assert not _notice(at)
     at.slider(key="cls.k").set_value(2).run()
     at.selectbox(key="cls.activation").set_value("elu").run()
+    at.slider(key="cls.alpha").set_value(0.1 + 0.25).run()  # 0.35000000000000003
     assert at.query_params["k"] == "2" and at.query_params["activation"] == "elu"
+    assert at.query_params["alpha"] == "0.35"
     assert at.query_params["method"] == "grad_cam_pp" and at.query_params["sample"] == "dogs.png"
 
 
 @pytest.mark.slow
 def test_bad_values_in_the_address_are_ignored_with_a_notice():
     params = {"method": "no_such_cam", "k": "99", "alpha": "x", "layer": "_blocks.99", "cmap": "viridis"}
+    params["activation"] = "`[a link](http://example.com)`"
     at = _open("pages/classification.py", params)
     notice = _notice(at)
-    for name in ("method=no_such_cam", "k=99", "alpha=x", "layer=_blocks.99"):
+    for name in ("method=no_such_cam", "k=99", "alpha=x", "layer=_blocks.99", "activation=?"):
         assert name in notice, notice
+    assert "](" not in notice and "http://" not in notice  # a value is echoed as plain code, never as markup
     assert at.selectbox(key="cls.method").value == "grad_cam"  # the defaults instead
     assert at.slider(key="cls.k").value == 3
     assert at.selectbox(key="cls.colormap").value == "viridis"  # the valid value is kept

@@ -14,6 +14,7 @@ bounded :mod:`pages._ui.upload_store`; uploaded weights files do not (the notice
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,6 +78,10 @@ def _number(raw: str) -> float:
     return round(value, 2)
 
 
+def _decimal(value: object) -> str:
+    return f"{value:g}"  # a slider's 0.35000000000000003 as 0.35
+
+
 def _join(values: object) -> str:
     return ",".join(str(v) for v in values)  # type: ignore[union-attr]
 
@@ -136,8 +141,8 @@ PARAMS = {
         Param("gallery_k", "gallery_k", int, _range(1, 5)),
         Param("activation", "activation", _text, _one_of(lambda f: ACTIVATIONS, "an end activation")),
         Param("cmap", "colormap", _text, _one_of(lambda f: COLORMAPS, "a colour map")),
-        Param("alpha", "alpha", _number, _range(0, 1)),
-        Param("fused_alpha", "fused_alpha", _number, _range(0, 1)),
+        Param("alpha", "alpha", _number, _range(0, 1), _decimal),
+        Param("fused_alpha", "fused_alpha", _number, _range(0, 1), _decimal),
         Param("classes", "classes.{model}", _ints, _class_numbers, _join),
         Param("class_mode", "class_mode", _text, _one_of(lambda f: ("join", "replace"), "'join' or 'replace'")),
     )
@@ -193,7 +198,8 @@ def _show(slot, notes: list[str]) -> None:
 
 
 def _refusal(name: str, raw: str, why: str) -> str:
-    return f"`{name}={raw[:60]}` was ignored ({why})."
+    shown = re.sub(r"[^\w.,:+-]", "?", raw[:60])  # echoed as code: no backtick, link or markup of its own
+    return f"`{name}={shown}` was ignored ({why})."
 
 
 # ----------------------------------------------------------------------------- reading and writing
