@@ -152,3 +152,12 @@ def test_a_weights_file_is_not_restored_and_the_notice_says_so():
     assert not at.exception, [e.value for e in at.exception]
     assert "A weights file is not kept across a reload: upload it again" in _notice(at)
     assert any("Upload a weights file in the sidebar" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_a_sample_opened_from_the_home_page_is_in_the_address_at_once():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    next(b for b in at.button if b.key == "home.open.imagenet.dogs.png").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="cls.sample").value == "dogs.png"
+    assert at.query_params["sample"] == "dogs.png"
