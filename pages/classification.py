@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import xai_core as xc
-from pages._ui import compute, figures, presenter, views
+from pages._ui import compute, figures, presenter, url_state, views
 from pages._ui.estimates import slow_estimate
 from pages._ui.legend import image_grid, show_legend
 from pages._ui.notices import size_warning
@@ -19,6 +19,7 @@ from xai_core.select import join, rows_of, subset
 ensure_routed()
 
 PAGE = "cls"
+url_state.follow(PAGE)  # choices from / into the address (a reload or a link restores them)
 
 presenting = presenter.present_mode(PAGE)
 if not presenting:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import xai_core as xc
-from pages._ui import compute, faithfulness, sanity
+from pages._ui import compute, faithfulness, sanity, url_state
 from pages._ui.estimates import slow_estimate
 from pages._ui.legend import image_grid
 from pages._ui.notices import size_warning
@@ -27,6 +27,7 @@ from xai_core.report import coinciding_groups
 ensure_routed()
 
 PAGE = "cmp"
+url_state.follow(PAGE)  # choices from / into the address (a reload or a link restores them)
 
 st.title("Method comparison")
 st.markdown(

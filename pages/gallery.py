@@ -7,7 +7,7 @@ import html
 import streamlit as st
 
 import xai_core as xc
-from pages._ui import compute
+from pages._ui import compute, url_state
 from pages._ui.gallery import RESULTS, GalleryFile, gallery_work, read_folder, read_zip, result_key, server_folder
 from pages._ui.jobs import MISSING
 from pages._ui.running import Work, attempt, obtain
@@ -36,6 +36,7 @@ ZIP_MB = 200
 
 if st.session_state.pop(OPEN, False):  # a thumbnail's Open was clicked: its image is the session's now
     st.switch_page(PAGE_FILES["classification"])
+url_state.follow(PAGE)  # choices from / into the address (a reload or a link restores them)
 
 
 def _open(name: str, data: bytes) -> None:

@@ -10,7 +10,7 @@ import html
 import streamlit as st
 
 import xai_core as xc
-from pages._ui import compute
+from pages._ui import compute, url_state
 from pages._ui.compare_view import comparison_figure, photo_under
 from pages._ui.estimates import slow_estimate
 from pages._ui.running import MISSING, Work, attempt, obtain
@@ -22,6 +22,7 @@ from xai_core.render import COLORMAPS
 ensure_routed()
 
 PAGE = "sbs"
+url_state.follow(PAGE)  # choices from / into the address (a reload or a link restores them)
 FAMILIES = {"imagenet": "ImageNet (photos)", "xray": "Chest X-ray"}
 DEFAULT_SAMPLE = {"imagenet": "cat_dog.png", "xray": "nih_00000001_000.png"}
 SECOND_SAMPLE = {"imagenet": "dogs.png", "xray": "nih_00027426_000.png"}

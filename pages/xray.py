@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui import compute, figures, presenter, views
+from pages._ui import compute, figures, presenter, url_state, views
 from pages._ui.notices import reading_record, reading_warnings
 from pages._ui.orchestration import explain_classes
 from pages._ui.report import report_pdf
@@ -16,6 +16,7 @@ from xai_core.report import weights_status
 ensure_routed()
 
 PAGE = "xray"
+url_state.follow(PAGE)  # choices from / into the address (a reload or a link restores them)
 
 RESEARCH_ONLY = (
     "**Research tool, not a diagnostic device.** Its outputs and maps are not a diagnosis; never use them for "

@@ -23,6 +23,8 @@ from tests.test_browser import (  # noqa: F401 - fixtures
     _image,
     _no_errors,
     _select,
+    _shot,
+    _slider_to,
     browser,
     new_page,
     own_server,
@@ -128,16 +130,30 @@ def test_xray_reading_table_is_not_clipped(new_page, server):  # noqa: F811
     assert fits and box["x"] + box["width"] <= column["x"] + column["width"], (box, column)
 
 
-def test_reloading_starts_a_new_session_as_the_readme_says(new_page, server):  # noqa: F811
-    """Item 6: after a reload the upload and settings are the defaults again (README, The dashboard)."""
+def test_reloading_keeps_the_upload_and_the_settings_as_the_readme_says(new_page, server):  # noqa: F811
+    """Item 6: after a reload the uploaded image, the method and K are shown again, with their map (README)."""
     page = _snake_uploaded(new_page(), server)
-    page.reload()
-    _sample_box_shows(page, "cat_dog.png")
-    _image(page, "FM-G-CAM fused map, top 3").wait_for()
+    _select(page, "Base method", "Grad-CAM++")
+    _image(page, "FM-G-CAM fused map, top 3 (Grad-CAM++").wait_for()
     _idle(page)
-    assert page.locator('[data-testid="stImage"]', has_text="sea snake").count() == 0
+    _slider_to(page, "K: classes fused", 5)
+    _image(page, "FM-G-CAM fused map, top 5 (Grad-CAM++").wait_for()
+    _idle(page)
+    page.wait_for_function("""() => ['image=', 'method=grad_cam_pp', 'k=5'].every(p => location.search.includes(p))""")
+    page.reload()
+    page.get_by_text(f"Showing {SNAKE.name}, uploaded earlier", exact=False).first.wait_for()
+    _image(page, "FM-G-CAM fused map, top 5 (Grad-CAM++").wait_for()
+    page.locator('[data-testid="stImage"]', has_text="1. sea snake").wait_for()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stSelectbox"]')]
+                 .some(b => b.innerText.includes('Base method') && b.querySelector('input').value === 'Grad-CAM++')"""
+    )
+    _idle(page)
+    _no_errors(page)
+    assert page.locator('[data-testid="stAlert"]', has_text="From the address").count() == 0
+    _shot(page, "reload_restored.png")
     readme = " ".join((ROOT / "README.md").read_text().split())
-    assert "Reloading the tab starts a new session: the upload and the settings go back" in readme
+    assert "Reloading the tab shows the same image, settings and maps again" in readme
 
 
 def test_cam_left_out_away_from_the_head_layer(new_page, server):  # noqa: F811

@@ -118,6 +118,9 @@ def seed(widget_key: str, name: str, default: object, valid=None) -> None:
 
     value = st.session_state.get(shared_key(name), default)
     if valid is not None and not valid(value):
+        from pages._ui import url_state  # a choice from the address that this widget cannot show: say so
+
+        url_state.refused(name, value)
         value = default
     # Only when it differs: a value set through the Session State API is sent to the
     # browser again, which would close a menu the user has just opened.

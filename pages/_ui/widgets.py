@@ -171,7 +171,7 @@ def image_source(page: str, family: str, default_sample: str | None = None, *, s
             help="Choosing a sample replaces the uploaded image.",
         )
         if uploaded is not None and current is None:
-            st.caption(f"Showing **{html.escape(uploaded.name)}**, uploaded earlier in this session.")
+            st.caption(f"Showing **{html.escape(uploaded.name)}**, uploaded earlier (a reload shows it again).")
     if uploaded is not None:
         return uploaded
     if sample:
