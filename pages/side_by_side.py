@@ -139,6 +139,11 @@ def _weights_note(model: xc.LoadedModel) -> str:
     return "" if status.is_result else f" ({status.kind} weights)"
 
 
+def _short(name: str, most: int = 22) -> str:
+    """A file name cut in the middle to fit a third of the figure's width (the caption gives it whole)."""
+    return name if len(name) <= most else f"{name[: most - 9]}…{name[-8:]}"
+
+
 def _read(image):
     if family == "xray":
         xray = attempt(compute.read_xray, image.digest, image.name, image.data)
@@ -257,8 +262,8 @@ scale = (
 )
 if two_images:
     titles = (
-        f"<b>1</b>: {html.escape(image.name)}<br>{spec.label} at {layer_a}",
-        f"<b>2</b>: {html.escape(image_2.name)}<br>{spec.label} at {layer_a}",
+        f"<b>1</b>: {html.escape(_short(image.name))}<br>{spec.label} at {layer_a}",
+        f"<b>2</b>: {html.escape(_short(image_2.name))}<br>{spec.label} at {layer_a}",
     )
     photos = tuple(
         photo_under(full_image(pic), comparison, box=exp.prepared.crop_box)
