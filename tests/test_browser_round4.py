@@ -96,9 +96,8 @@ def test_gallery_stop_keeps_the_finished_thumbnails_then_goes_on(browser, server
 
 
 def _sample_box(page, nth: int):
-    return page.get_by_test_id("stMainBlockContainer").locator('[data-testid="stSelectbox"]', has_text="use a sample").nth(
-        nth
-    )
+    main = page.get_by_test_id("stMainBlockContainer")
+    return main.locator('[data-testid="stSelectbox"]', has_text="use a sample").nth(nth)
 
 
 def _choose_sample(page, nth: int, name: str) -> None:
@@ -149,7 +148,8 @@ def test_side_by_side_two_images_one_model_on_one_scale(browser, server):  # noq
         assert page.locator(".colorbar").count() == 2, "two colour bars drawn"
         caption = caption.inner_text()
         assert "Maps 1 and 2 share one colour scale" in caption, caption
-        assert re.search(rf"% in image 1 \({re.escape(first)}\), .*% in image 2 \({re.escape(second)}\)", caption), caption
+        both = rf"% in image 1 \({re.escape(first)}\), .*% in image 2 \({re.escape(second)}\)"
+        assert re.search(both, caption), caption
         page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "side_by_side_two_images.png"))
     finally:

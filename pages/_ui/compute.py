@@ -79,7 +79,9 @@ def _safe_file_name(name: str, fallback: str) -> str:
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
-def _load(key: str, weights: str, digest: str, device: str, _data: bytes | None = None, name: str = "") -> xc.LoadedModel:
+def _load(
+    key: str, weights: str, digest: str, device: str, _data: bytes | None = None, name: str = ""
+) -> xc.LoadedModel:
     if weights == "random":
         return xc.build_model(key, weights=None, device=device)
     if weights == "file":
