@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import html
+from functools import partial
 
 import streamlit as st
 
 import xai_core as xc
 from pages._ui import compute, url_state
 from pages._ui.gallery import RESULTS, GalleryFile, gallery_work, read_folder, read_zip, result_key, server_folder
-from pages._ui.jobs import MISSING
-from pages._ui.running import Work, attempt, obtain
+from pages._ui.jobs import MISSING, STORE
+from pages._ui.running import Work, asked, attempt, obtain, stopped_here
 from pages._ui.state import PAGE_FILES, ensure_routed, key, remember, seed
 from pages._ui.widgets import (
     IMAGE_MIME_TYPES,
@@ -154,6 +155,13 @@ if not files:
     st.stop()
 
 # ----------------------------------------------------------------------------- explaining
+
+
+def _this_run(config: tuple, work_key: object) -> bool:
+    """Whether ``work_key`` is a gallery run with these settings (any images)."""
+    return isinstance(work_key, tuple) and work_key[:2] == ("gallery-run", config)
+
+
 compare = (pair[0], pair[1])
 config = (choice.model_id, layer, method, params, int(top_k), compare)
 missing: list[GalleryFile] = []
@@ -171,7 +179,17 @@ if missing:
         slow=True,
         unit="images",
     )
-    attempt(obtain, work, button=f"Explain {len(missing)} {'image' if len(missing) == 1 else 'images'}")
+    button = f"Explain {len(missing)} {'image' if len(missing) == 1 else 'images'}"
+    if STORE.job(work.key) is None and not asked(work.key) and stopped_here(partial(_this_run, config)):
+        finished = len(files) - len(missing)
+        st.info(
+            f"Stopped after {finished} of {len(files)} images: their results are kept below. **{button}** goes on "
+            "with the rest.",
+            icon=":material/stop_circle:",
+        )
+    attempt(obtain, work, button=button)
+else:
+    stopped_here(partial(_this_run, config), forget=True)  # all done: no note of an old Stop
 
 done = [(f, RESULTS.get(result_key(f.digest, config))) for f in files]
 failed = [(f, r) for f, r in done if isinstance(r, str)]

@@ -18,6 +18,7 @@ from pages._ui.state import ensure_routed, key, remember, seed
 from pages._ui.views import full_image
 from pages._ui.widgets import image_source, layer_picker, load_model_or_explain, method_picker, model_picker
 from xai_core.render import COLORMAPS
+from xai_core.report import weights_status
 
 ensure_routed()
 
@@ -81,7 +82,11 @@ with st.sidebar:
         st.header("Model B")
         family_b = _family("b")
         default_b = "resnet50" if family_b == "imagenet" else None
-        choice_b, weights_b = model_picker(f"{PAGE}_b", family_b, name=f"sbs.model_b.{family_b}", default=default_b)
+        # Random weights first: no weights but Lite0's ship offline, so "Default" would open the page on
+        # "weights not available"; the figure's titles and a warning say "random weights".
+        choice_b, weights_b = model_picker(
+            f"{PAGE}_b", family_b, name=f"sbs.model_b.{family_b}", default=default_b, default_weights="random"
+        )
 
 if not two_images and family_a != family_b:
     st.error(
@@ -127,6 +132,17 @@ with st.sidebar:
 if image is None or (two_images and image_2 is None):
     st.info("Upload an image or choose a sample to start." if not two_images else "Choose two images to start.")
     st.stop()
+
+
+def _weights_note(model: xc.LoadedModel) -> str:
+    """`` (random weights)`` or `` (unknown weights)`` after a model's name in a title; nothing for published ones."""
+    status = weights_status(model.weights_source)
+    return "" if status.is_result else f" ({status.kind} weights)"
+
+
+def _short(name: str, most: int = 22) -> str:
+    """A file name cut in the middle to fit a third of the figure's width (the caption gives it whole)."""
+    return name if len(name) <= most else f"{name[: most - 9]}…{name[-8:]}"
 
 
 def _read(image):
@@ -247,8 +263,8 @@ scale = (
 )
 if two_images:
     titles = (
-        f"<b>1</b>: {html.escape(image.name)}<br>{spec.label} at {layer_a}",
-        f"<b>2</b>: {html.escape(image_2.name)}<br>{spec.label} at {layer_a}",
+        f"<b>1</b>: {html.escape(_short(image.name))}<br>{spec.label} at {layer_a}",
+        f"<b>2</b>: {html.escape(_short(image_2.name))}<br>{spec.label} at {layer_a}",
     )
     photos = tuple(
         photo_under(full_image(pic), comparison, box=exp.prepared.crop_box)
@@ -265,8 +281,8 @@ if two_images:
     )
 else:
     titles = (
-        f"<b>A</b>: {model_a.spec.label}<br>{spec.label} at {layer_a}",
-        f"<b>B</b>: {model_b.spec.label}<br>{spec.label} at {layer_b}",
+        f"<b>A</b>: {model_a.spec.label}{_weights_note(model_a)}<br>{spec.label} at {layer_a}",
+        f"<b>B</b>: {model_b.spec.label}{_weights_note(model_b)}<br>{spec.label} at {layer_b}",
     )
     photo = photo_under(full_image(picture), comparison)
     st.plotly_chart(

@@ -38,10 +38,14 @@ def _figure(at: AppTest) -> dict:
 
 def test_two_models_share_one_colour_scale_and_show_their_difference():
     at = _open("pages/side_by_side.py")
-    assert at.error, "ResNet50 has no offline weights: the page says so"
-    _radio(at, "Weights").set_value("random").run()
+    # Model B opens offline-usable (issue 23 leftovers): ResNet50 with random weights, said as such,
+    # not "weights not available" (no weights but Lite0's ship offline).
     assert not at.exception and not at.error, [e.value for e in at.error]
+    assert _radio(at, "Weights").value == "random"
+    assert any("Random weights" in w.value and "not a result" in w.value for w in at.warning)
     fig = _figure(at)
+    titles = json.dumps(fig["layout"]["annotations"], ensure_ascii=False)
+    assert "ResNet50 (random weights)" in titles and "EfficientNet-Lite0 (offline)<br>" in titles, titles
     kinds = [d["type"] for d in fig["data"]]
     assert kinds.count("image") == 3
     bars = [d["marker"] for d in fig["data"] if d["type"] == "scatter"]

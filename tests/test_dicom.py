@@ -159,6 +159,16 @@ def test_damaged_data_with_a_decoder_is_called_damaged():
     assert "JPEG-LS" in str(info.value)
 
 
+def test_uncompressed_pixels_cut_short_are_called_truncated_not_a_decoder_problem():
+    """Issue 23 leftovers: a truncated uncompressed DICOM blamed "the decoders installed here" too."""
+    full = _dicom(X12, bits_stored=12)
+    with pytest.raises(ImageError) as info:
+        read_xray(full[:-2000], filename="cut.dcm")
+    msg = str(info.value)
+    assert "truncated" in msg and "4,144 of the 6,144 bytes" in msg, msg
+    assert "decoder" not in msg, msg
+
+
 # --------------------------------------------------------------------------- record
 
 

@@ -103,6 +103,19 @@ def test_every_method_runs_at_the_default_layer(random_models, key):
         assert torch.isfinite(exp.cams).all(), (key, method)
 
 
+def test_random_weights_are_seeded_and_leave_the_callers_random_state_alone():
+    """Issue 23 leftovers: random weights were drawn afresh on each server, which flagged different outputs."""
+    torch.manual_seed(1)
+    a = build_model("xrv-densenet121-res224-all", weights=None).module.state_dict()
+    after = torch.rand(3)
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(2)
+    b = build_model("xrv-densenet121-res224-all", weights=None).module.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    torch.testing.assert_close(after, expected)  # the build drew from its own generator
+
+
 def test_xray_top_k_skips_unnamed_outputs():
     model = build_model("xrv-densenet121-res224-nih", weights=None)  # 4 of 18 outputs unnamed
     assert model.labels.count("") == 4

@@ -80,7 +80,7 @@ def _safe_file_name(name: str, fallback: str) -> str:
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model...")
 def _load(
-    key: str, weights: str, digest: str, device: str, _data: bytes | None = None, _name: str = ""
+    key: str, weights: str, digest: str, device: str, _data: bytes | None = None, name: str = ""
 ) -> xc.LoadedModel:
     if weights == "random":
         return xc.build_model(key, weights=None, device=device)
@@ -89,10 +89,12 @@ def _load(
         # copy is removed as soon as it is read. It carries the uploaded file's (sanitised)
         # name so that error messages name the user's file, inside a private folder.
         with tempfile.TemporaryDirectory(prefix="xai-weights-") as tmp:
-            path = os.path.join(tmp, _safe_file_name(_name, f"{digest[:16]}.pt"))
+            path = os.path.join(tmp, _safe_file_name(name, f"{digest[:16]}.pt"))
             with open(path, "wb") as fh:
                 fh.write(_data or b"")
-            return xc.build_model(key, weights=path, device=device)
+            model = xc.build_model(key, weights=path, device=device)
+        # Captions, downloads and reports name the user's file, not the temporary copy that is gone.
+        return dataclasses.replace(model, weights_source=f"uploaded file {name or digest[:16] + '.pt'!r}")
     return xc.build_model(key, device=device)
 
 

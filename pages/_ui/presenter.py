@@ -31,6 +31,7 @@ html {{ font-size: clamp(20px, 1.5vw, 30px); }}
 section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
 [data-testid="stExpandSidebarButton"] {{ display: none !important; }}
 [data-testid="stMainBlockContainer"] {{ padding-top: 3.2rem; padding-left: 2rem; padding-right: 2rem; }}
+.st-key-presenter_fused {{ align-items: center; }}
 .st-key-presenter_fused img {{ height: calc(100vh - {RESERVED}) !important; width: auto !important;
   max-width: 100%; object-fit: contain; display: block; margin: 0 auto; }}
 .st-key-presenter_legend .fmgcam-legend div {{ font-size: 1.35rem !important; }}

@@ -91,6 +91,19 @@ def _ask(key: Hashable) -> None:
     _stopped().pop(key, None)
 
 
+def stopped_here(match: Callable[[Hashable], bool], *, forget: bool = False) -> bool:
+    """Whether this session stopped work whose key ``match`` accepts; ``forget``: drop those records.
+
+    For work whose key changes once stopped (the gallery's: the images still missing), where
+    :func:`obtain`'s own "Stopped after" note, kept under the old key, is not drawn again.
+    """
+    found = [k for k in _stopped() if match(k)]
+    if forget:
+        for k in found:
+            _stopped().pop(k, None)
+    return bool(found)
+
+
 def stored(work: Work) -> object:
     """The finished result of ``work`` if the store has it, else :data:`MISSING` (never computes)."""
     return STORE.get(work.key)

@@ -10,7 +10,7 @@ import xai_core as xc
 from pages._ui import figures
 from pages._ui.legend import image_grid, show_legend
 from pages._ui.state import key
-from pages._ui.widgets import ACTIVATION_LABELS, Display
+from pages._ui.widgets import ACTIVATION_LABELS, NORMALISATION_LABELS, Display
 from xai_core.render.relevance import DEFAULT_PERCENTILE
 
 #: Largest change (on the fused map's 0-1 scale) that an activation may make and still look like ReLU.
@@ -137,8 +137,8 @@ def fused_view(
         st.caption(f"Colour scale: {scale.title}")
         st.caption(
             xc.brightness_caption(display.brightness, normalise=display.normalise, probs=exp.probs, labels=exp.labels)
-            + f" Maps drawn on {where}. End activation: {ACTIVATION_LABELS[display.activation]}."
-            + f" Activation: {display.activation}, normalisation: {display.normalise}."
+            + f" Maps drawn on {where}. End activation: {ACTIVATION_LABELS[display.activation]}; "
+            + f"L2 normalisation: {NORMALISATION_LABELS[display.normalise]}."
         )
         if spec is not None and not spec.class_specific and k > 1:
             st.info(f"{method} gives the same map for every {what}: the fused map cannot separate them.")

@@ -31,6 +31,8 @@ XRAY_TYPES = ["dcm", "dicom", *IMAGE_TYPES]
 # instead: xai_core.images opens only an allow-list of formats and explains a refusal.
 IMAGE_MIME_TYPES = ["image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff", "image/gif"]
 XRAY_MIME_TYPES = ["application/dicom", *IMAGE_MIME_TYPES]
+#: The same for weights files: a file of another extension reaches read_state_dict, which names what it is.
+WEIGHTS_TYPES = ["pt", "pth", "bin", "ckpt", "safetensors", "application/octet-stream"]
 #: Per-uploader limits in MB. The server's own limit (.streamlit/config.toml) is the larger,
 #: so weights files fit; images keep xai_core's limit, which its readers also enforce.
 IMAGE_UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
@@ -184,12 +186,19 @@ def image_source(page: str, family: str, default_sample: str | None = None, *, s
 
 
 def model_picker(
-    page: str, family: str, *, label: str = "Model", name: str | None = None, default: str | None = None
+    page: str,
+    family: str,
+    *,
+    label: str = "Model",
+    name: str | None = None,
+    default: str | None = None,
+    default_weights: str = "default",
 ) -> tuple[compute.ModelChoice, bytes | None]:
     """Model select box and, for models whose weights are not shipped, the weights source.
 
     ``name``: the shared choice the box follows (default ``model.<family>``, the session's model);
-    a page showing a second model gives it its own. ``default``: the model chosen first.
+    a page showing a second model gives it its own. ``default``: the model chosen first;
+    ``default_weights``: its weights source first (``"default"``, ``"file"`` or ``"random"``).
     """
     specs = xc.list_models(family)
     # The X-ray page's models all start "Chest X-ray ...": without it the name fits the sidebar's box
@@ -220,7 +229,7 @@ def model_picker(
         "random": "Random weights (demo/testing only; outputs are meaningless)",
     }
     widget = key(page, "weights")
-    seed(widget, f"weights.{model_key}", "default", valid=lambda v: v in sources)
+    seed(widget, f"weights.{model_key}", default_weights, valid=lambda v: v in sources)
     source = st.radio(
         "Weights",
         list(sources),
@@ -232,7 +241,7 @@ def model_picker(
     if source == "file":
         upload = st.file_uploader(
             "Weights file",
-            type=["pt", "pth", "bin", "ckpt", "safetensors"],
+            type=WEIGHTS_TYPES,
             key=key(page, "weights_file"),
             max_upload_size=WEIGHTS_UPLOAD_MB,
             help="A state_dict saved with torch.save(model.state_dict(), path), read with weights_only=True "

@@ -139,9 +139,34 @@ def _dicom_decoder_check(ds: Any, name: str | None) -> tuple[str, str]:
     return ts_name, str(uid)
 
 
-def _decode_failure(name: str | None, ts_name: str, uid: str, bits: int, exc: BaseException) -> ImageError:
+def _native_shortfall(ds: Any, uid: str) -> tuple[int, int] | None:
+    """For uncompressed pixel data shorter than its header declares: ``(bytes present, bytes needed)``."""
+    from pydicom.uid import UID
+
+    if UID(uid).is_compressed or "PixelData" not in ds:
+        return None
+    samples = max(_tag_int(ds, "SamplesPerPixel", 1), 1)
+    allocated = _tag_int(ds, "BitsAllocated", 8) or 8
+    frames = max(_tag_int(ds, "NumberOfFrames", 1), 1)
+    need = _tag_int(ds, "Rows") * _tag_int(ds, "Columns") * samples * frames * allocated // 8
+    have = len(ds.PixelData or b"")
+    return (have, need) if 0 < need and have < need else None
+
+
+def _decode_failure(
+    name: str | None, ts_name: str, uid: str, bits: int, exc: BaseException, ds: Any = None
+) -> ImageError:
     """Name the real cause of a failed decode: a decoder that cannot do this file, or bad data."""
     from pydicom.pixels import get_decoder
+
+    short = _native_shortfall(ds, uid) if ds is not None else None
+    if short is not None:  # uncompressed: every server reads it, so missing bytes are the cause
+        return dicom_fail(
+            name,
+            f"has pixel data that could not be decoded: only {short[0]:,} of the {short[1]:,} bytes its header "
+            "declares are there, so the file is truncated (cut short in a copy or upload)",
+            "Copy or export the file again and upload the complete file.",
+        )
 
     family = _DECODERS.get(uid)
     if family is not None:
@@ -246,7 +271,7 @@ def read_dicom(data: bytes, name: str | None, max_pixels: int, frame: int | None
     except MemoryError as exc:
         raise dicom_fail(name, "is too large to decode", "Upload a smaller image.") from exc
     except Exception as exc:
-        raise _decode_failure(name, ts_name, ts_uid, bits, exc) from exc
+        raise _decode_failure(name, ts_name, ts_uid, bits, exc, ds) from exc
     if frames > 1:
         notes.append(f"multi-frame DICOM: frame {index + 1} of {frames} used")
     if ts_name and "Implicit VR" not in ts_name and "Explicit VR" not in ts_name:

@@ -125,6 +125,8 @@ _REGISTRY: dict[str, ModelSpec] = {}  # specs made so far, and registered ones
 _SPEC_LOCK = threading.RLock()  # held while a spec is made (may import a library)
 _CATALOGUE_LOCK = threading.Lock()  # held only to read or change the catalogue: listing never waits for a maker
 _CACHE: dict[tuple[str, str | None, str], LoadedModel] = {}
+#: The seed of every model's initial (random) weights: :func:`build_model` gives the same ones each time.
+RANDOM_WEIGHTS_SEED = 0
 _CACHE_LOCK = threading.Lock()
 
 
@@ -193,7 +195,8 @@ def build_model(
     Args:
         key: registry key (see :func:`get_spec`).
         weights: ``"default"`` (the spec's weights, downloaded if needed), ``None``
-            (random weights, for tests and speed measurements), or a path to a weights
+            (random weights, for tests and speed measurements: the same on every call and
+            every server, drawn from seed :data:`RANDOM_WEIGHTS_SEED`), or a path to a weights
             file: a state_dict (read with ``weights_only=True``) or a ``.safetensors`` file.
         device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``
             (see :func:`xai_core.models.device.resolve_device`).
@@ -203,7 +206,11 @@ def build_model(
     """
     target = resolve_device(device)  # before any work: a wrong device fails at once
     spec = get_spec(key)
-    module = spec.build()
+    # Seeded, so that random weights are the same everywhere (one server's demo flags what another's does),
+    # without touching the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(RANDOM_WEIGHTS_SEED)
+        module = spec.build()
     if weights == "default":
         if spec.fetch_weights is None:
             source = "random (no default weights)"
