@@ -144,6 +144,75 @@ def test_zbox_one_stacked_transposed_pass_equals_three(stride: int) -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+CONSTANT_BOUND_GEOMETRIES = {
+    # (kernel, stride, padding, dilation, static pad)
+    "same_s1": (3, 1, 1, 1, None),
+    "tf_same_s2": (3, 2, 0, 1, (0, 1, 0, 1)),
+    "s2_pad": (5, 2, 2, 1, None),
+    "dilated_static": (3, 1, 0, 2, (2, 1, 1, 2)),
+    "no_pad": (3, 1, 0, 1, None),
+}
+
+
+@pytest.mark.parametrize("name", list(CONSTANT_BOUND_GEOMETRIES))
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_constant_bound_images_convolved_from_the_kernel(name: str, channels_last: bool) -> None:
+    k, stride, padding, dilation, pad = CONSTANT_BOUND_GEOMETRIES[name]
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 11, 10, dtype=torch.float64)
+    low = x.amin(dim=(1, 2, 3), keepdim=True).expand_as(x).clone()
+    high = torch.rand(1, 3, 1, 1, dtype=torch.float64).expand_as(x).clone()  # per channel
+    w = torch.randn(4, 3, k, k, dtype=torch.float64)
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    geo = (pad, stride, padding, dilation, 1)
+    expected = rules._conv(rules._pad(low, pad), wp, geo) + rules._conv(rules._pad(high, pad), wn, geo)
+    z = torch.zeros_like(expected)
+    if channels_last:
+        z = z.contiguous(memory_format=torch.channels_last)
+    ours = rules._sub_constant_images_conv(z, low[:, :, 0, 0], high[:, :, 0, 0], wp, wn, x.shape, geo)
+    assert ours is z
+    torch.testing.assert_close(-ours, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_stride_spread_over_equals_the_masked_zero_safe_division() -> None:
+    torch.manual_seed(6)
+    z1 = torch.rand(2, 3, 9, 9, dtype=torch.float64) * (torch.rand(2, 3, 9, 9, dtype=torch.float64) > 0.4)
+    spread = rules.StrideSpread(z1, (2, 2), (5, 5))
+    r = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    expected = safe_divide(spread(r), z1)
+    torch.testing.assert_close(spread.over(r, z1), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("spread", [False, True])
+@pytest.mark.parametrize("static_pad", [None, (0, 1, 0, 1)])
+def test_zbox_fast_forms_equal_the_plain_rule(spread: bool, static_pad: tuple[int, ...] | None) -> None:
+    """Constant bounds from the kernel, channels_last, the w+/w- transposed pass, StrideSpread.over."""
+    torch.manual_seed(7)
+    module = nn.Conv2d(3, 5, 3, stride=2, padding=0 if static_pad else 1).double()
+    if static_pad is not None:
+        module.static_padding = nn.ZeroPad2d(static_pad)
+    x = torch.randn(1, 3, 10, 10, dtype=torch.float64)
+    low, high = torch.full_like(x, x.min().item()), torch.full_like(x, x.max().item())
+    y = F.conv2d(rules._pad(x, static_pad), module.weight, module.bias, 2, module.padding).detach()
+    g_out = torch.randn_like(y)
+    ours = zbox_conv_grads(module, x, low, high, y, g_out, spread=spread, constant_bounds=True)
+    # plain: three convolutions, the mask of StrideSpread.__call__, three conv2d_input passes
+    w = module.weight.detach()
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    stride = 1 if spread else 2
+    xf, lf, hf = (rules._pad(t, static_pad) for t in (x, low, high))
+    z = sum(sign * F.conv2d(t, v, None, stride, module.padding) for sign, t, v in ((1, xf, w), (-1, lf, wp), (-1, hf, wn)))
+    if spread:
+        s = safe_divide(rules.StrideSpread(z, (2, 2), tuple(y.shape[-2:]))(g_out * y), z)
+    else:
+        s = g_out * safe_divide(y, z)
+    expected = [torch.nn.grad.conv2d_input(xf.shape, v, s, stride, module.padding) for v in (w, wp, wn)]
+    expected = [expected[0], -expected[1], -expected[2]]
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, rules._unpad(b, static_pad), rtol=1e-10, atol=1e-12)
+    assert ours[0].abs().sum() > 0
+
+
 class _DepthwiseNet(nn.Module):
     """Stem, stride-1 and stride-2 depthwise convs, 1x1 convs with signed input (a residual), a head."""
 
