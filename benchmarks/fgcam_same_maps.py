@@ -35,7 +35,8 @@ def maps() -> dict[str, torch.Tensor]:
                     r = fg_cam(net, x, cam_layer="_head_act", target_layer=target, class_idx=[1, 2, 3][:k], rules=rules)
                     out[f"{photo.stem} fgcam {rules} {target} K={k}"] = r.relevance
             for variant in ("lrp", "sglrp"):
-                out[f"{photo.stem} {variant} {rules}"] = lrp(net, x, class_idx=[1], variant=variant, rules=rules).relevance
+                r = lrp(net, x, class_idx=[1], variant=variant, rules=rules)
+                out[f"{photo.stem} {variant} {rules}"] = r.relevance
     return out
 
 

@@ -201,7 +201,8 @@ def test_zbox_fast_forms_equal_the_plain_rule(spread: bool, static_pad: tuple[in
     wp, wn = w.clamp(min=0), w.clamp(max=0)
     stride = 1 if spread else 2
     xf, lf, hf = (rules._pad(t, static_pad) for t in (x, low, high))
-    z = sum(sign * F.conv2d(t, v, None, stride, module.padding) for sign, t, v in ((1, xf, w), (-1, lf, wp), (-1, hf, wn)))
+    parts = ((1, xf, w), (-1, lf, wp), (-1, hf, wn))
+    z = sum(sign * F.conv2d(t, v, None, stride, module.padding) for sign, t, v in parts)
     if spread:
         s = safe_divide(rules.StrideSpread(z, (2, 2), tuple(y.shape[-2:]))(g_out * y), z)
     else:

@@ -30,8 +30,7 @@ from torch import nn
 
 from xai_core.errors import MethodError
 
-
-CL = torch.channels_last
+CL = torch.channels_last  # the layout of the crisp rules' stride-1 image layer (zbox_conv_grads)
 
 
 def _to_channels_last(t: torch.Tensor) -> torch.Tensor:
