@@ -288,7 +288,6 @@ class ZBox(Rule):
             output.detach(),
             weight=weight,
             spread=self.spread,
-            constant_bounds=True,
         )
         new = maths.apply_rule(fn, output, inp, low, high)
         if self.mark_constant and module.bias is not None and output.dim() == 4:

@@ -30,16 +30,6 @@ from torch import nn
 
 from xai_core.errors import MethodError
 
-CL = torch.channels_last  # the layout of the crisp rules' stride-1 image layer (zbox_conv_grads)
-
-
-def _to_channels_last(t: torch.Tensor) -> torch.Tensor:
-    """``t`` in the channels_last layout, or ``t`` itself inside vmap (the K-class backward: no layouts there)."""
-    try:
-        return t.contiguous(memory_format=CL)
-    except RuntimeError:  # "NYI: querying is_contiguous inside of vmap ..."
-        return t
-
 
 def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den``, and 0 where ``den == 0`` exactly (shapes broadcast).
@@ -148,12 +138,8 @@ def _conv(x: torch.Tensor, w: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tenso
     return F.conv2d(x, w, None, stride, padding, dilation, groups)
 
 
-def _conv_t(
-    shape: torch.Size, w: torch.Tensor, s: torch.Tensor, geo: tuple[Any, ...], *, channels_last: bool = False
-) -> torch.Tensor:
+def _conv_t(shape: torch.Size, w: torch.Tensor, s: torch.Tensor, geo: tuple[Any, ...]) -> torch.Tensor:
     """Adjoint of :func:`_conv` applied to ``s`` (``conv^T(w, s)``), for an input of ``shape``.
-
-    ``channels_last``: ``s`` is in that layout (a dense stride-1 pass keeps it).
 
     A depthwise convolution at stride 1 (every depthwise layer under the crisp rules) takes
     the forward convolution with the flipped kernel (:func:`_depthwise_t`): oneDNN's
@@ -164,8 +150,6 @@ def _conv_t(
         return (w.reshape(w.shape[0], w.shape[1]).t() @ s.reshape(*s.shape[:-2], -1)).reshape(shape)
     if _depthwise_t_ok(shape, w, stride, padding, dilation, groups):
         return _depthwise_t(w, s, padding, dilation, groups)
-    if _dense_t_ok(w, stride, padding, dilation, groups):
-        return _dense_t(w, s, padding, dilation, channels_last)
     return torch.nn.grad.conv2d_input(shape, w, s, stride, padding, dilation, groups)
 
 
@@ -189,27 +173,6 @@ def _depthwise_t(w: torch.Tensor, s: torch.Tensor, padding: Any, dilation: Any, 
     (ph, pw), (dh, dw) = _pairs(padding), _pairs(dilation)
     pad_t = (dh * (w.shape[2] - 1) - ph, dw * (w.shape[3] - 1) - pw)
     return F.conv2d(s, w.flip(-2, -1), None, 1, pad_t, (dh, dw), groups)
-
-
-def _dense_t_ok(w: torch.Tensor, stride: Any, padding: Any, dilation: Any, groups: int) -> bool:
-    if groups != 1 or _pairs(stride) != (1, 1):
-        return False
-    (ph, pw), (dh, dw) = _pairs(padding), _pairs(dilation)
-    return dh * (w.shape[2] - 1) >= ph and dw * (w.shape[3] - 1) >= pw
-
-
-def _dense_t(w: torch.Tensor, s: torch.Tensor, padding: Any, dilation: Any, channels_last: bool) -> torch.Tensor:
-    """Transposed dense convolution at stride 1 as a forward one (the stride-1 image layer of the crisp rules).
-
-    ``conv(s, flip(w)^T)`` with the in/out channels swapped and padding ``d (k - 1) - p``:
-    oneDNN's backward-data pass took twice the time of this forward pass (``[1, 32, 223, 223]``).
-    """
-    (ph, pw), (dh, dw) = _pairs(padding), _pairs(dilation)
-    pad_t = (dh * (w.shape[2] - 1) - ph, dw * (w.shape[3] - 1) - pw)
-    w_t = w.flip(-2, -1).transpose(0, 1)
-    if channels_last:  # s is: a channels_last kernel keeps the result so (no NCHW reorder)
-        w_t = w_t.contiguous(memory_format=torch.channels_last)
-    return F.conv2d(s, w_t, None, 1, pad_t, (dh, dw), 1)
 
 
 def _strides(geo: tuple[Any, ...]) -> tuple[int, int]:
@@ -257,7 +220,6 @@ class StrideSpread:
     def __init__(self, z1: torch.Tensor, stride: tuple[int, int], size: tuple[int, int]) -> None:
         self.stride = stride
         self.mask = positive_mask(z1)
-        self.channels_last = z1.dim() == 4 and not z1.is_contiguous() and z1.is_contiguous(memory_format=CL)
         self.kernel = _tent(stride, z1.shape[1], z1)
         self.padding = (stride[0] - 1, stride[1] - 1)
         h1, w1 = z1.shape[-2:]
@@ -268,8 +230,6 @@ class StrideSpread:
     def _spread(self, r: torch.Tensor) -> torch.Tensor:
         lead = r.shape[:-3]
         flat = (r * self.inv_norm).reshape(-1, *r.shape[-3:]) if lead else r * self.inv_norm
-        if self.channels_last and not lead:
-            flat = _to_channels_last(flat)  # spread in z1's layout
         up = F.conv_transpose2d(
             flat, self.kernel, None, self.stride, self.padding, self.output_padding, self.kernel.shape[0]
         )
@@ -484,7 +444,6 @@ def zbox_conv_grads(
     *,
     weight: torch.Tensor | None = None,
     spread: bool = False,
-    constant_bounds: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """z^B rule for the convolution that takes the image, bias ignored.
 
@@ -493,10 +452,7 @@ def zbox_conv_grads(
     three signals on ``x``, ``low`` and ``high`` (``R_in = x*g_x + low*g_low + high*g_high``).
     ``low`` / ``high`` are images filled with the bounds (zero padding applies to them too).
     ``spread``: a strided convolution's relevance is first shared over its stride-1 grid
-    (:class:`StrideSpread`) and the rule runs at stride 1. ``constant_bounds``: ``low`` and
-    ``high`` are constant over the image plane (one value per image and channel, as
-    :class:`~xai_core.relevance.rule.ZBox` makes them), so their convolutions are computed
-    from the kernel alone (:func:`_constant_images_conv`).
+    (:class:`StrideSpread`) and the rule runs at stride 1.
     """
     geo = _conv_geometry(module)
     pad = geo[0]
@@ -504,18 +460,10 @@ def zbox_conv_grads(
     spread = spread and strided != (1, 1)
     if spread:
         geo = _unstrided(geo)
-    xf = _pad(x, pad)
-    channels_last = spread and geo[4] == 1 and constant_bounds and xf.dim() == 4
-    if channels_last:
-        # channels_last all the way: oneDNN computes these layers in that layout, and turning its
-        # [1, 32, 223, 223] results (the stride-1 stem) back to NCHW took most of the rule's time
-        xf = xf.contiguous(memory_format=CL)
+    xf, lf, hf = _pad(x, pad), _pad(low, pad), _pad(high, pad)
     w = module.weight.detach() if weight is None else weight
     wp, wn = signed_weights(w)
-    if constant_bounds and geo[4] == 1:
-        z = _sub_constant_images_conv(_conv(xf, w, geo), low[:, :, 0, 0], high[:, :, 0, 0], wp, wn, x.shape, geo)
-    else:
-        z = _conv(xf, w, geo) - _conv(_pad(low, pad), wp, geo) - _conv(_pad(high, pad), wn, geo)
+    z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
     if spread:
         # z >= 0 (x lies between the bounds); clamping the rounding below 0 keeps StrideSpread's mask z > 0
         s = StrideSpread(z.clamp_(min=0), strided, tuple(y.shape[-2:])).over(g_out * y, z)
@@ -526,58 +474,13 @@ def zbox_conv_grads(
         # one transposed convolution for w+ and w- (stacked along input channels); w = w+ + w-, so
         # conv^T(w, s) is the sum of the two (a third fewer output channels than stacking w too)
         shape = (*xf.shape[:-3], 2 * c, *xf.shape[-2:])
-        g = _conv_t(shape, torch.cat([wp, wn], dim=1), s, geo, channels_last=channels_last)
+        g = _conv_t(shape, torch.cat([wp, wn], dim=1), s, geo)
         g_pos, g_neg = g[..., :c, :, :], g[..., c:, :, :]
         g_x, g_low, g_high = g_pos + g_neg, -g_pos, -g_neg
     else:
         g_x, g_low, g_high = (_conv_t(xf.shape, v, s, geo) for v in (w, wp, wn))
         g_low, g_high = -g_low, -g_high
     return _unpad(g_x, pad), _unpad(g_low, pad), _unpad(g_high, pad)
-
-
-def _inside(n_in: int, n_out: int, k: int, stride: int, before: int, dilation: int, like: torch.Tensor) -> torch.Tensor:
-    """``[n_out, k]`` float: 1 where output unit ``i``'s tap ``a`` falls inside the unpadded input, else 0."""
-    rows = torch.arange(n_out, device=like.device)[:, None] * stride + torch.arange(k, device=like.device) * dilation
-    rows = rows - before
-    return ((rows >= 0) & (rows < n_in)).to(like.dtype)
-
-
-def _sub_constant_images_conv(
-    z: torch.Tensor,
-    low: torch.Tensor,
-    high: torch.Tensor,
-    wp: torch.Tensor,
-    wn: torch.Tensor,
-    shape: torch.Size,
-    geo: tuple[Any, ...],
-) -> torch.Tensor:
-    """``z -= conv(pad(L), w+) + conv(pad(H), w-)`` in place, for images ``L``, ``H`` constant over the plane.
-
-    ``z``: a fresh contiguous ``[N, C_out, h, w]``; ``low``, ``high``: ``[N, C_in]`` values;
-    ``shape``: the unpadded input's shape; groups 1. Output unit ``(i, j)`` sums the kernel
-    taps that fall inside the image (zero padding): ``V_h K V_w^T`` with
-    ``K[n, o] = sum_c low[n, c] w+[o, c] + high[n, c] w-[o, c]`` and the 0/1 matrices ``V``
-    of :func:`_inside`: one batched product of small matrices into ``z`` instead of two full
-    convolutions and two subtractions (tests/test_relevance_fast_paths.py pins it to them).
-    """
-    pad, stride, padding, dilation, _ = geo
-    (sh, sw), (ph, pw), (dh, dw) = _pairs(stride), _pairs(padding), _pairs(dilation)
-    left, right, top, bottom = pad if pad is not None else (0, 0, 0, 0)
-    kh, kw = wp.shape[-2:]
-    h, w = shape[-2], shape[-1]
-    ho = (h + top + bottom + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (w + left + right + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    v_h = _inside(h, ho, kh, sh, top + ph, dh, wp)
-    v_w = _inside(w, wo, kw, sw, left + pw, dw, wp)
-    k = torch.einsum("nc,ocab->noab", low, wp) + torch.einsum("nc,ocab->noab", high, wn)
-    n, o = z.shape[0], z.shape[1]
-    kv = k @ v_w.t()  # [N, C_out, kh, wo]
-    if z.is_contiguous():
-        z.view(n * o, ho, wo).baddbmm_(v_h.expand(n * o, ho, kh), kv.reshape(n * o, kh, wo), alpha=-1)
-    else:  # channels_last: [N, h, w * C_out] in memory
-        kv = kv.permute(0, 2, 3, 1).reshape(n, kh, wo * o)
-        z.permute(0, 2, 3, 1).view(n, ho, wo * o).baddbmm_(v_h.expand(n, ho, kh), kv, alpha=-1)
-    return z
 
 
 def zplus_linear_grad(
