@@ -144,6 +144,46 @@ def test_zbox_one_stacked_transposed_pass_equals_three(stride: int) -> None:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_stride_spread_over_equals_the_masked_zero_safe_division() -> None:
+    torch.manual_seed(6)
+    z1 = torch.rand(2, 3, 9, 9, dtype=torch.float64) * (torch.rand(2, 3, 9, 9, dtype=torch.float64) > 0.4)
+    spread = rules.StrideSpread(z1, (2, 2), (5, 5))
+    r = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    expected = safe_divide(spread(r), z1)
+    torch.testing.assert_close(spread.over(r, z1), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("spread", [False, True])
+@pytest.mark.parametrize("static_pad", [None, (0, 1, 0, 1)])
+def test_zbox_fast_forms_equal_the_plain_rule(spread: bool, static_pad: tuple[int, ...] | None) -> None:
+    """The w+/w- transposed pass and StrideSpread.over against three passes and the masked division."""
+    torch.manual_seed(7)
+    module = nn.Conv2d(3, 5, 3, stride=2, padding=0 if static_pad else 1).double()
+    if static_pad is not None:
+        module.static_padding = nn.ZeroPad2d(static_pad)
+    x = torch.randn(1, 3, 10, 10, dtype=torch.float64)
+    low, high = torch.full_like(x, x.min().item()), torch.full_like(x, x.max().item())
+    y = F.conv2d(rules._pad(x, static_pad), module.weight, module.bias, 2, module.padding).detach()
+    g_out = torch.randn_like(y)
+    ours = zbox_conv_grads(module, x, low, high, y, g_out, spread=spread)
+    # plain: three convolutions, the mask of StrideSpread.__call__, three conv2d_input passes
+    w = module.weight.detach()
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    stride = 1 if spread else 2
+    xf, lf, hf = (rules._pad(t, static_pad) for t in (x, low, high))
+    parts = ((1, xf, w), (-1, lf, wp), (-1, hf, wn))
+    z = sum(sign * F.conv2d(t, v, None, stride, module.padding) for sign, t, v in parts)
+    if spread:
+        s = safe_divide(rules.StrideSpread(z, (2, 2), tuple(y.shape[-2:]))(g_out * y), z)
+    else:
+        s = g_out * safe_divide(y, z)
+    expected = [torch.nn.grad.conv2d_input(xf.shape, v, s, stride, module.padding) for v in (w, wp, wn)]
+    expected = [expected[0], -expected[1], -expected[2]]
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, rules._unpad(b, static_pad), rtol=1e-10, atol=1e-12)
+    assert ours[0].abs().sum() > 0
+
+
 class _DepthwiseNet(nn.Module):
     """Stem, stride-1 and stride-2 depthwise convs, 1x1 convs with signed input (a residual), a head."""
 

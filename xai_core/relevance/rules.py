@@ -227,14 +227,25 @@ class StrideSpread:
         norm = F.conv2d(self.mask, self.kernel, None, stride, self.padding, 1, z1.shape[1])
         self.inv_norm = norm.reciprocal_().nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # safe_divide(1, norm)
 
-    def __call__(self, r: torch.Tensor) -> torch.Tensor:
-        """Relevance ``[..., C, h, w]`` at the strided output -> ``[..., C, H1, W1]`` at stride 1."""
+    def _spread(self, r: torch.Tensor) -> torch.Tensor:
         lead = r.shape[:-3]
         flat = (r * self.inv_norm).reshape(-1, *r.shape[-3:]) if lead else r * self.inv_norm
         up = F.conv_transpose2d(
             flat, self.kernel, None, self.stride, self.padding, self.output_padding, self.kernel.shape[0]
         )
-        return up.reshape(*lead, *up.shape[-3:]).mul_(self.mask)
+        return up.reshape(*lead, *up.shape[-3:])
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        """Relevance ``[..., C, h, w]`` at the strided output -> ``[..., C, H1, W1]`` at stride 1."""
+        return self._spread(r).mul_(self.mask)
+
+    def over(self, r: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        """``safe_divide(self(r), z1)`` for the ``z1 >= 0`` it was built from, in place on the spread.
+
+        The mask ``z1 > 0`` is not applied: where it is 0, ``z1 == 0`` and the zero-safe
+        division gives 0 anyway (the same numbers; tests/test_relevance_fast_paths.py).
+        """
+        return self._spread(r).div_(z1).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def stride_of(module: nn.Module) -> tuple[int, int]:
@@ -397,8 +408,7 @@ class ZPlusConv:
         wp, wn = self._w_parts  # type: ignore[misc]
         if self.spread:
             geo = _unstrided(geo)
-            spread = StrideSpread(z, _strides(self.geo), tuple(self.y.shape[-2:]))
-            s = safe_divide(spread(g_out * self.y), z)
+            s = StrideSpread(z, _strides(self.geo), tuple(self.y.shape[-2:])).over(g_out * self.y, z)
         else:
             s = g_out * safe_divide(self.y, z)
         # R_in = x+ * cp + x- * cn, so g_in = cp where x > 0 and cn where x < 0 (in place on fresh tensors)
@@ -455,14 +465,18 @@ def zbox_conv_grads(
     wp, wn = signed_weights(w)
     z = _conv(xf, w, geo) - _conv(lf, wp, geo) - _conv(hf, wn, geo)
     if spread:
-        s = safe_divide(StrideSpread(z, strided, tuple(y.shape[-2:]))(g_out * y), z)
+        # z >= 0 (x lies between the bounds); clamping the rounding below 0 keeps StrideSpread's mask z > 0
+        s = StrideSpread(z.clamp_(min=0), strided, tuple(y.shape[-2:])).over(g_out * y, z)
     else:
         s = g_out * safe_divide(y, z)
     c = x.shape[1]
-    if geo[4] == 1:  # one transposed convolution for the three (weights stacked along input channels)
-        shape = (*xf.shape[:-3], 3 * c, *xf.shape[-2:])
-        g = _conv_t(shape, torch.cat([w, wp, wn], dim=1), s, geo)
-        g_x, g_low, g_high = g[..., :c, :, :], -g[..., c : 2 * c, :, :], -g[..., 2 * c :, :, :]
+    if geo[4] == 1:
+        # one transposed convolution for w+ and w- (stacked along input channels); w = w+ + w-, so
+        # conv^T(w, s) is the sum of the two (a third fewer output channels than stacking w too)
+        shape = (*xf.shape[:-3], 2 * c, *xf.shape[-2:])
+        g = _conv_t(shape, torch.cat([wp, wn], dim=1), s, geo)
+        g_pos, g_neg = g[..., :c, :, :], g[..., c:, :, :]
+        g_x, g_low, g_high = g_pos + g_neg, -g_pos, -g_neg
     else:
         g_x, g_low, g_high = (_conv_t(xf.shape, v, s, geo) for v in (w, wp, wn))
         g_low, g_high = -g_low, -g_high
