@@ -296,7 +296,7 @@ def _complete(state: dict, want: tuple[str, int, str], not_view: str | None) -> 
         and not state["stale"]
         and n_maps == k
         and state["top"]
-        and f"Activation: {activation}," in state["hasActivation"]
+        and f"end activation: {activation};" in state["hasActivation"].lower()  # the fused map's caption
         and (not_view is None or _view_src(state) not in ("", not_view))
     )
 
