@@ -73,10 +73,14 @@ def test_gallery_stop_keeps_the_finished_thumbnails_then_goes_on(browser, server
         page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
         message = page.get_by_text("Stopped after", exact=False).first
         message.wait_for()
+        text = message.inner_text()
+        stated = re.search(r"Stopped after (\d+) of", text)
+        assert stated, text
+        # The note can be drawn before the thumbnails below it in the same run: wait for them.
+        _wait_thumbnails(page, int(stated.group(1)))
         _idle(page)
         _no_errors(page)
         kept = len(_thumbnails(page))
-        text = message.inner_text()
         page.screenshot(path=str(ARTIFACTS / "gallery_stopped.png"))
         assert done <= kept < total, (done, kept, text)
         assert f"{kept} of {total} images" in text, text
