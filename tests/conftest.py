@@ -24,6 +24,15 @@ def slow_except(values, fast):
     return [pytest.param(v, marks=() if v in fast else pytest.mark.slow) for v in values]
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``), so that a fixture's teardown
+    can tell whether its test failed (the browser tests save a screenshot of each page then)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return SAMPLES

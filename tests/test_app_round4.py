@@ -185,3 +185,29 @@ def test_random_xray_weights_flag_the_same_outputs_in_two_processes() -> None:
         for seed in ("1", "2")
     ]  # fmt: skip
     assert outs[0] == outs[1]
+
+
+def _stale_sample_script():
+    """An upload shown, then a change from the sample box drawn before it (stale) and from the one drawn with it."""
+    import streamlit as st
+
+    from pages._ui import widgets
+    from pages._ui.state import set_shared, shared
+
+    set_shared("image.imagenet", widgets.ImageFile("hen.jpg", b"hen", "d" * 64, False))
+    set_shared("uploads.imagenet", 1)
+    st.session_state["cls.sample"] = "cat_dog.png"  # the box drawn before the upload, as the browser last sent it
+    widgets._take_sample("cls.sample", "imagenet")
+    st.write(f"after stale: {shared('image.imagenet').name}")
+    st.session_state["cls.sample.upload1"] = "cat_dog.png"  # the box drawn with the upload: the user's choice
+    widgets._take_sample("cls.sample.upload1", "imagenet")
+    st.write(f"after choice: {shared('image.imagenet')}, sample {shared('sample.imagenet')}")
+
+
+def test_a_stale_sample_box_cannot_drop_the_upload():
+    """CI on a loaded machine lost the upload on the next page: a rerun the browser sent before it had
+    drawn the upload carried the old sample box's value, whose on_change replaced the upload."""
+    at = AppTest.from_function(_stale_sample_script, default_timeout=60).run()
+    assert not at.exception
+    shown = [m.value for m in at.markdown]
+    assert shown == ["after stale: hen.jpg", "after choice: None, sample cat_dog.png"]

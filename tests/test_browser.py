@@ -84,8 +84,9 @@ def browser():
 
 
 @pytest.fixture
-def new_page(browser):
-    """A factory of pages, each in its own browser context (its own Streamlit session)."""
+def new_page(browser, request):
+    """A factory of pages, each in its own browser context (its own Streamlit session). When the test
+    fails, each page's screen is saved as ``artifacts/failed_<test>_<n>.png``."""
     contexts = []
 
     def make(viewport: dict = LAPTOP):
@@ -96,6 +97,15 @@ def new_page(browser):
         return pg
 
     yield make
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for n, c in enumerate(contexts):
+            for pg in c.pages:
+                try:
+                    pg.screenshot(path=str(ARTIFACTS / f"failed_{request.node.name}_{n}.png"), full_page=True)
+                except Exception as e:  # a closed or crashed page: the failure itself is what matters
+                    print(f"no screenshot of page {n}: {e}")
     for c in contexts:
         c.close()
 
@@ -168,6 +178,9 @@ def _shot(page, name: str, *, at: str | None = None) -> Path:
     # Chromium loads images lazily: with a viewport as tall as the page, all of them load.
     loaded = """() => [...document.querySelectorAll('[data-testid="stImage"]')].every(e => {
         const i = e.querySelector('img'); return i && i.complete && i.naturalWidth > 0; })"""
+    states = """() => [...document.querySelectorAll('[data-testid="stImage"]')].map(e => {
+        const i = e.querySelector('img');
+        return i ? [i.src.slice(-60), i.complete, i.naturalWidth, i.loading, e.innerText.slice(0, 40)] : 'no img'; })"""
     size = page.viewport_size
     height = page.evaluate(
         """() => Math.max(document.body.scrollHeight,
@@ -176,7 +189,12 @@ def _shot(page, name: str, *, at: str | None = None) -> Path:
     )
     page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 5000)})
     _idle(page)
-    page.wait_for_function(loaded)
+    try:
+        page.wait_for_function(loaded)
+    except Exception:
+        print("image states:", page.evaluate(states), "height", height)
+        page.screenshot(path=str(ARTIFACTS / name.replace(".png", "_failed.png")))
+        raise
     full = ARTIFACTS / name.replace(".png", "_full.png")
     page.screenshot(path=str(full))
     page.set_viewport_size(size)

@@ -99,6 +99,11 @@ def share_image(family: str, name: str, data: bytes) -> None:
     set_shared(_image_name(family), ImageFile(name, data, image_digest(data), False))
 
 
+def _upload_box(slot: str) -> str:
+    """The end of the sample box's key while the upload ``uploads.<slot>`` is shown (see image_source)."""
+    return f"sample.upload{_count(f'uploads.{slot}')}"
+
+
 def _take_sample(widget: str, family: str) -> None:
     """Sample box ``on_change``: the chosen sample becomes the session's image.
 
@@ -107,6 +112,11 @@ def _take_sample(widget: str, family: str) -> None:
     """
     value = st.session_state.get(widget)
     if value is None:
+        return
+    if shared(_image_name(family)) is not None and not widget.endswith(_upload_box(family)):
+        # A box not drawn while an upload is shown: the browser sent its value before it had
+        # drawn the upload (its message raced the upload's run, seen on a loaded machine as
+        # the upload lost on the next page). Only the box drawn with the upload can replace it.
         return
     set_shared(f"sample.{family}", value)
     if shared(_image_name(family)) is not None:
@@ -142,7 +152,7 @@ def image_source(page: str, family: str, default_sample: str | None = None, *, s
         # chosen: it never names a sample that is not shown, any sample is a change, and no
         # value is ever set on a box the browser already has (such a set, racing the
         # browser's next rerun, once fired the box's on_change and dropped the upload).
-        sample_key = key(page, f"sample.upload{_count(f'uploads.{family}')}")
+        sample_key = key(page, _upload_box(slot))
 
     left, right = st.columns([3, 2])
     with left:
