@@ -126,10 +126,14 @@ def test_side_by_side_two_images_one_model_on_one_scale(browser, server):  # noq
         _idle(page)
         _choose_sample(page, 0, first)
         _choose_sample(page, 1, second)
-        caption = page.get_by_text(f"in image 2 ({second})", exact=False).first
+        # the caption names both images: wait for the run that drew both choices
+        caption = page.get_by_text(
+            re.compile(rf"in image 1 \({re.escape(first)}\).*in image 2 \({re.escape(second)}\)")
+        ).first
         caption.wait_for()
         _idle(page)
         _no_errors(page)
+        said = caption.inner_text()
         fig = _figure(page)
         annotations = " ".join(a.get("text", "") for a in fig["layout"]["annotations"])
         assert "Difference 1 − 2" in annotations, annotations
@@ -148,7 +152,9 @@ def test_side_by_side_two_images_one_model_on_one_scale(browser, server):  # noq
         assert a.max() < maps["cmax"] or b.max() < maps["cmax"], "the bar is the joint range, not one map's"
         assert diff["cmin"] == -diff["cmax"] < 0 and np.abs(d).max() == pytest.approx(diff["cmax"], rel=1e-5)
         np.testing.assert_allclose(d, a - b, atol=1e-5)
-        assert np.abs(d).max() > 1e-3, "two different images give two different maps"
+        assert np.abs(d).max() > 1e-3, (
+            f"two images, two different maps: |1| {np.abs(a).max():.3g}, |2| {np.abs(b).max():.3g}; {said}"
+        )
         assert page.locator(".colorbar").count() == 2, "two colour bars drawn"
         caption = caption.inner_text()
         assert "Maps 1 and 2 share one colour scale" in caption, caption
@@ -156,6 +162,9 @@ def test_side_by_side_two_images_one_model_on_one_scale(browser, server):  # noq
         assert re.search(both, caption), caption
         page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "side_by_side_two_images.png"))
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / "failed_side_by_side_two_images.png"), full_page=True)
+        raise
     finally:
         context.close()
 

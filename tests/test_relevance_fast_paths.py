@@ -218,3 +218,76 @@ def test_batched_classes_equal_one_class_at_a_time(rules_name: str) -> None:
         alone = lrp(net, x, class_idx=[cls], rules=rules_name).relevance[:, 0]
         torch.testing.assert_close(together[:, k], alone, rtol=1e-5, atol=1e-6 * alone.abs().max().item())
     assert together.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- rule outputs without copies
+
+
+class _SkipNet(nn.Module):
+    """conv -> (conv output ``+=`` a skip, in place, like ResNet's ``out += identity``) -> conv -> head.
+
+    ``late``: from now on, the third convolution's output is also modified in place, with grad
+    mode on (``"grad"``) or off (``"no_grad"``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.conv3 = nn.Conv2d(4, 4, 1)
+        self.head = nn.Linear(4, 3)
+        self.late = ""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.conv1(x)
+        b = self.conv2(torch.relu(a))
+        b += a  # the rule output of conv2, modified in place on every pass
+        c = self.conv3(torch.relu(b))
+        if self.late == "grad":
+            c.mul_(1.5)
+        elif self.late == "no_grad":
+            with torch.no_grad():
+                c.mul_(1.5)
+        return self.head(torch.relu(c).mean(dim=(2, 3)))
+
+
+def _known(model: nn.Module, rules_name: str) -> dict[str, bool]:
+    from xai_core.relevance.composite import _ALIASES, rule_set
+
+    return dict(_ALIASES[model][rule_set(rules_name)])
+
+
+@pytest.mark.parametrize("rules_name", ["crisp", "authors"])
+def test_rule_outputs_are_copied_only_where_modified_in_place(rules_name: str) -> None:
+    """The first pass copies every rule output and learns which one is modified in place; later
+    passes skip the other copies and give the same relevance (an aliased ``b += a`` would be
+    refused by autograd)."""
+    model = _SkipNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    first = lrp(model, x, class_idx=[1], rules=rules_name).relevance
+    known = _known(model, rules_name)
+    assert known["conv2"] is False and known["conv1"] is True and known["conv3"] is True
+    for _ in range(2):
+        assert torch.equal(lrp(model, x, class_idx=[1], rules=rules_name).relevance, first)
+    assert _known(model, rules_name) == known
+
+
+@pytest.mark.parametrize("late", ["grad", "no_grad"])
+def test_an_output_modified_in_place_only_later_is_refused_then_copied(late: str) -> None:
+    """An output the first pass saw untouched and a later pass modifies in place (grad mode on or
+    off): a clear error (autograd refuses the modified view at its next use), never a wrong map;
+    the next call copies it and equals a fresh model's result."""
+    from xai_core.errors import MethodError
+
+    model = _SkipNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    lrp(model, x, class_idx=[1])
+    assert _known(model, "crisp")["conv3"] is True
+    model.late = late
+    with pytest.raises(MethodError, match="modified in place"):
+        lrp(model, x, class_idx=[1])
+    assert _known(model, "crisp")["conv3"] is False
+    fresh = _SkipNet().eval()
+    fresh.late = late
+    assert torch.equal(lrp(model, x, class_idx=[1]).relevance, lrp(fresh, x, class_idx=[1]).relevance)

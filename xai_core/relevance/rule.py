@@ -3,7 +3,7 @@
 A rule is what one module does under a rule set (:class:`~xai_core.relevance.composite.Composite`)
 during one hooked forward pass: its :meth:`Rule.forward` receives the module, its input
 and its output, and returns the output with the rule's backward attached
-(:func:`~xai_core.relevance.rules.apply_rule`), or ``None`` to leave the plain gradient.
+(:meth:`RuleContext.apply`), or ``None`` to leave the plain gradient.
 The signal that flows backward is ``g = R / a`` (relevance per unit of activation, see
 :mod:`xai_core.relevance.rules`), so a rule's :meth:`Rule.backward` maps the signal at the
 module's output to the signal at its input.
@@ -76,6 +76,15 @@ class RuleContext:
     state: RelevancePass
     identities: frozenset[str]
     names: dict[nn.Module, str]
+    alias: bool = False
+
+    def apply(self, grad_fn: Any, output: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """``output`` with the rule ``grad_fn`` attached (:func:`~xai_core.relevance.rules.apply_rule`).
+
+        The output is the module's own tensor, not a copy, when the pass knows that no later
+        operation modifies it in place (``alias``, set per module by the pass).
+        """
+        return maths.apply_rule(grad_fn, output, *inputs, alias=self.alias)
 
     def count(self, module: nn.Module) -> None:
         """Record one call of ``module`` under the rules."""
@@ -142,7 +151,7 @@ class Rule:
         """Attach :meth:`backward` to the output (default: the module's input gets the signal)."""
         params = {n: p.detach() for n, p in module.named_parameters(recurse=False)}
         fwd = Forward(module, inp.detach(), output.detach(), params)
-        return maths.apply_rule(functools.partial(self.backward, fwd), output, inp)
+        return ctx.apply(functools.partial(self.backward, fwd), output, inp)
 
     def backward(self, fwd: Forward, g_out: torch.Tensor) -> torch.Tensor:
         """Signal at the input from the signal ``g_out`` at the output (``R_in = x * g_in``).
@@ -189,11 +198,11 @@ class Identity(Rule):
         if producer is not None and producer[0] is inp:
             conv_rule, conv_inp = producer[1], producer[2]
             fused = conv_rule.with_output(output.detach())
-            new = maths.apply_rule(fused, output, conv_inp)
+            new = ctx.apply(fused, output, conv_inp)
             ctx.state.constant[id(new)] = (new, fused.supported)
             return new
         fn = functools.partial(maths.identity_grad, inp.detach(), output.detach())
-        return ctx.carry_constant(inp, maths.apply_rule(fn, output, inp))
+        return ctx.carry_constant(inp, ctx.apply(fn, output, inp))
 
 
 class Pool(Rule):
@@ -223,18 +232,18 @@ class ZPlus(Rule):
         xd, weight = inp.detach(), module.weight.detach()  # as used now: a canonizer may be undone before the backward
         if isinstance(module, nn.Linear):
             fn = functools.partial(maths.zplus_linear_grad, module, xd, output.detach(), weight=weight)
-            return maths.apply_rule(fn, output, inp)
+            return ctx.apply(fn, output, inp)
         if not self.track_constants:
             if self.spread:
                 fn = maths.ZPlusConv(module, xd, output.detach(), weight=weight, spread=True)
             else:
                 fn = functools.partial(maths.zplus_conv_grad, module, xd, output.detach(), weight=weight)
-            return maths.apply_rule(fn, output, inp)
+            return ctx.apply(fn, output, inp)
         hit = ctx.state.constant.get(id(inp))
         rule = maths.ZPlusConv(
             module, xd, output.detach(), weight=weight, constant=None if hit is None else hit[1], spread=self.spread
         )
-        new = maths.apply_rule(rule, output, inp)
+        new = ctx.apply(rule, output, inp)
         ctx.state.constant[id(new)] = (new, rule.supported)
         ctx.state.fusable[id(new)] = (new, rule, inp)
         return new
@@ -289,7 +298,7 @@ class ZBox(Rule):
             weight=weight,
             spread=self.spread,
         )
-        new = maths.apply_rule(fn, output, inp, low, high)
+        new = ctx.apply(fn, output, inp, low, high)
         if self.mark_constant and module.bias is not None and output.dim() == 4:
             out, bias = output.detach(), module.bias.detach()[:, None, None]
             ctx.state.constant[id(new)] = (new, functools.partial(maths.differs_mask, out, bias))

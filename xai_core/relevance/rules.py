@@ -499,15 +499,20 @@ def zplus_linear_grad(
 
 
 class _RuleFunction(torch.autograd.Function):
-    """Returns a copy of ``y`` whose backward is ``grad_fn(g_out) -> grads of inputs``."""
+    """Returns ``y`` (``alias``) or a copy of it, whose backward is ``grad_fn(g_out) -> grads of inputs``."""
 
     @staticmethod
-    def forward(ctx: Any, grad_fn: Any, y: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:  # noqa: D401
+    def forward(ctx: Any, grad_fn: Any, alias: bool, y: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:  # noqa: D401
         ctx.grad_fn = grad_fn
         ctx.n_inputs = len(inputs)
-        # y is kept by the closure; the returned copy may be modified in place downstream
-        # (DenseNet's functional relu_) without touching what the backward needs.
-        return y.clone()
+        if not alias:
+            # A copy: later ops may modify it in place (ResNet's ``out += identity``) without
+            # touching the ``y`` the backward reads.
+            return y.clone()
+        # y itself (autograd returns it as a view of y): no copy, for outputs no later op
+        # modifies in place. Autograd refuses any later use of such a view whose base was
+        # modified in place (in either grad mode), so a wrong map cannot come of it.
+        return y
 
     @staticmethod
     def backward(ctx: Any, g_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -515,10 +520,10 @@ class _RuleFunction(torch.autograd.Function):
         if isinstance(grads, torch.Tensor):
             grads = (grads,)
         ctx.grad_fn = None  # free the forward tensors held by the closure
-        return (None, None, *grads)
+        return (None, None, None, *grads)
 
 
-def apply_rule(grad_fn: Any, y: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+def apply_rule(grad_fn: Any, y: torch.Tensor, *inputs: torch.Tensor, alias: bool = False) -> torch.Tensor:
     """Tensor equal to ``y`` (``[N, ...]``), differentiable w.r.t. ``inputs`` by ``grad_fn``.
 
     Args:
@@ -526,5 +531,8 @@ def apply_rule(grad_fn: Any, y: torch.Tensor, *inputs: torch.Tensor) -> torch.Te
         y: the module's real output (detached inside).
         inputs: the tensors the signal is sent to (the module's input, plus the bound
             images for z^B).
+        alias: return ``y`` itself rather than a copy: only for an output that no later
+            operation modifies in place (:func:`~xai_core.relevance.composite.relevance_rules`
+            learns which those are; autograd refuses a use of one that was modified after all).
     """
-    return _RuleFunction.apply(grad_fn, y.detach(), *inputs)
+    return _RuleFunction.apply(grad_fn, alias, y.detach(), *inputs)
