@@ -14,13 +14,10 @@ from pages._ui.state import ensure_routed, key, remember, seed
 from pages._ui.widgets import (
     cam_methods,
     class_picker,
-    device_note,
     image_source,
-    layer_picker,
-    load_model_or_explain,
     map_display_controls,
     method_params,
-    model_picker,
+    model_sidebar,
 )
 from xai_core.report import coinciding_groups
 
@@ -36,18 +33,14 @@ st.markdown(
 )
 
 image = image_source(PAGE, "imagenet", default_sample="cat_dog.png")
-with st.sidebar:
-    st.header("Model")
-    choice, weights_file = model_picker(PAGE, "imagenet")
-model = load_model_or_explain(choice, weights_file)
-if model is None:
+chosen = model_sidebar(PAGE, "imagenet")
+if chosen is None:
     st.stop()
+choice, model, layer = chosen
 
 methods = cam_methods()  # every CAM-family method of the registry, at one layer
 labels = {m.key: m.label for m in methods}
 with st.sidebar:
-    device_note(model)
-    layer = layer_picker(PAGE, model, choice)
     unavailable = compute.unavailable_methods(model, layer)  # e.g. CAM away from the head layer
     fast = [m.key for m in methods if not m.slow and m.key not in unavailable]
     slow = [m.key for m in methods if m.slow and m.key not in unavailable]

@@ -18,11 +18,8 @@ from pages._ui.widgets import (
     IMAGE_TYPES,
     IMAGE_UPLOAD_MB,
     cam_methods,
-    device_note,
-    layer_picker,
-    load_model_or_explain,
     method_picker,
-    model_picker,
+    model_sidebar,
     share_image,
 )
 from xai_core.gallery import MAX_FILES, SORTS, export_zip, gallery_rows, sort_rows
@@ -63,18 +60,14 @@ st.caption(
 )
 
 # ----------------------------------------------------------------------------- sidebar
-with st.sidebar:
-    st.header("Model")
-    choice, weights_file = model_picker(PAGE, "imagenet")
-model = load_model_or_explain(choice, weights_file)
-if model is None:
+chosen = model_sidebar(PAGE, "imagenet")
+if chosen is None:
     st.stop()
+choice, model, layer = chosen
 fast = [m for m in cam_methods() if not m.slow]
 fast_keys = [m.key for m in fast]
 labels = {m.key: m.label for m in fast}
 with st.sidebar:
-    device_note(model)
-    layer = layer_picker(PAGE, model, choice)
     unavailable = compute.unavailable_methods(model, layer)  # e.g. CAM away from the head layer
     method, params = method_picker(PAGE, unavailable=unavailable)
     fast_keys = [k for k in fast_keys if k not in unavailable]

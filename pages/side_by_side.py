@@ -103,11 +103,11 @@ image = image_source(PAGE, family, default_sample=DEFAULT_SAMPLE[family])
 if two_images:
     st.subheader("Image 2")
     image_2 = image_source(f"{PAGE}_2", family, default_sample=SECOND_SAMPLE[family], scope="2")
-model_a = load_model_or_explain(choice_a, weights_a)
+model_a = load_model_or_explain(choice_a, weights_a, who="" if two_images else "Model A")
 if two_images:  # one model: the second is the first (same classes, layer, method)
     choice_b, model_b = choice_a, model_a
 else:
-    model_b = load_model_or_explain(choice_b, weights_b)
+    model_b = load_model_or_explain(choice_b, weights_b, who="Model B")
 if model_a is None or model_b is None:
     st.stop()
 shared = xc.common_classes(model_a.labels, model_b.labels)

@@ -42,7 +42,8 @@ def test_two_models_share_one_colour_scale_and_show_their_difference():
     # not "weights not available" (no weights but Lite0's ship offline).
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert _radio(at, "Weights").value == "random"
-    assert any("Random weights" in w.value and "not a result" in w.value for w in at.warning)
+    said = [w.value for w in at.warning if "andom weights" in w.value]
+    assert len(said) == 1 and said[0].startswith("**Model B (ResNet50): random weights — not a result.**"), said
     fig = _figure(at)
     titles = json.dumps(fig["layout"]["annotations"], ensure_ascii=False)
     assert "ResNet50 (random weights)" in titles and "EfficientNet-Lite0 (offline)<br>" in titles, titles

@@ -265,11 +265,12 @@ def model_picker(
 
 
 def load_model_or_explain(
-    choice: compute.ModelChoice, weights_file: bytes | None, *, say_random: bool = True
+    choice: compute.ModelChoice, weights_file: bytes | None, *, say_random: bool = True, who: str = ""
 ) -> xc.LoadedModel | None:
     """Load the chosen model; when weights are missing, say so and how to supply them.
 
     ``say_random=False``: the page says itself, beside its result, that random weights give none.
+    ``who``: the model's name on a page with two (``"Model B"``), so that a warning says which.
     """
     if choice.weights == "file" and not choice.digest:
         st.info("Upload a weights file in the sidebar (or choose another weights source).")
@@ -295,9 +296,10 @@ def load_model_or_explain(
         st.error(str(err))
         return None
     if choice.weights == "random" and say_random:
+        which = f"{who} ({model.spec.label}): r" if who else "R"
         st.warning(
-            "**Random weights — not a result.** This model is untrained: its outputs and maps are meaningless "
-            "and nothing is flagged against thresholds; use this only to try the dashboard."
+            f"**{which}andom weights — not a result.** This model is untrained: its outputs and maps are "
+            "meaningless and nothing is flagged against thresholds; use this only to try the dashboard."
         )
     return model
 
@@ -586,8 +588,10 @@ class Setup(NamedTuple):
     class_mode: str = "join"
 
 
-def explanation_sidebar(page: str, family: str, what: str = "classes", *, say_random: bool = True) -> Setup | None:
-    """Model, layer, base method, chosen classes and display controls in the sidebar (None: no usable model).
+def model_sidebar(
+    page: str, family: str, *, say_random: bool = True
+) -> tuple[compute.ModelChoice, xc.LoadedModel, str] | None:
+    """The sidebar's "Model" section: model, weights source, device and layer (None: no usable model).
 
     ``say_random``: see :func:`load_model_or_explain`.
     """
@@ -597,10 +601,23 @@ def explanation_sidebar(page: str, family: str, what: str = "classes", *, say_ra
     model = load_model_or_explain(choice, weights_file, say_random=say_random)
     if model is None:
         return None
-    k_max = min(K_MAX, model.n_valid)
     with st.sidebar:
         device_note(model)
         layer = layer_picker(page, model, choice)
+    return choice, model, layer
+
+
+def explanation_sidebar(page: str, family: str, what: str = "classes", *, say_random: bool = True) -> Setup | None:
+    """Model, layer, base method, chosen classes and display controls in the sidebar (None: no usable model).
+
+    ``say_random``: see :func:`load_model_or_explain`.
+    """
+    chosen = model_sidebar(page, family, say_random=say_random)
+    if chosen is None:
+        return None
+    choice, model, layer = chosen
+    k_max = min(K_MAX, model.n_valid)
+    with st.sidebar:
         method, params = method_picker(page, unavailable=compute.unavailable_methods(model, layer))
         classes, mode = class_picker(page, family, model, what)
         st.header("Display")
