@@ -351,25 +351,36 @@ def test_slow_method_shown_again_on_comparison(new_page, server):
     page.get_by_text("Include slow methods", exact=False).first.click()
     page.get_by_role("button", name="Compute Score-CAM").click()
     score = page.locator('[data-testid="stImage"]', has_text="Score-CAM: ")
-    score.wait_for()
+    score.first.wait_for()
     _idle(page)
     _no_errors(page)
 
+    def one_score_map() -> None:
+        # during a rerun the old map (stale) and the new one can both be in the page: wait for one
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('[data-testid="stImage"]')]
+                     .filter(e => e.innerText.includes('Score-CAM: ')).length === 1""",
+            timeout=WAIT_MS,
+        )
+
+    one_score_map()
     _select(page, "Colour map (single-class maps)", "jet", type_text="jet")
     _idle(page)
-    score.wait_for()
+    score.first.wait_for()
+    one_score_map()
     _no_errors(page)
     _go(page, "Classification")
     _image(page, "FM-G-CAM fused map").wait_for()
     _go(page, "Method comparison")
-    score.wait_for()
+    score.first.wait_for()
     _idle(page)
+    one_score_map()
     _no_errors(page)
 
     fresh = new_page()
     _slow_setup(fresh, server, "comparison")
     fresh.get_by_text("Include slow methods", exact=False).first.click()
-    fresh.locator('[data-testid="stImage"]', has_text="Score-CAM: ").wait_for()
+    fresh.locator('[data-testid="stImage"]', has_text="Score-CAM: ").first.wait_for()
     _idle(fresh)
     _no_errors(fresh)
 
